@@ -1,0 +1,423 @@
+"""Tests of bench/evaluate.py: hand-derived cases, properties against a pure-Python reference, file I/O."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bench.evaluate import (
+    DIAGNOSTIC_KEYS,
+    IOU_THRESHOLDS,
+    METRIC_KEYS,
+    NMS_THRESHOLD,
+    RECALL_AT,
+    evaluate,
+    evaluate_file,
+    nms,
+    read_predictions,
+    temporal_iou,
+    write_predictions,
+)
+
+DATA = Path(__file__).parent / "data"
+
+
+def f64(x) -> torch.Tensor:
+    return torch.tensor(x, dtype=torch.float64)
+
+
+def batch(queries: list[tuple[float, list[float], list[list[float]]]], pad: float = math.nan):
+    """(duration, gt, ranked spans) per query -> pred [Q, K, 2] (padded with ``pad``), gt, duration, valid."""
+    n_cand = max(len(spans) for _, _, spans in queries)
+    pred = torch.full((len(queries), n_cand, 2), pad, dtype=torch.float64)
+    valid = torch.zeros(len(queries), n_cand, dtype=torch.bool)
+    for q, (_, _, spans) in enumerate(queries):
+        pred[q, : len(spans)] = f64(spans)
+        valid[q, : len(spans)] = True
+    return pred, f64([g for _, g, _ in queries]), f64([d for d, _, _ in queries]), valid
+
+
+def run(queries, **kwargs) -> dict[str, float]:
+    pred, gt, duration, valid = batch(queries)
+    return evaluate(pred, gt, duration, valid, **kwargs)
+
+
+def assert_metrics(result: dict[str, float], expected: dict[str, float]) -> None:
+    for key, value in expected.items():
+        assert result[key] == pytest.approx(value, abs=1e-12), key
+
+
+# ---------------------------------------------------------------- pure-Python reference (scalar loops)
+
+
+def ref_iou(a: list[float], b: list[float]) -> float:
+    inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
+    union = max(a[1], b[1]) - min(a[0], b[0])
+    return inter / union if union > 0 else 0.0
+
+
+def ref_nms(spans: list[list[float]], threshold: float, top_k: int = 5) -> list[list[float]]:
+    kept: list[list[float]] = []
+    for span in spans:
+        if len(kept) == top_k:
+            break
+        if all(ref_iou(span, k) <= threshold for k in kept):
+            kept.append(span)
+    return kept
+
+
+def ref_evaluate(queries, nms_threshold: float = NMS_THRESHOLD) -> dict[str, float]:
+    hits = {key: 0 for key in METRIC_KEYS[:-1]}
+    sum_iou = sum_centre = sum_len = 0.0
+    n_clipped_pred = n_clipped_gt = 0
+    for duration, gt, spans in queries:
+
+        def clip(span, d=duration):
+            return [min(max(span[0], 0.0), d), min(max(span[1], 0.0), d)]
+
+        g, preds = clip(gt), [clip(s) for s in spans]
+        n_clipped_gt += g != list(gt)
+        n_clipped_pred += any(p != list(s) for p, s in zip(preds, spans, strict=True))
+        ious = [ref_iou(k, g) for k in ref_nms(preds, nms_threshold)]
+        for n in RECALL_AT:
+            for m in IOU_THRESHOLDS:
+                hits[f"R{n}@{m}"] += any(iou > m for iou in ious[:n])
+        top1 = preds[0]
+        sum_iou += ious[0]
+        sum_centre += g[0] <= (top1[0] + top1[1]) / 2 <= g[1]
+        sum_len += (top1[1] - top1[0]) / duration
+    n = len(queries)
+    result = {key: count / n for key, count in hits.items()}
+    result.update(mIoU=sum_iou / n, centre_in=sum_centre / n, pred_len=sum_len / n)
+    result.update(n=n, n_clipped_pred=n_clipped_pred, n_clipped_gt=n_clipped_gt)
+    return result
+
+
+# Coordinates on a 0.5 s grid, from before the video to past its end: exact IoU ties with the thresholds
+# (0.5, 0.1 ...) and spans that need clipping both come up often.
+coord = st.integers(-4, 30).map(lambda i: i / 2)
+span_st = st.tuples(coord, coord).map(sorted)
+query_st = st.tuples(st.integers(1, 24).map(lambda i: i / 2), span_st, st.lists(span_st, min_size=1, max_size=8))
+batch_st = st.lists(query_st, min_size=1, max_size=6)
+
+
+# ---------------------------------------------------------------- constants and the golden vector
+
+
+def test_metric_keys_order() -> None:
+    expected = ("R1@0.1", "R1@0.3", "R1@0.5", "R1@0.7", "R5@0.1", "R5@0.3", "R5@0.5", "R5@0.7", "mIoU")
+    assert expected == METRIC_KEYS
+    assert DIAGNOSTIC_KEYS == ("centre_in", "pred_len")
+    assert NMS_THRESHOLD == 0.45
+
+
+GOLDEN = [[0.0, 10.0], [1.0, 11.0], [20.0, 30.0], [5.0, 15.0]]
+
+
+@pytest.mark.parametrize("threshold", [0.5, 0.45])
+def test_golden_vector(threshold: float) -> None:
+    # baselines.md §9. [1,11] vs kept [0,10]: inter 9, union 11 -> 0.818 > both thresholds: suppressed.
+    # [20,30] is disjoint from [0,10]: kept. [5,15] vs [0,10]: inter 5, union 15 -> 1/3 <= 0.45 and <= 0.5,
+    # and 0 with [20,30]: kept. So the kept set is the same at 0.5 (2D-TAN ActivityNet) and 0.45 (SIL).
+    kept, kept_valid = nms(f64([GOLDEN]), threshold=threshold)
+    assert kept[0, :3].tolist() == [[0.0, 10.0], [20.0, 30.0], [5.0, 15.0]]
+    assert kept_valid.tolist() == [[True, True, True, False, False]]
+    # IoU with GT [2,12]: [0,10] inter 8 union 12 = 2/3; [20,30] 0; [5,15] inter 7 union 13 = 7/13.
+    iou = temporal_iou(kept[0, :3], f64([2.0, 12.0]))
+    assert iou.tolist() == pytest.approx([2 / 3, 0.0, 7 / 13], abs=1e-15)
+    result = run([(60.0, [2.0, 12.0], GOLDEN)], nms_threshold=threshold)
+    expected = {f"R{n}@{m}": float(m < 2 / 3) for n in RECALL_AT for m in IOU_THRESHOLDS}
+    assert_metrics(result, expected | {"mIoU": 2 / 3, "centre_in": 1.0, "pred_len": 10 / 60})
+
+
+# ---------------------------------------------------------------- more hand-computed cases
+
+
+def test_multi_query_batch_by_hand() -> None:
+    queries = [
+        # Q0: exact hit. IoU 1. centre 5 in [0,10]. length 10/30.
+        (30.0, [0.0, 10.0], [[0.0, 10.0]]),
+        # Q1: gt [20,40] clipped to [20,30]; pred [-5,5] clipped to [0,5] (IoU 0, centre 2.5 out,
+        #     length 5/30). [18,30] is disjoint from [0,5], so NMS keeps it: inter 10, union 12 -> 5/6.
+        (30.0, [20.0, 40.0], [[-5.0, 5.0], [18.0, 30.0]]),
+        # Q2: top-1 [4,8] vs [5,10]: inter 3, union 6 -> exactly 0.5 (fails m=0.5, strict >).
+        #     [5,9] vs [4,8]: 3/5 = 0.6 > 0.45, suppressed. [6,10] vs [4,8]: 2/6, kept; vs gt 4/5 = 0.8.
+        #     centre 6 in. length 4/20.
+        (20.0, [5.0, 10.0], [[4.0, 8.0], [5.0, 9.0], [6.0, 10.0]]),
+        # Q3: [6,9] vs [2,4]: 0, centre 7.5 out, length 3/10. [0,10] vs [6,9]: 3/10 kept; vs gt 2/10 = 0.2.
+        (10.0, [2.0, 4.0], [[6.0, 9.0], [0.0, 10.0]]),
+    ]
+    expected = {
+        "R1@0.1": 2 / 4, "R1@0.3": 2 / 4, "R1@0.5": 1 / 4, "R1@0.7": 1 / 4,  # Q0+Q2, Q0+Q2, Q0, Q0
+        "R5@0.1": 4 / 4, "R5@0.3": 3 / 4, "R5@0.5": 3 / 4, "R5@0.7": 3 / 4,  # all, Q0-Q2 (Q3's best is 0.2)
+        "mIoU": (1 + 0 + 0.5 + 0) / 4,
+        "centre_in": 2 / 4,
+        "pred_len": (10 / 30 + 5 / 30 + 4 / 20 + 3 / 10) / 4,  # = 0.25
+        "n": 4, "n_clipped_pred": 1, "n_clipped_gt": 1,
+    }  # fmt: skip
+    assert_metrics(run(queries), expected)
+
+
+def test_iou_equal_to_threshold_does_not_count() -> None:
+    # gt [0,10], pred [0,5]: inter 5, union 10 -> IoU exactly 0.5; "IoU > m" is strict.
+    result = run([(10.0, [0.0, 10.0], [[0.0, 5.0]])])
+    assert_metrics(result, {"R1@0.3": 1.0, "R1@0.5": 0.0, "R5@0.5": 0.0, "mIoU": 0.5})
+
+
+def test_zero_length_spans() -> None:
+    # Documented choice: union <= 0 gives IoU 0, so identical points have IoU 0; a point has IoU 0 with
+    # anything.
+    assert temporal_iou(f64([5.0, 5.0]), f64([5.0, 5.0])).item() == 0.0
+    assert temporal_iou(f64([5.0, 5.0]), f64([0.0, 10.0])).item() == 0.0
+    # Two identical points therefore do not suppress each other in NMS.
+    kept, kept_valid = nms(f64([[[5.0, 5.0], [5.0, 5.0], [0.0, 10.0]]]))
+    assert kept_valid[0].tolist() == [True, True, True, False, False]
+    # gt [0,10]: top-1 point at 5 -> IoU 0, centre 5 inside, length 0; [0,10] is kept third with IoU 1.
+    result = run([(20.0, [0.0, 10.0], [[5.0, 5.0], [5.0, 5.0], [0.0, 10.0]])])
+    assert_metrics(result, {"R1@0.1": 0.0, "R5@0.7": 1.0, "mIoU": 0.0, "centre_in": 1.0, "pred_len": 0.0})
+    # A zero-length ground truth can never be hit in the standard IoU.
+    assert run([(20.0, [3.0, 3.0], [[3.0, 3.0], [2.0, 4.0]])])["R5@0.1"] == 0.0
+
+
+def test_spans_past_the_duration_are_clipped_and_counted() -> None:
+    queries = [
+        # pred [-5,10] -> [0,10], [15,30] -> [15,20]; gt [15,25] -> [15,20]. Top-1 IoU 0; second IoU 1.
+        (20.0, [15.0, 25.0], [[-5.0, 10.0], [15.0, 30.0]]),
+        # [25,30] lies wholly past the end: it becomes the point [20,20]; IoU 0, length 0; [0,5] not clipped.
+        (20.0, [0.0, 5.0], [[25.0, 30.0], [0.0, 5.0]]),
+        (20.0, [0.0, 5.0], [[0.0, 5.0]]),  # nothing clipped
+    ]
+    result = run(queries)
+    assert_metrics(result, {"n_clipped_pred": 2, "n_clipped_gt": 1, "R1@0.1": 1 / 3, "R5@0.7": 1.0})
+    assert result["pred_len"] == pytest.approx((10 / 20 + 0 + 5 / 20) / 3)
+
+
+def test_ties_in_score_keep_the_file_order(tmp_path: Path) -> None:
+    # Documented: the evaluator never re-sorts; between equal scores the earlier line entry ranks higher.
+    # gt [10,20]: [10,15] has IoU 0.5 (fails m=0.5), [10,20] has IoU 1.
+    first, second = [10.0, 15.0, 2.0], [10.0, 20.0, 2.0]
+    for spans, r1 in (([first, second], 0.0), ([second, first], 1.0)):
+        path = tmp_path / "tie.jsonl"
+        path.write_text(json.dumps({"qid": "t#0", "duration": 50.0, "gt": [10.0, 20.0], "pred": spans}) + "\n")
+        assert read_predictions(path).pred[0].tolist() == [s[:2] for s in spans]
+        assert evaluate_file(path)["R1@0.5"] == r1
+
+
+def test_fewer_than_five_candidates() -> None:
+    kept, kept_valid = nms(f64([[[0.0, 4.0], [6.0, 10.0]]]))
+    assert kept_valid.tolist() == [[True, True, False, False, False]]
+    assert kept[0, 2:].tolist() == [[0.0, 0.0]] * 3  # padding is zeros
+    # gt [6,10]: the second (and last) candidate is a hit; a single-candidate query works too.
+    result = run([(10.0, [6.0, 10.0], [[0.0, 4.0], [6.0, 10.0]]), (10.0, [0.0, 1.0], [[0.0, 1.0]])])
+    assert_metrics(result, {"R1@0.7": 0.5, "R5@0.7": 1.0, "mIoU": 0.5})
+
+
+def test_padding_can_sit_anywhere_and_hold_anything() -> None:
+    # Padding (valid False) is skipped wherever it sits, even NaN/inf or start > end.
+    pred = f64([[[math.nan, math.inf], [0.0, 5.0], [9.0, 1.0], [0.0, 10.0]]])
+    valid = torch.tensor([[False, True, False, True]])
+    # Top-1 is the first VALID span, [0,5]: IoU 0.5 with gt [0,10]. [0,10] vs [0,5] is 5/10 = 0.5:
+    # suppressed at NMS 0.45 (0.5 > 0.45), kept at NMS 0.5 (not > 0.5), where its IoU 1 hits m = 0.5.
+    kept, kept_valid = nms(torch.where(valid[..., None], pred, 0.0), valid)
+    assert kept[0, 0].tolist() == [0.0, 5.0] and kept_valid[0].tolist() == [True, False, False, False, False]
+    gt, duration = f64([[0.0, 10.0]]), f64([10.0])
+    assert_metrics(evaluate(pred, gt, duration, valid), {"mIoU": 0.5, "R1@0.3": 1.0, "R5@0.5": 0.0})
+    assert_metrics(evaluate(pred, gt, duration, valid, nms_threshold=0.5), {"R1@0.5": 0.0, "R5@0.5": 1.0})
+
+
+def test_inflated_original_mode_by_hand() -> None:
+    gt, pred = f64([0.0, 1.0]), f64([0.5, 1.5])
+    # standard: inter 0.5, union 1.5 -> 1/3. inflated: (0.5 + 1) / (1.5 + 1) = 0.6.
+    assert temporal_iou(pred, gt).item() == pytest.approx(1 / 3)
+    assert temporal_iou(pred, gt, mode="inflated-original").item() == pytest.approx(0.6)
+    # Disjoint spans 0.5 s apart: raw overlap -0.5, hull 4 -> (-0.5 + 1) / (4 + 1) = 0.1 (standard 0);
+    # 8 s apart the raw value is negative and is clamped to 0, as in the original code.
+    assert temporal_iou(f64([0.0, 2.0]), f64([2.5, 4.0]), mode="inflated-original").item() == pytest.approx(0.1)
+    assert temporal_iou(f64([0.0, 2.0]), f64([10.0, 12.0]), mode="inflated-original").item() == 0.0
+    queries = [(10.0, [0.0, 1.0], [[0.5, 1.5]])]
+    assert_metrics(run(queries), {"R1@0.3": 1.0, "R1@0.5": 0.0, "mIoU": 1 / 3})
+    assert_metrics(run(queries, iou_mode="inflated-original"), {"R1@0.5": 1.0, "R1@0.7": 0.0, "mIoU": 0.6})
+    with pytest.raises(ValueError, match="unknown IoU mode"):
+        run(queries, iou_mode="inflated")
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        (lambda p, g, d, v: p.__setitem__((1, 0), f64([5.0, 4.0])), "start > end"),
+        (lambda p, g, d, v: p.__setitem__((1, 0, 1), math.nan), "non-finite"),
+        (lambda p, g, d, v: g.__setitem__((1, 1), math.inf), "non-finite"),
+        (lambda p, g, d, v: g.__setitem__(1, f64([3.0, 2.0])), "start > end"),
+        (lambda p, g, d, v: d.__setitem__(1, 0.0), "duration"),
+        (lambda p, g, d, v: d.__setitem__(1, -3.0), "duration"),
+        (lambda p, g, d, v: v.__setitem__(1, False), "no valid prediction"),
+    ],
+)
+def test_bad_input_raises_with_the_query_index(change, fragment: str) -> None:
+    pred, gt, duration, valid = batch([(10.0, [0.0, 5.0], [[0.0, 5.0]])] * 3, pad=0.0)
+    change(pred, gt, duration, valid)
+    with pytest.raises(ValueError, match="query index 1") as err:
+        evaluate(pred, gt, duration, valid)
+    assert fragment in str(err.value)
+
+
+def test_bad_shapes_raise() -> None:
+    with pytest.raises(ValueError, match="gt must have shape"):
+        evaluate(torch.zeros(2, 3, 2), torch.zeros(3, 2), torch.ones(2))
+    with pytest.raises(ValueError, match=r"pred must be \[Q, K, 2\]"):
+        evaluate(torch.zeros(2, 3), torch.zeros(2, 2), torch.ones(2))
+
+
+def test_large_k_matches_the_reference() -> None:
+    # The 2D-TAN map has 1104 candidates; continuous random spans, 40 queries.
+    rng = random.Random(0)
+    queries = []
+    for _ in range(40):
+        duration = rng.uniform(5.0, 200.0)
+        spans = [sorted((rng.uniform(-5, duration + 5), rng.uniform(-5, duration + 5))) for _ in range(1104)]
+        queries.append((duration, sorted((rng.uniform(0, duration), rng.uniform(0, duration))), spans))
+    assert_metrics(run(queries), ref_evaluate(queries))
+
+
+# ---------------------------------------------------------------- properties
+
+
+@settings(max_examples=200, deadline=None)
+@given(a=span_st, b=span_st, mode=st.sampled_from(["standard", "inflated-original"]))
+def test_iou_symmetric_and_bounded(a, b, mode: str) -> None:
+    ab, ba = temporal_iou(f64(a), f64(b), mode).item(), temporal_iou(f64(b), f64(a), mode).item()
+    assert ab == ba
+    assert 0.0 <= ab <= 1.0
+    if mode == "standard":
+        assert ab == ref_iou(a, b)
+    if a[1] > a[0]:
+        assert temporal_iou(f64(a), f64(a), mode).item() == 1.0
+
+
+@settings(max_examples=200, deadline=None)
+@given(spans=st.lists(span_st, min_size=1, max_size=12), threshold=st.sampled_from([0.0, 0.3, 0.45, 0.5, 0.9]))
+def test_nms_kept_spans_do_not_overlap_beyond_threshold(spans, threshold: float) -> None:
+    kept, kept_valid = nms(f64([spans]), threshold=threshold)
+    kept_spans = kept[0][kept_valid[0]].tolist()
+    assert kept_spans == ref_nms(spans, threshold)
+    for i, a in enumerate(kept_spans):
+        for b in kept_spans[i + 1 :]:
+            assert ref_iou(a, b) <= threshold
+
+
+@settings(max_examples=200, deadline=None)
+@given(queries=batch_st, threshold=st.sampled_from([0.3, 0.45, 0.5]))
+def test_batched_evaluate_equals_the_reference(queries, threshold: float) -> None:
+    result = run(queries, nms_threshold=threshold)
+    assert_metrics(result, ref_evaluate(queries, threshold))
+    for m in IOU_THRESHOLDS:
+        assert result[f"R5@{m}"] >= result[f"R1@{m}"]
+    for n in RECALL_AT:
+        values = [result[f"R{n}@{m}"] for m in IOU_THRESHOLDS]
+        assert values == sorted(values, reverse=True)
+    assert all(0.0 <= result[key] <= 1.0 for key in METRIC_KEYS + DIAGNOSTIC_KEYS)
+
+
+@settings(max_examples=100, deadline=None)
+@given(queries=batch_st, data=st.data())
+def test_permuting_queries_does_not_change_the_metrics(queries, data) -> None:
+    order = data.draw(st.permutations(range(len(queries))))
+    result, permuted = run(queries), run([queries[i] for i in order])
+    for key in METRIC_KEYS + DIAGNOSTIC_KEYS + ("n", "n_clipped_pred", "n_clipped_gt"):
+        assert permuted[key] == pytest.approx(result[key], abs=1e-12)
+
+
+# ---------------------------------------------------------------- predictions files
+
+
+def test_golden_file() -> None:
+    # tests/data/predictions_golden.jsonl (NMS 0.45; its blank line and extra key are there on purpose):
+    # golden#0 (duration 60, gt [2,12]): the §9 vector. Top-1 [0,10] IoU 2/3; kept [0,10],[20,30],[5,15],
+    #   best kept IoU 2/3. centre 5 in. length 10/60.
+    # late#1 (duration 100, gt [40,60], no scores): [90,110] is clipped to [90,100]. NMS keeps all four
+    #   ([10,30] vs [0,20] = 10/30 <= 0.45). Top-1 [0,20] IoU 0, centre 10 out, length 20/100.
+    #   Best kept: [45,65] inter 15, union 25 = 0.6.
+    # tie#2 (duration 50, gt [10,20], tied scores 2.0): file order makes [10,15] top-1: IoU 5/10 = 0.5
+    #   (fails m=0.5). [10,20] vs [10,15] = 0.5 > 0.45: suppressed. [0,50] kept, IoU 10/50 = 0.2.
+    #   centre 12.5 in. length 5/50.
+    # R1@0.1 = R1@0.3 = 2/3 (golden, tie); R1@0.5 = 1/3 (golden); R1@0.7 = 0.
+    # R5@0.1 = R5@0.3 = 1; R5@0.5 = 2/3 (golden 0.667, late 0.6; tie's best is 0.5); R5@0.7 = 0.
+    # mIoU = (2/3 + 0 + 1/2) / 3 = 7/18; centre_in = 2/3; pred_len = (1/6 + 1/5 + 1/10) / 3 = 7/45.
+    expected = {
+        "R1@0.1": 2 / 3, "R1@0.3": 2 / 3, "R1@0.5": 1 / 3, "R1@0.7": 0.0,
+        "R5@0.1": 1.0, "R5@0.3": 1.0, "R5@0.5": 2 / 3, "R5@0.7": 0.0,
+        "mIoU": 7 / 18, "centre_in": 2 / 3, "pred_len": 7 / 45,
+        "n": 3, "n_clipped_pred": 1, "n_clipped_gt": 0,
+    }  # fmt: skip
+    assert_metrics(evaluate_file(DATA / "predictions_golden.jsonl"), expected)
+    predictions = read_predictions(DATA / "predictions_golden.jsonl")
+    assert predictions.qids == ["golden#0", "late#1", "tie#2"]
+    assert predictions.valid.sum(dim=1).tolist() == [4, 4, 3]
+    assert torch.isnan(predictions.scores[1]).all()  # late#1 has no scores
+
+
+def test_write_read_round_trip(tmp_path: Path) -> None:
+    pred, gt, duration, valid = batch(
+        [(60.5, [1.25, 7.0], [[0.0, 3.5], [2.0, 9.0], [1.0, 1.0]]), (12.0, [0.0, 12.0], [[0.1, 0.3]])],
+        pad=0.0,
+    )
+    scores = f64([[0.9, 0.9, 0.1], [math.nan, math.nan, math.nan]])
+    path = tmp_path / "round.jsonl"
+    write_predictions(path, ["a#0", "b#1"], duration, gt, pred, scores, valid)
+    back = read_predictions(path)
+    assert back.qids == ["a#0", "b#1"]
+    for name, tensor in (("duration", duration), ("gt", gt), ("pred", pred), ("valid", valid)):
+        assert torch.equal(getattr(back, name), tensor), name
+    assert torch.equal(back.scores.nan_to_num(-1.0), torch.where(valid, scores, math.nan).nan_to_num(-1.0))
+    assert evaluate_file(path) == evaluate(pred, gt, duration, valid)
+    write_predictions(path, ["a#0", "b#1"], duration, gt, pred, valid=valid)  # no scores at all
+    assert torch.isnan(read_predictions(path).scores).all()
+
+
+GOOD = '{"qid": "ok#0", "duration": 10, "gt": [1, 2], "pred": [[1, 2, 0.5]]}'
+BAD_LINES = {
+    "bad JSON": '{"qid": "x#1", "duration": 10,',
+    "not an object": "[1, 2]",
+    "missing qid": '{"duration": 10, "gt": [1, 2], "pred": [[1, 2]]}',
+    "missing key": '{"qid": "x#1", "duration": 10, "pred": [[1, 2]]}',
+    "duplicate qid": GOOD,
+    "gt wrong shape": '{"qid": "x#1", "duration": 10, "gt": [1, 2, 3], "pred": [[1, 2]]}',
+    "span wrong shape": '{"qid": "x#1", "duration": 10, "gt": [1, 2], "pred": [[1]]}',
+    "pred not a list": '{"qid": "x#1", "duration": 10, "gt": [1, 2], "pred": "1 2"}',
+    "non-numeric duration": '{"qid": "x#1", "duration": "ten", "gt": [1, 2], "pred": [[1, 2]]}',
+    "non-numeric span": '{"qid": "x#1", "duration": 10, "gt": [1, 2], "pred": [["a", 2]]}',
+    "boolean span": '{"qid": "x#1", "duration": 10, "gt": [1, 2], "pred": [[true, 2]]}',
+    "NaN": '{"qid": "x#1", "duration": 10, "gt": [1, 2], "pred": [[NaN, 2]]}',
+    "duration <= 0": '{"qid": "x#1", "duration": 0, "gt": [1, 2], "pred": [[1, 2]]}',
+    "scores increase": '{"qid": "x#1", "duration": 10, "gt": [1, 2], "pred": [[1, 2, 0.5], [0, 3, 0.9]]}',
+    "mixed scores": '{"qid": "x#1", "duration": 10, "gt": [1, 2], "pred": [[1, 2, 0.5], [0, 3]]}',
+    "empty pred": '{"qid": "x#1", "duration": 10, "gt": [1, 2], "pred": []}',
+    "pred start > end": '{"qid": "x#1", "duration": 10, "gt": [1, 2], "pred": [[0, 1], [3, 2]]}',
+    "gt start > end": '{"qid": "x#1", "duration": 10, "gt": [2, 1], "pred": [[1, 2]]}',
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_LINES))
+def test_file_errors_name_the_file_and_line(case: str, tmp_path: Path) -> None:
+    path = tmp_path / "my_preds.jsonl"
+    path.write_text(f"{GOOD}\n\n{BAD_LINES[case]}\n")  # the bad entry sits on line 3 (line 2 is blank)
+    with pytest.raises(ValueError) as err:
+        read_predictions(path)
+    message = str(err.value)
+    assert "my_preds.jsonl" in message and "line 3" in message and "Fix:" in message
+    if case not in ("bad JSON", "not an object", "missing qid"):  # the qid is known: it is named
+        assert ("'ok#0'" if case == "duplicate qid" else "'x#1'") in message
+
+
+def test_empty_file_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "empty.jsonl"
+    path.write_text("\n\n")
+    with pytest.raises(ValueError, match="empty.jsonl"):
+        read_predictions(path)
