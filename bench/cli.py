@@ -1,0 +1,225 @@
+"""The ``bench`` command: the verbs and nothing else; each verb calls one function of the suite."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from bench import config as cfg
+from bench import datasets
+
+EPILOG = "Runs go to $WSVG_HOME (default ./runs); MLFLOW_TRACKING_URI overrides the tracking store."
+
+
+def _add_view_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--dataset",
+        default="synth",
+        choices=datasets.DATASET_NAMES,
+        help="whose runs fill the 'ours' lines (default: synth)",
+    )
+    p.add_argument("--profile", default="small", choices=cfg.PROFILES, help="default: small")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bench",
+        description="wsvg-bench: reproduce weakly-supervised spoken video grounding (SIL, ACL 2023).",
+        epilog=EPILOG,
+    )
+    sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    p = sub.add_parser(
+        "run",
+        help="train and evaluate methods; every run is tracked in MLflow",
+        epilog=EPILOG,
+        description="Run one method (--method), every implemented row of a table (--table), or "
+        "one method's row of a table (both). One tracked run per seed.",
+    )
+    p.add_argument("--method", help="registry name (see `bench methods`)")
+    p.add_argument("--table", type=int, help="paper table number, 1-11")
+    p.add_argument("--dataset", default="synth", choices=datasets.DATASET_NAMES, help="default: synth")
+    p.add_argument(
+        "--profile",
+        default="small",
+        choices=cfg.PROFILES,
+        help="tiny: CI smoke; small: the CPU default; paper: App. B.2 settings (default: small)",
+    )
+    p.add_argument("--seeds", default="0,1,2", help="comma list or range, e.g. 0,1,2 or 0-4 (default: 0,1,2)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: auto")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        dest="overrides",
+        help="override one config field, e.g. --set train.epochs=3 (repeatable)",
+    )
+
+    p = sub.add_parser("table", help="print a paper table: the paper's numbers beside the reproduced ones")
+    p.add_argument("number", type=int, help="1-11")
+    p.add_argument("--format", default="md", choices=("md", "latex"))
+    _add_view_options(p)
+
+    p = sub.add_parser("report", help="write every table as Markdown and LaTeX into a report folder")
+    p.add_argument("--out", type=Path, default=Path("reports/generated"), help="default: reports/generated")
+    _add_view_options(p)
+
+    sub.add_parser("methods", help="list the method registry: what runs today and what is planned")
+
+    p = sub.add_parser("data", help="datasets: list them (building and checking data arrive with issue 3)")
+    data_sub = p.add_subparsers(dest="data_verb", required=True, metavar="ACTION")
+    data_sub.add_parser("list", help="the datasets `bench run --dataset` accepts, and their state")
+
+    p = sub.add_parser("ui", help="open the MLflow UI on 127.0.0.1 over the suite's tracking store")
+    p.add_argument("--port", type=int, default=5000)
+
+    p = sub.add_parser(
+        "evaluate",
+        help="score a predictions file with the suite's one evaluator",
+        description="Score a JSON-lines predictions file (format: `python -m pydoc bench.evaluate`"
+        " or the README): one line per query with qid, duration, gt and ranked pred.",
+    )
+    p.add_argument("predictions", type=Path)
+    p.add_argument("--nms", type=float, default=None, help="NMS threshold for R@5 (default: 0.45, as the paper)")
+    p.add_argument(
+        "--iou",
+        default="standard",
+        choices=("standard", "inflated-original"),
+        help="inflated-original: the original code's (inter+1)/(union+1); not comparable to papers",
+    )
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    import signal
+
+    if hasattr(signal, "SIGPIPE"):  # `bench methods | head` ends quietly instead of with a traceback
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    args = build_parser().parse_args(argv)
+    try:
+        return VERBS[args.verb](args)
+    except (ValueError, KeyError, FileNotFoundError, NotImplementedError, RuntimeError) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"bench {args.verb}: error: {message}", file=sys.stderr)
+        return 2
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bench import run, tables
+
+    specs = run.methods_to_run(args.method, args.table)
+    seeds = run.parse_seeds(args.seeds)
+    overrides = cfg.parse_overrides(args.overrides)
+    if not specs:
+        table = tables.load_table(args.table)
+        print(
+            f"bench run: none of the {len(table.rows)} rows of Table {args.table} (nor its blind rows) is "
+            "implemented in this version of the suite; nothing was run. `bench methods` shows what is planned.",
+            file=sys.stderr,
+        )
+    outcomes = run.run(
+        specs,
+        dataset=args.dataset,
+        profile=args.profile,
+        seeds=seeds,
+        device=args.device,
+        overrides=overrides,
+        table=args.table,
+    )
+    for o in outcomes:
+        extra = "  ".join(f"{k}={v * 100:.2f}" for k, v in o.test.items() if k.startswith(("R1@", "mIoU")))
+        print(f"{o.status:8s} {o.method} seed={o.seed} run={o.run_id or '-'}  {extra or o.error}")
+    if args.table is not None:
+        print()
+        print(tables.render(args.table, "md", args.dataset, args.profile))
+    return 1 if any(o.status != "FINISHED" for o in outcomes) else 0
+
+
+def cmd_table(args: argparse.Namespace) -> int:
+    from bench import tables
+
+    print(tables.render(args.number, args.format, args.dataset, args.profile), end="")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from bench import report
+
+    written = report.write_report(args.out, args.dataset, args.profile)
+    for path in written:
+        print(path)
+    return 0
+
+
+def cmd_methods(args: argparse.Namespace) -> int:
+    from bench import tables
+    from methods import registry
+
+    in_tables: dict[str, list[str]] = {}
+    for t in tables.load_all():
+        for r in t.rows:
+            if r.method:
+                in_tables.setdefault(r.method, []).append(str(t.number))
+    print(f"{'method':22s} {'status':18s} {'query':10s} {'superv.':8s} {'stages':22s} tables")
+    for name, spec in registry.all_methods().items():
+        status = "runs" if spec.implemented else (f"planned (#{spec.issue})" if spec.issue else "planned")
+        where = ",".join(dict.fromkeys(in_tables.get(name, []))) or (
+            "all (blind)" if name in tables.BLIND_METHODS else "-"
+        )
+        print(
+            f"{name:22s} {status:18s} {spec.query:10s} {spec.supervision:8s} {'+'.join(spec.stages) or '-':22s} {where}"
+        )
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    for name, spec in datasets.all_datasets().items():
+        state = "available" if spec.open else f"planned (#{spec.issue})"
+        print(f"{name:22s} {state:14s} {spec.description}")
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    import subprocess
+
+    from bench import tracking
+
+    command = tracking.ui_command(args.port)
+    print(f"MLflow UI on http://127.0.0.1:{args.port} over {tracking.tracking_uri()} (Ctrl-C stops it)")
+    return subprocess.call(command)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from bench import evaluate, tables
+
+    nms = evaluate.NMS_THRESHOLD if args.nms is None else args.nms
+    metrics = evaluate.evaluate_file(args.predictions, nms_threshold=nms, iou_mode=args.iou)
+    if args.json:
+        print(json.dumps({"file": str(args.predictions), "nms": nms, "iou": args.iou, **metrics}, indent=2))
+        return 0
+    print(f"{args.predictions}: {int(metrics['n'])} queries, NMS {nms}, IoU {args.iou}")
+    if args.iou != "standard":
+        print("WARNING: inflated IoU (inter+1)/(union+1) of the original code; not comparable to standard IoU")
+    for key in (*evaluate.METRIC_KEYS, *evaluate.DIAGNOSTIC_KEYS):
+        print(f"  {tables.METRIC_LABELS[key]:14s} {metrics[key] * 100:6.2f}")
+    for key in ("n_clipped_pred", "n_clipped_gt"):
+        if metrics.get(key):
+            print(f"  {key}: {int(metrics[key])} queries had a span clipped to [0, duration]")
+    return 0
+
+
+VERBS = {
+    "run": cmd_run,
+    "table": cmd_table,
+    "report": cmd_report,
+    "methods": cmd_methods,
+    "data": cmd_data,
+    "ui": cmd_ui,
+    "evaluate": cmd_evaluate,
+}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""The dataset registry: which benchmarks ``bench run --dataset`` accepts and how each is opened.
+
+A dataset is opened once per process and shared by every method of a ``bench run --table N``; its
+``content_hash`` goes into every run's parameters. Datasets that a later issue will build are listed with
+that issue, and opening them is a clear error rather than a guess.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+class Dataset(Protocol):
+    """What the harness needs of an opened dataset; methods use the richer object they are given."""
+
+    name: str
+    content_hash: str
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    description: str
+    open: Callable[[str, Any], Dataset] | None = None  # open(profile, device) -> Dataset
+    issue: int | None = None
+
+
+_DATASETS: dict[str, DatasetSpec] = {
+    "synth": DatasetSpec("synth", "the embedded synthetic spoken-grounding benchmark (generated, cached)", issue=3),
+    "activitynet-speech": DatasetSpec(
+        "activitynet-speech", "ActivityNet Speech: C3D features + spoken captions, from a local data root", issue=3
+    ),
+    "activitynet-captions": DatasetSpec(
+        "activitynet-captions", "ActivityNet Captions annotations only (for the blind rows)", issue=7
+    ),
+}
+DATASET_NAMES: tuple[str, ...] = tuple(_DATASETS)
+_OPENED: dict[tuple[str, str, str], Dataset] = {}
+
+
+def register(spec: DatasetSpec) -> None:
+    """Install (or replace, for a dataset listed above that an issue now implements) a dataset."""
+    _DATASETS[spec.name] = spec
+
+
+def spec(name: str) -> DatasetSpec:
+    if name not in _DATASETS:
+        raise KeyError(f"no dataset named {name!r}; choose one of {', '.join(_DATASETS)}")
+    return _DATASETS[name]
+
+
+def all_datasets() -> dict[str, DatasetSpec]:
+    return dict(_DATASETS)
+
+
+def open_dataset(name: str, profile: str, device: Any) -> Dataset:
+    """Open ``name`` for ``profile`` once per process; later calls return the same object."""
+    ds = spec(name)
+    if ds.open is None:
+        raise NotImplementedError(
+            f"dataset {name!r} is not built yet in this version of the suite (issue {ds.issue} adds it)"
+        )
+    key = (name, profile, str(device))
+    if key not in _OPENED:
+        _OPENED[key] = ds.open(profile, device)
+    return _OPENED[key]

@@ -1,0 +1,218 @@
+"""``bench run``: resolve the rows to run, then for each method and seed open one tracked run.
+
+One query's path through the suite: ``bench run`` (cli) -> :func:`run` -> the method's ``run(ctx)``
+(data from :mod:`bench.datasets`, training in ``bench.train``, scoring in :mod:`bench.evaluate`) ->
+:class:`RunResult` -> logged by :mod:`bench.tracking` -> read back by :mod:`bench.tables`.
+
+A method's run function receives a :class:`RunContext` and returns a :class:`RunResult`. It never opens
+MLflow runs, picks seeds or devices itself: the harness does that once, the same way for every method.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import config as cfg
+from bench import datasets, tracking
+from methods import registry
+from methods.registry import MethodSpec
+
+
+@dataclass
+class RunContext:
+    """Everything a method's run function may use; built by the harness for one (method, seed)."""
+
+    spec: MethodSpec
+    config: Any
+    dataset_name: str
+    profile: str
+    seed: int
+    device: Any
+    log: tracking.RunLogger
+    workdir: Path  # checkpoints of this (method, dataset, profile, seed, config) live here; resume reads them
+    cache_dir: Path  # stage cache shared by all runs (pre-trained encoders, ASR models)
+    _data: Any = None
+
+    @property
+    def data(self) -> Any:
+        """The dataset, opened once per process and shared by every method in it."""
+        if self._data is None:
+            self._data = datasets.open_dataset(self.dataset_name, self.profile, self.device)
+        return self._data
+
+
+@dataclass
+class RunResult:
+    """What a method hands back: test metrics from :mod:`bench.evaluate` (fractions), and how it chose them."""
+
+    test: dict[str, float]
+    val_best: dict[str, float] = field(default_factory=dict)
+    selected_epoch: int | None = None
+    predictions: Path | None = None  # the test predictions file in the evaluator's JSON-lines format
+    dataset_hash: str | None = None
+
+
+@dataclass
+class Outcome:
+    method: str
+    seed: int
+    status: str  # FINISHED or FAILED
+    run_id: str | None
+    test: dict[str, float] = field(default_factory=dict)
+    error: str = ""
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"0,1,2"`` or ``"0-4"`` -> a list of distinct seeds, in order."""
+    seeds: list[int] = []
+    try:
+        for part in text.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            if "-" in part[1:]:
+                lo, hi = part.split("-", 1)
+                seeds.extend(range(int(lo), int(hi) + 1))
+            else:
+                seeds.append(int(part))
+    except ValueError:
+        raise ValueError(f"seeds {text!r}: write them as 0,1,2 or 0-4") from None
+    if not seeds:
+        raise ValueError("no seeds given; write them as 0,1,2 or 0-4")
+    return list(dict.fromkeys(seeds))
+
+
+def pick_device(name: str) -> Any:
+    """``auto`` -> the local rank's GPU when CUDA is there, else the CPU; ``cuda`` without CUDA is an error."""
+    import torch
+
+    if name not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device {name!r}: choose auto, cpu or cuda")
+    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was asked for, but torch sees no CUDA device; use --device cpu")
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def set_seed(seed: int) -> None:
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def methods_to_run(method: str | None, table: int | None) -> list[MethodSpec]:
+    """The methods a ``bench run`` invocation means, in table order; errors say what to do instead."""
+    from bench import tables
+
+    if method is None and table is None:
+        raise ValueError("say what to run: --method NAME, --table N, or both (`bench methods` lists names)")
+    if method is not None:
+        spec = registry.get(method)
+        if table is not None:
+            rows = [r for r in tables.load_table(table).rows if r.method == method]
+            if not rows and method not in tables.BLIND_METHODS:
+                raise ValueError(
+                    f"method {method!r} has no row in table {table}; its rows: {', '.join(spec.rows) or 'none listed'}"
+                )
+        if not spec.implemented:
+            when = f"issue {spec.issue} adds it" if spec.issue else "no issue has been filed for it yet"
+            raise NotImplementedError(
+                f"method {method!r} ({spec.title}) is not implemented in this version "
+                f"of the suite: {when}. `bench methods` shows what runs today."
+            )
+        return [spec]
+    names = [r.method for r in tables.load_table(table).rows if r.method]
+    if tables.load_table(table).is_grounding:
+        names += list(tables.BLIND_METHODS)
+    specs = [registry.get(n) for n in dict.fromkeys(names)]
+    return [s for s in specs if s.implemented]
+
+
+def run(
+    specs: Sequence[MethodSpec],
+    *,
+    dataset: str,
+    profile: str,
+    seeds: Sequence[int],
+    device: str = "auto",
+    overrides: dict[str, str] | None = None,
+    table: int | None = None,
+    progress: bool = True,
+) -> list[Outcome]:
+    """Run every (method, seed); a failure is logged FAILED and reported, and the others still run."""
+    from tqdm import tqdm
+
+    cfg.check_profile(profile)
+    datasets.spec(dataset)
+    dev = pick_device(device)
+    jobs = [(s, seed) for s in specs for seed in seeds]
+    outcomes = []
+    for spec, seed in tqdm(jobs, desc="bench run", unit="run", disable=not progress or len(jobs) < 2):
+        outcomes.append(_run_one(spec, seed, dataset, profile, dev, overrides or {}, table))
+    return outcomes
+
+
+def _run_one(
+    spec: MethodSpec, seed: int, dataset: str, profile: str, device: Any, overrides: dict[str, str], table: int | None
+) -> Outcome:
+    from bench import evaluate
+
+    assert spec.run is not None and spec.config is not None
+    method_cfg = cfg.apply_overrides(spec.config(profile), overrides)
+    chash = cfg.config_hash(method_cfg)
+    home = tracking.runs_home()
+    workdir = home / "work" / spec.name / dataset / profile / f"seed{seed}" / chash
+    workdir.mkdir(parents=True, exist_ok=True)
+    params = {
+        "method": spec.name,
+        "dataset": dataset,
+        "profile": profile,
+        "seed": seed,
+        "device": str(device),
+        "table": table if table is not None else "-",
+        "config_hash": chash,
+        "evaluator": evaluate.DEFINITION,
+    }
+    run_id = None
+    try:
+        with tracking.start_run(
+            f"{spec.name}/{dataset}/{profile}/seed{seed}", params, tags={"wsvg.rows": ",".join(spec.rows)}
+        ) as log:
+            run_id = log.run_id
+            log.log_dict(
+                {"method": spec.name, "profile": profile, "overrides": overrides, "config": cfg.to_dict(method_cfg)},
+                "config/resolved.json",
+            )
+            set_seed(seed)
+            ctx = RunContext(spec, method_cfg, dataset, profile, seed, device, log, workdir, home / "cache")
+            result = spec.run(ctx)
+            if not isinstance(result, RunResult) or not result.test:
+                raise RuntimeError(f"method {spec.name} returned no test metrics")
+            log.log_params(
+                {
+                    "dataset_hash": result.dataset_hash or getattr(ctx._data, "content_hash", "none"),
+                    "selected_epoch": result.selected_epoch if result.selected_epoch is not None else "-",
+                }
+            )
+            log.log_metrics(result.val_best, prefix="val_best/")
+            log.log_metrics(result.test, prefix="test/")
+            if result.predictions is not None:
+                log.log_artifact(result.predictions, "predictions")
+    except KeyboardInterrupt:
+        raise
+    except Exception as err:  # noqa: BLE001 - every failure is reported, logged FAILED, and the sweep goes on
+        detail = "".join(traceback.format_exception_only(err)).strip()
+        print(f"bench run: {spec.name} seed {seed} FAILED: {detail}", file=sys.stderr)
+        return Outcome(spec.name, seed, "FAILED", run_id, error=detail)
+    return Outcome(spec.name, seed, "FINISHED", run_id, test=result.test)

@@ -1,0 +1,97 @@
+"""Shared fixtures: an isolated run directory, and a test-only method + dataset for the harness tests.
+
+The harness (tracking, tables, ``bench run``) is tested with a tiny method whose predictions are known by
+hand, so every number a test asserts can be derived on paper. It is registered only inside the tests.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+
+from bench import datasets, evaluate
+from bench.run import RunContext, RunResult
+from methods import registry
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("WSVG_SHARED", REPO.parent / "shared"))
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch) -> Path:
+    """A fresh suite run directory with its own sqlite store."""
+    monkeypatch.setenv("WSVG_HOME", str(tmp_path / "runs"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("RANK", raising=False)
+    return tmp_path / "runs"
+
+
+@dataclass(frozen=True)
+class ShiftConfig:
+    """The test method's config: it predicts the true span with its end pushed ``shift`` s per seed."""
+
+    shift: float = 10.0
+    fail: bool = False
+
+
+@dataclass
+class ToyData:
+    """Four queries of 100 s videos, each with the true moment [0, 50]."""
+
+    name: str = "toy"
+    content_hash: str = "toyhash00001"
+    gt: torch.Tensor = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        self.gt = torch.tensor([[0.0, 50.0]] * 4)
+
+
+def shift_run(ctx: RunContext) -> RunResult:
+    """Predict [0, 50 + shift * seed]: seed 0 is exact (IoU 1), seed 1 IoU 50/60, seed 2 IoU 50/70."""
+    if ctx.config.fail:
+        raise RuntimeError("planned failure")
+    data = ctx.data
+    end = 50.0 + ctx.config.shift * ctx.seed
+    pred = torch.tensor([[[0.0, end], [60.0, 90.0]]] * 4)
+    for epoch in range(2):
+        ctx.log.log_metrics({"R1@0.5": 0.5 * epoch}, step=epoch, prefix="val/")
+    path = ctx.workdir / "test_predictions.jsonl"
+    duration = torch.full((4,), 100.0)
+    evaluate.write_predictions(path, [f"q{i}" for i in range(4)], duration, data.gt, pred)
+    return RunResult(
+        test=evaluate.evaluate_file(path),
+        val_best={"R1@0.5": 0.5},
+        selected_epoch=1,
+        predictions=path,
+        dataset_hash=data.content_hash,
+    )
+
+
+@pytest.fixture
+def toy_method(monkeypatch):
+    """Register the test method under the name ``base`` (a Table 1/3 row) and the dataset ``synth``."""
+    spec = registry.MethodSpec(
+        name="base",
+        title="Base (test stand-in)",
+        stages=("ground",),
+        query="speech",
+        supervision="weak",
+        rows=("table1:base",),
+        run=shift_run,
+        config=lambda profile: ShiftConfig(),
+    )
+    monkeypatch.setattr(registry, "_REGISTRY", {"base": spec})
+    monkeypatch.setattr(
+        datasets,
+        "_DATASETS",
+        {
+            **datasets._DATASETS,
+            "synth": datasets.DatasetSpec("synth", "toy stand-in", open=lambda profile, device: ToyData()),
+        },
+    )
+    monkeypatch.setattr(datasets, "_OPENED", {})
+    return spec

@@ -1,0 +1,228 @@
+"""``bench run`` end to end with a test-only method: tracking, FAILED runs, tables from runs, the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from pathlib import Path
+
+import pytest
+
+from bench import cli, run, tables, tracking
+
+IOU = [1.0, 50 / 60, 50 / 70]  # top-1 IoU of the test method for seeds 0, 1, 2 (see conftest.shift_run)
+
+
+def test_run_logs_params_metrics_and_artifacts(home, toy_method):
+    outcomes = run.run(
+        [toy_method], dataset="synth", profile="tiny", seeds=[0, 1, 2], device="cpu", table=1, progress=False
+    )
+    assert [o.status for o in outcomes] == ["FINISHED"] * 3
+    runs = tracking.finished_runs({"method": "base"})
+    assert len(runs) == 3
+    assert sorted(runs["params.seed"]) == ["0", "1", "2"]
+    assert set(runs["params.dataset_hash"]) == {"toyhash00001"}
+    assert set(runs["params.profile"]) == {"tiny"}
+    assert set(runs["params.table"]) == {"1"}
+    for key in ("commit", "dirty", "config_hash", "version.torch", "version.mlflow", "evaluator"):
+        assert f"params.{key}" in runs and runs[f"params.{key}"].notna().all()
+    by_seed = runs.set_index("params.seed")
+    for seed, iou in enumerate(IOU):
+        assert by_seed.loc[str(seed), "metrics.test/mIoU"] == pytest.approx(iou)
+    # the @ of R1@0.5 becomes _IoU in MLflow keys
+    assert by_seed.loc["1", "metrics.test/R1_IoU0.7"] == 1.0  # 0.833 > 0.7
+    assert by_seed.loc["2", "metrics.test/R1_IoU0.7"] == 1.0  # 0.714 > 0.7
+    assert by_seed.loc["0", "metrics.val_best/R1_IoU0.5"] == 0.5
+    assert (home / "mlflow.db").exists()
+    # the resolved config and the predictions file are artifacts of each run
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking.tracking_uri())
+    files = {a.path for a in mlflow.MlflowClient().list_artifacts(runs.iloc[0]["run_id"], "config")}
+    assert "config/resolved.json" in files
+    preds = mlflow.MlflowClient().list_artifacts(runs.iloc[0]["run_id"], "predictions")
+    assert [p.path for p in preds] == ["predictions/test_predictions.jsonl"]
+    history = mlflow.MlflowClient().get_metric_history(runs.iloc[0]["run_id"], "val/R1_IoU0.5")
+    assert [(m.step, m.value) for m in history] == [(0, 0.0), (1, 0.5)]
+
+
+def test_failed_run_is_failed_and_never_enters_a_table(home, toy_method, monkeypatch, capsys):
+    ok = run.run([toy_method], dataset="synth", profile="tiny", seeds=[0], device="cpu", progress=False)
+    bad = run.run(
+        [toy_method],
+        dataset="synth",
+        profile="tiny",
+        seeds=[1],
+        device="cpu",
+        overrides={"fail": "true"},
+        progress=False,
+    )
+    assert ok[0].status == "FINISHED" and bad[0].status == "FAILED"
+    assert "planned failure" in bad[0].error
+    assert "FAILED" in capsys.readouterr().err
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking.tracking_uri())
+    statuses = sorted(r.info.status for r in mlflow.search_runs(search_all_experiments=True, output_format="list"))
+    assert statuses == ["FAILED", "FINISHED"]
+    repro = tables.collect(tracking.finished_runs({"dataset": "synth", "profile": "tiny"}), "base")
+    assert repro is not None and repro.seeds == [0]
+
+
+def test_rerun_adds_runs_and_table_uses_newest_per_seed(home, toy_method):
+    run.run([toy_method], dataset="synth", profile="tiny", seeds=[1], device="cpu", progress=False)
+    run.run(
+        [toy_method],
+        dataset="synth",
+        profile="tiny",
+        seeds=[1],
+        device="cpu",
+        overrides={"shift": "30"},
+        progress=False,
+    )
+    runs = tracking.finished_runs({"method": "base"})
+    assert len(runs) == 2  # nothing overwritten
+    repro = tables.collect(runs, "base")
+    assert repro.n == 1 and repro.mean["mIoU"] == pytest.approx(50 / 80)  # the newer run (shift 30)
+
+
+def test_table_shows_mean_std_and_delta(home, toy_method):
+    run.run([toy_method], dataset="synth", profile="tiny", seeds=[0, 1, 2], device="cpu", progress=False)
+    text = tables.render(1, "md", dataset="synth", profile="tiny")
+    mean, std = statistics.fmean(IOU) * 100, statistics.stdev(IOU) * 100
+    line = next(li for li in text.splitlines() if "ours (n=3)" in li)
+    assert f"{mean:.2f} ± {std:.2f}" in line  # mIoU: 84.92 ± 14.30
+    assert "100.00 ± 0.00" in line  # R@1 IoU=0.7 holds for all three seeds
+    delta_line = text.splitlines()[text.splitlines().index(line) + 1]
+    assert f"{mean - 28.44:+.2f}" in delta_line  # the paper's Base mIoU is 28.44
+    assert "seeds 0, 1, 2" in text and "toyhash00001" in text and "profile tiny" in text
+    assert "not a reproduction of the paper" in text
+    # rows without runs stay missing; SIL's paper number is there but no reproduced number
+    sil = text.splitlines().index(next(li for li in text.splitlines() if li.startswith("| Base+")))
+    assert "missing" in text.splitlines()[sil + 1]
+
+
+def test_table_without_runs_marks_every_reproduced_cell_missing(home):
+    for fmt in ("md", "latex"):
+        text = tables.render(1, fmt, dataset="synth", profile="small")
+        cell = "| ours |" if fmt == "md" else "& ours &"
+        ours = [li for li in text.splitlines() if cell in li]
+        assert len(ours) == len(tables.load_table(1).rows) + len(tables.BLIND_METHODS)
+        for li in ours:
+            cells = [c.strip() for c in li.strip("| \\").split("&" if fmt == "latex" else "|")]
+            numbers = [c for c in cells if any(ch.isdigit() for ch in c)]
+            assert numbers == [], li
+    latex = tables.render(1, "latex")
+    assert r"\toprule" in latex and r"\bottomrule" in latex and "76.42" in latex
+    assert "R@1 IoU=0.5" in latex
+
+
+def test_run_refuses_planned_methods_and_wrong_rows(home):
+    with pytest.raises(NotImplementedError, match="issue 5"):
+        run.methods_to_run("sil", 1)
+    with pytest.raises(ValueError, match="no row in table 8"):
+        run.methods_to_run("sil", 8)
+    with pytest.raises(KeyError, match="did you mean|Did you mean"):
+        run.methods_to_run("sill", None)
+    assert run.methods_to_run(None, 1) == []  # nothing implemented yet in Table 1
+
+
+def test_seeds_parsing():
+    assert run.parse_seeds("0,1,2") == [0, 1, 2]
+    assert run.parse_seeds("0-4") == [0, 1, 2, 3, 4]
+    assert run.parse_seeds("3, 3,1") == [3, 1]
+    with pytest.raises(ValueError):
+        run.parse_seeds("a")
+
+
+def test_non_zero_rank_does_not_log(home, toy_method, monkeypatch):
+    monkeypatch.setenv("RANK", "1")
+    out = run.run([toy_method], dataset="synth", profile="tiny", seeds=[0], device="cpu", progress=False)
+    assert out[0].status == "FINISHED" and out[0].run_id is None
+    monkeypatch.delenv("RANK")
+    assert len(tracking.finished_runs()) == 0
+
+
+def test_tracking_uri_is_absolute_sqlite_and_overridable(home, monkeypatch, tmp_path):
+    assert tracking.tracking_uri() == f"sqlite:///{home}/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/other.db")
+    assert tracking.tracking_uri() == f"sqlite:///{tmp_path}/other.db"
+    assert tracking.mlflow_key("R5@0.7") == "R5_IoU0.7" and tracking.metric_name("R5_IoU0.7") == "R5@0.7"
+
+
+# --- the CLI ------------------------------------------------------------------------------------------
+
+
+def test_cli_run_and_table(home, toy_method, capsys):
+    assert (
+        cli.main(["run", "--method", "base", "--table", "1", "--profile", "tiny", "--seeds", "0,1", "--device", "cpu"])
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert out.count("FINISHED") == 2 and "ours (n=2)" in out
+    assert cli.main(["table", "3", "--profile", "tiny", "--format", "latex"]) == 0
+    assert "ours (n=2)" in capsys.readouterr().out  # Base is a row of Table 3 too
+
+
+def test_cli_errors_are_one_line(home, capsys):
+    assert cli.main(["run", "--method", "sil", "--table", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bench run: error:") and "issue 5" in err and "Traceback" not in err
+    assert cli.main(["run"]) == 2
+    assert "--method" in capsys.readouterr().err
+    assert cli.main(["table", "12"]) == 2
+    assert "tables 1 to 11" in capsys.readouterr().err
+    assert cli.main(["run", "--table", "1", "--set", "nokey"]) == 2
+    assert "key=value" in capsys.readouterr().err
+
+
+def test_cli_run_table_with_nothing_implemented(home, capsys):
+    assert cli.main(["run", "--table", "1", "--profile", "tiny"]) == 0
+    captured = capsys.readouterr()
+    assert "nothing was run" in captured.err
+    assert "| VSLNet |" in captured.out and "missing" in captured.out
+
+
+def test_cli_evaluate_golden_file(capsys):
+    path = Path(__file__).resolve().parent / "data" / "predictions_golden.jsonl"
+    assert cli.main(["evaluate", str(path), "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["n"] == 3 and metrics["nms"] == 0.45 and metrics["iou"] == "standard"
+    assert 0 <= metrics["mIoU"] <= 1 and not math.isnan(metrics["R5@0.5"])
+    assert cli.main(["evaluate", str(path)]) == 0
+    assert "R@1 IoU=0.5" in capsys.readouterr().out
+
+
+def test_cli_evaluate_bad_file_names_it(tmp_path, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"qid": "a", "duration": 10, "gt": [0, 5], "pred": [[6, 2]]}\n')
+    assert cli.main(["evaluate", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "bad.jsonl" in err and "Traceback" not in err
+
+
+def test_cli_methods_and_data_and_report(home, tmp_path, capsys):
+    assert cli.main(["methods"]) == 0
+    out = capsys.readouterr().out
+    assert "sil" in out and "planned (#5)" in out
+    assert cli.main(["data", "list"]) == 0
+    assert "synth" in capsys.readouterr().out
+    assert cli.main(["report", "--out", str(tmp_path / "rep")]) == 0
+    files = sorted(p.name for p in (tmp_path / "rep").iterdir())
+    assert "index.md" in files and "table01.tex" in files and "table11.md" in files
+    assert len(files) == 23
+
+
+def test_every_verb_has_help(capsys):
+    for verb in ("run", "table", "report", "methods", "data", "ui", "evaluate"):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main([verb, "--help"])
+        assert exit_info.value.code == 0
+        assert "usage: bench" in capsys.readouterr().out
+
+
+def test_ui_command_binds_localhost(home):
+    cmd = tracking.ui_command(5001)
+    assert cmd[cmd.index("--host") + 1] == "127.0.0.1" and cmd[cmd.index("--port") + 1] == "5001"
+    assert tracking.tracking_uri() in cmd
