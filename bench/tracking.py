@@ -75,7 +75,12 @@ def _mlflow():
     # MLflow's sqlite store logs its schema migrations at INFO on first use; keep the CLI quiet.
     for name in ("alembic", "mlflow.store.db.utils"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    user_uri = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(tracking_uri())
+    if user_uri is None:
+        # set_tracking_uri also writes MLFLOW_TRACKING_URI into the environment; left there, it would pin
+        # this process to one run directory and read as a user override (artifacts would go to ./mlruns).
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
     return mlflow
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import statistics
 from pathlib import Path
 
@@ -45,6 +46,15 @@ def test_run_logs_params_metrics_and_artifacts(home, toy_method):
     assert [p.path for p in preds] == ["predictions/test_predictions.jsonl"]
     history = mlflow.MlflowClient().get_metric_history(runs.iloc[0]["run_id"], "val/R1_IoU0.5")
     assert [(m.step, m.value) for m in history] == [(0, 0.0), (1, 0.5)]
+
+
+def test_artifacts_stay_in_the_run_directory(home, toy_method, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run.run([toy_method], dataset="synth", profile="tiny", seeds=[0], device="cpu", progress=False)
+    runs = tracking.finished_runs()
+    assert runs.iloc[0]["artifact_uri"].startswith(str(home / "mlartifacts"))
+    assert not (tmp_path / "mlruns").exists()
+    assert "MLFLOW_TRACKING_URI" not in os.environ
 
 
 def test_failed_run_is_failed_and_never_enters_a_table(home, toy_method, monkeypatch, capsys):
