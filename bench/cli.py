@@ -68,9 +68,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("methods", help="list the method registry: what runs today and what is planned")
 
-    p = sub.add_parser("data", help="datasets: list them (building and checking data arrive with issue 3)")
+    p = sub.add_parser("data", help="datasets: build the synthetic benchmark, check a real data root, list them")
     data_sub = p.add_subparsers(dest="data_verb", required=True, metavar="ACTION")
     data_sub.add_parser("list", help="the datasets `bench run --dataset` accepts, and their state")
+    q = data_sub.add_parser("synth", help="generate (or find cached) the embedded synthetic benchmark")
+    q.add_argument("--profile", default="small", choices=cfg.PROFILES, help="default: small")
+    q.add_argument("--force", action="store_true", help="rebuild even if a cached copy exists")
+    q = data_sub.add_parser("check", help="validate a real data root; lists exactly what is missing or corrupt")
+    q.add_argument("root", type=Path)
+    q.add_argument("--strict", action="store_true", help="treat warnings (e.g. spans clipped to the video) as errors")
 
     p = sub.add_parser("ui", help="open the MLflow UI on 127.0.0.1 over the suite's tracking store")
     p.add_argument("--port", type=int, default=5000)
@@ -176,6 +182,25 @@ def cmd_methods(args: argparse.Namespace) -> int:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
+    if args.data_verb == "synth":
+        import json
+        import time
+
+        from bench.data import synth
+
+        start = time.perf_counter()
+        root = synth.build(args.profile, force=args.force)
+        meta = json.loads((root / "meta.json").read_text())
+        print(f"synth/{args.profile}: {root} ({time.perf_counter() - start:.1f} s this call)")
+        print(f"  content hash {meta['content_hash']}; videos {meta['videos']}; queries {meta['queries']}")
+        print("  build timings: " + ", ".join(f"{k} {v:.1f}" for k, v in meta["timings"].items()))
+        return 0
+    if args.data_verb == "check":
+        from bench.data import check
+
+        report = check.check_root(args.root, strict=args.strict)
+        print(report.summary())
+        return 0 if report.ok else 1
     for name, spec in datasets.all_datasets().items():
         state = "available" if spec.open else f"planned (#{spec.issue})"
         print(f"{name:22s} {state:14s} {spec.description}")

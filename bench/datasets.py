@@ -27,8 +27,16 @@ class DatasetSpec:
     issue: int | None = None
 
 
+def _open_synth(profile: str, device: Any) -> Dataset:
+    from bench.data.synth import SynthDataset
+
+    return SynthDataset.open(profile, device)
+
+
 _DATASETS: dict[str, DatasetSpec] = {
-    "synth": DatasetSpec("synth", "the embedded synthetic spoken-grounding benchmark (generated, cached)", issue=3),
+    "synth": DatasetSpec(
+        "synth", "the embedded synthetic spoken-grounding benchmark (generated, cached)", open=_open_synth
+    ),
     "activitynet-speech": DatasetSpec(
         "activitynet-speech", "ActivityNet Speech: C3D features + spoken captions, from a local data root", issue=3
     ),

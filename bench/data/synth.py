@@ -1,0 +1,458 @@
+"""``synth``: the embedded default benchmark, generated deterministically from a seed, hashed and cached.
+
+The real data (ActivityNet Speech, C3D features, LibriSpeech, GloVe) cannot be downloaded here, so the
+suite makes a benchmark of the same shape and writes it **in the real formats**, so that one set of
+readers serves both:
+
+- ``annotations/{train,val_1,val_2}.json``: ActivityNet Captions JSON (``v_id -> duration, timestamps,
+  sentences``); val_1 is for model selection, val_2 is the test split, as in the paper.
+- ``features/sub_activitynet_synth.c3d.hdf5``: 500-d clip features at ``feature_rate`` per second in the
+  single-file C3D layout (``v_xxx/c3d_features``).
+- ``speech/wavs/<youtube id>_<split>_<k>.wav`` (16 kHz, ActivityNet Speech's naming rule, k 1-based) and
+  ``speech/manifest.jsonl`` (id, video, span, text, speaker, duration, sha256).
+- ``corpus/``: the pre-training speech-text corpus in LibriSpeech's layout (``.flac`` + ``.trans.txt``),
+  other sentences and other speakers; ``corpus/subsets.json`` lists the nested 10 / 50 / 100 % subsets.
+- ``glove.txt``: word vectors in GloVe's text format (:mod:`bench.data.wordvec`).
+- ``meta.json``: the resolved config, sizes and the content hash that every run logs.
+
+How a video is made (the knobs live in :class:`SynthConfig`; ``shared/research/feasibility.md`` measured
+what they do). A duration in [20, 240] s (mean near 117 s); 2 to 5 described events (mean near 3.6) whose
+span / duration is drawn from U(0.75, 1) with probability ``p_long`` and Beta(1, 3.3) otherwise (mean near
+0.3; long moments are common, overlaps allowed); 0 to 2 undescribed distractor events, half sharing the
+verb or object of a described one. A concept's 500-d prototype is
+``sqrt(ov/2)·verb + sqrt(ov/2)·object + sqrt(1−ov)·own`` so related concepts share components. A clip
+feature is ``scene + Σ amplitude · ramp(t) · prototype + AR(1) noise``, where ramp rises and falls over
+``ramp_s`` seconds. ``split_bias = "debiased"`` places test moments where train moments never are
+(centres in [0.6, 1] of the video against [0, 0.6] in train), the synthetic counterpart of ActivityNet-CD.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.data import world
+
+SPLITS = ("train", "val_1", "val_2")
+VERSION = 1  # bump when the generator's output changes for the same config
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """Everything the generated benchmark depends on; its hash names the cache directory."""
+
+    videos: tuple[int, int, int]  # train, val_1, val_2
+    corpus_utterances: int
+    seed: int = 0
+    feature_dim: int = 500
+    feature_rate: float = 2.0  # features per second, like a C3D stride
+    min_duration: float = 20.0
+    max_duration: float = 240.0
+    mean_duration: float = 117.0
+    events_p: tuple[float, float, float, float] = (0.15, 0.3, 0.3, 0.25)  # 2, 3, 4, 5 events
+    p_long: float = 0.12
+    beta_b: float = 3.3
+    min_span_s: float = 2.0
+    max_distractors: int = 2
+    overlap: float = 0.5  # ov: share of a prototype that its verb and object contribute
+    scene_scale: float = 1.0
+    amplitude: tuple[float, float] = (0.8, 1.2)
+    ramp_s: float = 2.0
+    noise_std: float = 2.0
+    noise_rho: float = 0.9
+    split_bias: str = "activitynet"  # or "debiased"
+    query_limit: tuple[int, int, int] | None = None  # exact query counts per split (paper profile)
+    tts_workers: int = 2
+
+    def hash(self) -> str:
+        blob = json.dumps({"version": VERSION, **dataclasses.asdict(self)}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+PROFILES: dict[str, SynthConfig] = {
+    "tiny": SynthConfig(videos=(24, 8, 8), corpus_utterances=80),
+    "small": SynthConfig(videos=(900, 150, 150), corpus_utterances=3000),
+    # the paper's split sizes (37,417 / 17,505 / 17,031 queries); videos are generated until the count is met
+    "paper": SynthConfig(videos=(10_300, 4_850, 4_700), corpus_utterances=60_000, query_limit=(37_417, 17_505, 17_031)),
+}
+
+
+@dataclass
+class Event:
+    concept: int
+    start: float
+    end: float
+    amplitude: float
+    described: bool
+    text: str = ""
+
+
+@dataclass
+class Video:
+    id: str
+    split: str
+    duration: float
+    scene: int
+    sex: str
+    events: list[Event] = field(default_factory=list)
+
+    @property
+    def described(self) -> list[Event]:
+        return [e for e in self.events if e.described]
+
+
+def _rng(cfg: SynthConfig, *key: Any) -> np.random.Generator:
+    """An independent, reproducible stream per (seed, purpose, index): videos can be made in any order."""
+    digest = hashlib.sha256(json.dumps([cfg.seed, *key]).encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+
+
+def draw_video(cfg: SynthConfig, split: str, index: int) -> Video:
+    """The annotations of one video: duration, scene, events (described and distractors) and captions."""
+    rng = _rng(cfg, "video", split, index)
+    span = cfg.max_duration - cfg.min_duration
+    # Beta on [min, max] with the configured mean: a = b·m/(1−m) for m the normalized mean, b = 1.5.
+    m = (cfg.mean_duration - cfg.min_duration) / span
+    duration = round(cfg.min_duration + span * rng.beta(1.5 * m / (1 - m), 1.5), 2)
+    video = Video(
+        id=f"v_syn{SPLITS.index(split)}{index:07d}",
+        split=split,
+        duration=duration,
+        scene=int(rng.integers(len(world.SCENES))),
+        sex=("male", "female")[rng.integers(2)],
+    )
+    n_events = 2 + int(rng.choice(4, p=cfg.events_p))
+    concepts = rng.choice(len(world.CONCEPTS), size=n_events, replace=False)
+    spans = sorted(_draw_span(cfg, rng, duration, split) for _ in concepts)  # captions in temporal order
+    for k, (c, (start, end)) in enumerate(zip(concepts, spans, strict=True)):
+        text = world.caption(world.CONCEPTS[c], video.sex, world.SCENES[video.scene], k == 0, rng)
+        amp = float(rng.uniform(*cfg.amplitude))
+        video.events.append(Event(int(c), start, end, amp, True, text))
+    for _ in range(int(rng.integers(cfg.max_distractors + 1))):
+        video.events.append(
+            Event(
+                _distractor(rng, video),
+                *_draw_span(cfg, rng, duration, "train"),
+                float(rng.uniform(*cfg.amplitude)),
+                False,
+            )
+        )
+    return video
+
+
+def _draw_span(cfg: SynthConfig, rng: np.random.Generator, duration: float, split: str) -> tuple[float, float]:
+    ratio = rng.uniform(0.75, 1.0) if rng.random() < cfg.p_long else rng.beta(1.0, cfg.beta_b)
+    length = min(duration, max(cfg.min_span_s, ratio * duration))
+    if cfg.split_bias == "debiased":
+        lo, hi = (0.6, 1.0) if split == "val_2" else (0.0, 0.6)
+        length = min(length, 0.8 * duration)
+        centre = rng.uniform(lo, hi) * duration
+        start = min(max(0.0, centre - length / 2), duration - length)
+    else:
+        start = rng.uniform(0.0, duration - length)
+    return round(start, 2), round(start + length, 2)
+
+
+def _distractor(rng: np.random.Generator, video: Video) -> int:
+    """An undescribed action; half the time it shares the verb or object of a described one."""
+    described = [world.CONCEPTS[e.concept] for e in video.events if e.described]
+    used = {e.concept for e in video.events}
+    if rng.random() < 0.5:
+        anchor = described[rng.integers(len(described))]
+        related = [
+            c.index for c in world.CONCEPTS if (c.verb == anchor.verb or c.obj == anchor.obj) and c.index not in used
+        ]
+        if related:
+            return int(related[rng.integers(len(related))])
+    free = [c.index for c in world.CONCEPTS if c.index not in used]
+    return int(free[rng.integers(len(free))])
+
+
+def prototypes(cfg: SynthConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Concept prototypes [C, D] (shared verb and object parts) and scene vectors [S, D]; per-dim std 1."""
+    rng = _rng(cfg, "prototypes")
+    d = cfg.feature_dim
+    verbs = {v: rng.standard_normal(d) for v in world.VERBS}
+    objects = {o: rng.standard_normal(d) for o in world.OBJECTS}
+    own = rng.standard_normal((len(world.CONCEPTS), d))
+    ov = cfg.overlap
+    protos = np.stack(
+        [
+            math.sqrt(ov / 2) * verbs[c.verb] + math.sqrt(ov / 2) * objects[c.obj] + math.sqrt(1 - ov) * own[c.index]
+            for c in world.CONCEPTS
+        ]
+    )
+    scenes = rng.standard_normal((len(world.SCENES), d)) * cfg.scene_scale
+    return protos.astype(np.float32), scenes.astype(np.float32)
+
+
+def video_features(cfg: SynthConfig, video: Video, protos: np.ndarray, scenes: np.ndarray) -> np.ndarray:
+    """[T, D] float32 features at ``feature_rate``: scene + ramped event prototypes + AR(1) noise."""
+    rng = _rng(cfg, "features", video.id)
+    t = (np.arange(max(1, int(round(video.duration * cfg.feature_rate)))) + 0.5) / cfg.feature_rate
+    feats = np.tile(scenes[video.scene], (len(t), 1))
+    for e in video.events:
+        ramp = np.clip(np.minimum(t - e.start, e.end - t) / cfg.ramp_s + 0.5, 0.0, 1.0)
+        feats += e.amplitude * ramp[:, None] * protos[e.concept][None, :]
+    noise = np.empty_like(feats)
+    innovation = rng.standard_normal(feats.shape).astype(np.float32) * cfg.noise_std
+    noise[0] = innovation[0]
+    scale = math.sqrt(1 - cfg.noise_rho**2)
+    for i in range(1, len(t)):  # stationary AR(1): every step has std noise_std
+        noise[i] = cfg.noise_rho * noise[i - 1] + scale * innovation[i]
+    return (feats + noise).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Building and caching
+
+
+def data_home() -> Path:
+    from bench import tracking
+
+    return tracking.runs_home() / "data" / "synth"
+
+
+def root_for(profile: str, cfg: SynthConfig | None = None) -> Path:
+    cfg = cfg or PROFILES[profile]
+    return data_home() / f"{profile}-{cfg.hash()}"
+
+
+def build(profile: str, cfg: SynthConfig | None = None, force: bool = False, progress: bool = True) -> Path:
+    """Generate the benchmark for ``profile`` (once; later calls return the cached directory)."""
+    cfg = cfg or PROFILES[profile]
+    root = root_for(profile, cfg)
+    if (root / "meta.json").exists() and not force:
+        return root
+    tmp = root.with_name(root.name + f".building-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    videos = {split: _videos(cfg, split) for split in SPLITS}
+    _write_annotations(tmp, videos)
+    timings["annotations_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    _write_features(tmp, cfg, videos, progress)
+    timings["features_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    _write_speech(tmp, cfg, videos, progress)
+    timings["speech_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    _write_corpus(tmp, cfg, progress)
+    timings["corpus_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    from bench.data import wordvec
+
+    wordvec.write_vectors(tmp / "glove.txt", world.vocabulary())
+    timings["word_vectors_s"] = time.perf_counter() - t0
+    meta = {
+        "profile": profile,
+        "config": dataclasses.asdict(cfg),
+        "generator_version": VERSION,
+        "queries": {s: sum(len(v.described) for v in videos[s]) for s in SPLITS},
+        "videos": {s: len(videos[s]) for s in SPLITS},
+        "timings": timings,
+        "content_hash": content_hash(tmp),
+    }
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+    if root.exists():
+        shutil.rmtree(root)
+    os.replace(tmp, root)
+    return root
+
+
+def _videos(cfg: SynthConfig, split: str) -> list[Video]:
+    i = SPLITS.index(split)
+    limit = cfg.query_limit[i] if cfg.query_limit else None
+    out: list[Video] = []
+    queries = 0
+    index = 0
+    while (limit is None and index < cfg.videos[i]) or (limit is not None and queries < limit):
+        video = draw_video(cfg, split, index)
+        if limit is not None and queries + len(video.described) > limit:  # trim the last video to the exact count
+            keep = limit - queries
+            described = video.described[:keep]
+            video.events = described + [e for e in video.events if not e.described]
+        out.append(video)
+        queries += len(video.described)
+        index += 1
+    return out
+
+
+def _write_annotations(root: Path, videos: dict[str, list[Video]]) -> None:
+    (root / "annotations").mkdir()
+    for split, vids in videos.items():
+        data = {
+            v.id: {
+                "duration": v.duration,
+                "timestamps": [[e.start, e.end] for e in v.described],
+                "sentences": [e.text for e in v.described],
+                "concepts": [world.CONCEPTS[e.concept].name for e in v.described],
+                "distractors": [[world.CONCEPTS[e.concept].name, e.start, e.end] for e in v.events if not e.described],
+            }
+            for v in vids
+        }
+        (root / "annotations" / f"{split}.json").write_text(json.dumps(data))
+
+
+def _write_features(root: Path, cfg: SynthConfig, videos: dict[str, list[Video]], progress: bool) -> None:
+    import h5py
+    from tqdm import tqdm
+
+    protos, scenes = prototypes(cfg)
+    (root / "features").mkdir()
+    all_videos = [v for split in SPLITS for v in videos[split]]
+    with h5py.File(root / "features" / "sub_activitynet_synth.c3d.hdf5", "w") as h5:
+        for v in tqdm(all_videos, desc="synth features", unit="video", disable=not progress):
+            h5.create_dataset(f"{v.id}/c3d_features", data=video_features(cfg, v, protos, scenes))
+
+
+def wav_name(video_id: str, split: str, k: int) -> str:
+    """ActivityNet Speech's rule, shared with the real-data reader: ``<youtube id>_<split>_<k>.wav``."""
+    from bench.data import activitynet
+
+    return activitynet.wav_name(video_id, split, k)
+
+
+def _write_speech(root: Path, cfg: SynthConfig, videos: dict[str, list[Video]], progress: bool) -> None:
+    import soundfile as sf
+    from tqdm import tqdm
+
+    from bench.data import tts
+
+    wav_dir = root / "speech" / "wavs"
+    wav_dir.mkdir(parents=True)
+    pool = tts.speakers("grounding")
+    items: list[tuple[str, Any, dict[str, Any]]] = []
+    for split in SPLITS:
+        for v in videos[split]:
+            for k, e in enumerate(v.described, start=1):
+                speaker = pool[_rng(cfg, "speaker", v.id, k).integers(len(pool))]
+                items.append(
+                    (
+                        e.text,
+                        speaker,
+                        {
+                            "id": f"{v.id}#{k - 1}",
+                            "video": v.id,
+                            "split": split,
+                            "k": k,
+                            "span": [e.start, e.end],
+                            "text": e.text,
+                            "speaker": speaker.id,
+                            "wav": wav_name(v.id, split, k),
+                        },
+                    )
+                )
+    with (root / "speech" / "manifest.jsonl").open("w") as manifest:
+        chunk = 256
+        bar = tqdm(total=len(items), desc="synth speech", unit="utt", disable=not progress)
+        for lo in range(0, len(items), chunk):
+            batch = items[lo : lo + chunk]
+            waves = tts.synthesize_many([(t, s) for t, s, _ in batch], workers=cfg.tts_workers)
+            for (_, _, record), wave in zip(batch, waves, strict=True):
+                path = wav_dir / record["wav"]
+                sf.write(path, wave.numpy(), tts.SAMPLE_RATE, subtype="PCM_16")
+                record["duration"] = round(len(wave) / tts.SAMPLE_RATE, 3)
+                record["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+                manifest.write(json.dumps(record) + "\n")
+            bar.update(len(batch))
+        bar.close()
+
+
+def _write_corpus(root: Path, cfg: SynthConfig, progress: bool) -> None:
+    """The pre-training corpus in LibriSpeech's layout: ``corpus/train-synth/<spk>/<chapter>/...``."""
+    import soundfile as sf
+    from tqdm import tqdm
+
+    from bench.data import tts
+
+    pool = tts.speakers("pretrain")
+    rng = _rng(cfg, "corpus")
+    per_chapter = 25
+    ids: list[str] = []
+    utterances = []
+    for i in range(cfg.corpus_utterances):
+        speaker_index = int(rng.integers(len(pool)))
+        chapter = i // per_chapter
+        utt_id = f"{speaker_index + 1000}-{chapter}-{i % per_chapter:04d}"
+        utterances.append((utt_id, speaker_index, chapter, world.corpus_sentence(rng)))
+    bar = tqdm(total=len(utterances), desc="synth corpus", unit="utt", disable=not progress)
+    chunk = 256
+    transcripts: dict[Path, list[str]] = {}
+    for lo in range(0, len(utterances), chunk):
+        batch = utterances[lo : lo + chunk]
+        waves = tts.synthesize_many([(text, pool[s]) for _, s, _, text in batch], workers=cfg.tts_workers)
+        for (utt_id, s, chapter, text), wave in zip(batch, waves, strict=True):
+            folder = root / "corpus" / "train-synth" / str(s + 1000) / str(chapter)
+            folder.mkdir(parents=True, exist_ok=True)
+            sf.write(folder / f"{utt_id}.flac", wave.numpy(), tts.SAMPLE_RATE, subtype="PCM_16")
+            transcripts.setdefault(folder / f"{s + 1000}-{chapter}.trans.txt", []).append(
+                f"{utt_id} {' '.join(world.tokenize(text)).upper()}"
+            )
+            ids.append(utt_id)
+        bar.update(len(batch))
+    bar.close()
+    for path, lines in transcripts.items():
+        path.write_text("\n".join(lines) + "\n")
+    order = _rng(cfg, "subsets").permutation(len(ids))
+    subsets = {f"{p}%": sorted(ids[j] for j in order[: max(1, round(len(ids) * p / 100))]) for p in (10, 50, 100)}
+    (root / "corpus" / "subsets.json").write_text(json.dumps(subsets))
+
+
+def content_hash(root: Path) -> str:
+    """sha256 over every file's relative path and bytes, in sorted order (12 hex digits)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and p.name != "meta.json"):
+        digest.update(str(path.relative_to(root)).encode())
+        with path.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:12]
+
+
+@dataclass
+class SynthDataset:
+    """An opened synthetic benchmark: paths, meta and the content hash every run logs."""
+
+    root: Path
+    profile: str
+    name: str = "synth"
+    content_hash: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def open(cls, profile: str, device: Any = None) -> SynthDataset:
+        root = build(profile)
+        meta = json.loads((root / "meta.json").read_text())
+        return cls(root=root, profile=profile, content_hash=meta["content_hash"], meta=meta)
+
+    def annotation_path(self, split: str) -> Path:
+        return self.root / "annotations" / f"{split}.json"
+
+    @property
+    def features_path(self) -> Path:
+        return self.root / "features" / "sub_activitynet_synth.c3d.hdf5"
+
+    @property
+    def wav_dir(self) -> Path:
+        return self.root / "speech" / "wavs"
+
+    @property
+    def corpus_root(self) -> Path:
+        return self.root / "corpus"
+
+    @property
+    def word_vectors_path(self) -> Path:
+        return self.root / "glove.txt"
