@@ -193,3 +193,13 @@ def test_tiny_build_in_real_formats(tmp_path, monkeypatch):
     assert len(vectors.words) == len(world.vocabulary())
     # cached: a second call returns the same directory without rebuilding
     assert synth.build("tiny", progress=False) == root
+
+
+def test_build_is_deterministic(tmp_path, monkeypatch):
+    """Two independent builds of one config give byte-identical files, hence the same content hash."""
+    hashes = []
+    for home in ("a", "b"):
+        monkeypatch.setenv("WSVG_HOME", str(tmp_path / home))
+        root = synth.build("tiny", progress=False)
+        hashes.append(json.loads((root / "meta.json").read_text())["content_hash"])
+    assert hashes[0] == hashes[1]
