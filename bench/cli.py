@@ -183,7 +183,6 @@ def cmd_methods(args: argparse.Namespace) -> int:
 
 def cmd_data(args: argparse.Namespace) -> int:
     if args.data_verb == "synth":
-        import json
         import time
 
         from bench.data import synth

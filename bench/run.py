@@ -132,8 +132,9 @@ def methods_to_run(method: str | None, table: int | None) -> list[MethodSpec]:
                 f"of the suite: {when}. `bench methods` shows what runs today."
             )
         return [spec]
-    names = [r.method for r in tables.load_table(table).rows if r.method]
-    if tables.load_table(table).is_grounding:
+    spec_table = tables.load_table(table)
+    names = [r.method for r in spec_table.rows if r.method]
+    if spec_table.is_grounding:
         names += list(tables.BLIND_METHODS)
     specs = [registry.get(n) for n in dict.fromkeys(names)]
     return [s for s in specs if s.implemented]

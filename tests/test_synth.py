@@ -184,7 +184,7 @@ def test_tiny_build_in_real_formats(tmp_path, monkeypatch):
     for record in manifest[:20]:
         wav = root / "speech" / "wavs" / record["wav"]
         assert hashlib.sha256(wav.read_bytes()).hexdigest() == record["sha256"]
-        assert record["wav"] == synth.wav_name(record["video"], record["split"], record["k"])
+        assert record["wav"] == activitynet.wav_name(record["video"], record["split"], record["k"])
     corpus = librispeech.read_librispeech(root / "corpus", ["train-synth"])
     assert len(corpus) == synth.PROFILES["tiny"].corpus_utterances
     subsets = json.loads((root / "corpus" / "subsets.json").read_text())

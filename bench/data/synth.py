@@ -318,94 +318,83 @@ def _write_features(root: Path, cfg: SynthConfig, videos: dict[str, list[Video]]
             h5.create_dataset(f"{v.id}/c3d_features", data=video_features(cfg, v, protos, scenes))
 
 
-def wav_name(video_id: str, split: str, k: int) -> str:
-    """ActivityNet Speech's rule, shared with the real-data reader: ``<youtube id>_<split>_<k>.wav``."""
-    from bench.data import activitynet
-
-    return activitynet.wav_name(video_id, split, k)
-
-
-def _write_speech(root: Path, cfg: SynthConfig, videos: dict[str, list[Video]], progress: bool) -> None:
-    import soundfile as sf
+def _speak(items: list[tuple[str, Any]], cfg: SynthConfig, desc: str, progress: bool):
+    """Yield the 16 kHz wave of each (text, speaker), in order, synthesized in chunks under one progress bar."""
     from tqdm import tqdm
 
     from bench.data import tts
 
+    chunk = 256
+    with tqdm(total=len(items), desc=desc, unit="utt", disable=not progress) as bar:
+        for lo in range(0, len(items), chunk):
+            batch = items[lo : lo + chunk]
+            yield from tts.synthesize_many(batch, workers=cfg.tts_workers)
+            bar.update(len(batch))
+
+
+def _write_speech(root: Path, cfg: SynthConfig, videos: dict[str, list[Video]], progress: bool) -> None:
+    import soundfile as sf
+
+    from bench.data import activitynet, tts
+
     wav_dir = root / "speech" / "wavs"
     wav_dir.mkdir(parents=True)
     pool = tts.speakers("grounding")
-    items: list[tuple[str, Any, dict[str, Any]]] = []
+    items: list[tuple[str, Any]] = []
+    records: list[dict[str, Any]] = []
     for split in SPLITS:
         for v in videos[split]:
             for k, e in enumerate(v.described, start=1):
                 speaker = pool[_rng(cfg, "speaker", v.id, k).integers(len(pool))]
-                items.append(
-                    (
-                        e.text,
-                        speaker,
-                        {
-                            "id": f"{v.id}#{k - 1}",
-                            "video": v.id,
-                            "split": split,
-                            "k": k,
-                            "span": [e.start, e.end],
-                            "text": e.text,
-                            "speaker": speaker.id,
-                            "wav": wav_name(v.id, split, k),
-                        },
-                    )
+                items.append((e.text, speaker))
+                records.append(
+                    {
+                        "id": f"{v.id}#{k - 1}",
+                        "video": v.id,
+                        "split": split,
+                        "k": k,
+                        "span": [e.start, e.end],
+                        "text": e.text,
+                        "speaker": speaker.id,
+                        "wav": activitynet.wav_name(v.id, split, k),
+                    }
                 )
     with (root / "speech" / "manifest.jsonl").open("w") as manifest:
-        chunk = 256
-        bar = tqdm(total=len(items), desc="synth speech", unit="utt", disable=not progress)
-        for lo in range(0, len(items), chunk):
-            batch = items[lo : lo + chunk]
-            waves = tts.synthesize_many([(t, s) for t, s, _ in batch], workers=cfg.tts_workers)
-            for (_, _, record), wave in zip(batch, waves, strict=True):
-                path = wav_dir / record["wav"]
-                sf.write(path, wave.numpy(), tts.SAMPLE_RATE, subtype="PCM_16")
-                record["duration"] = round(len(wave) / tts.SAMPLE_RATE, 3)
-                record["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
-                manifest.write(json.dumps(record) + "\n")
-            bar.update(len(batch))
-        bar.close()
+        for record, wave in zip(records, _speak(items, cfg, "synth speech", progress), strict=True):
+            path = wav_dir / record["wav"]
+            sf.write(path, wave.numpy(), tts.SAMPLE_RATE, subtype="PCM_16")
+            record["duration"] = round(len(wave) / tts.SAMPLE_RATE, 3)
+            record["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+            manifest.write(json.dumps(record) + "\n")
 
 
 def _write_corpus(root: Path, cfg: SynthConfig, progress: bool) -> None:
     """The pre-training corpus in LibriSpeech's layout: ``corpus/train-synth/<spk>/<chapter>/...``."""
     import soundfile as sf
-    from tqdm import tqdm
 
     from bench.data import tts
 
     pool = tts.speakers("pretrain")
     rng = _rng(cfg, "corpus")
     per_chapter = 25
-    ids: list[str] = []
     utterances = []
     for i in range(cfg.corpus_utterances):
         speaker_index = int(rng.integers(len(pool)))
         chapter = i // per_chapter
         utt_id = f"{speaker_index + 1000}-{chapter}-{i % per_chapter:04d}"
         utterances.append((utt_id, speaker_index, chapter, world.corpus_sentence(rng)))
-    bar = tqdm(total=len(utterances), desc="synth corpus", unit="utt", disable=not progress)
-    chunk = 256
     transcripts: dict[Path, list[str]] = {}
-    for lo in range(0, len(utterances), chunk):
-        batch = utterances[lo : lo + chunk]
-        waves = tts.synthesize_many([(text, pool[s]) for _, s, _, text in batch], workers=cfg.tts_workers)
-        for (utt_id, s, chapter, text), wave in zip(batch, waves, strict=True):
-            folder = root / "corpus" / "train-synth" / str(s + 1000) / str(chapter)
-            folder.mkdir(parents=True, exist_ok=True)
-            sf.write(folder / f"{utt_id}.flac", wave.numpy(), tts.SAMPLE_RATE, subtype="PCM_16")
-            transcripts.setdefault(folder / f"{s + 1000}-{chapter}.trans.txt", []).append(
-                f"{utt_id} {' '.join(world.tokenize(text)).upper()}"
-            )
-            ids.append(utt_id)
-        bar.update(len(batch))
-    bar.close()
+    waves = _speak([(text, pool[s]) for _, s, _, text in utterances], cfg, "synth corpus", progress)
+    for (utt_id, s, chapter, text), wave in zip(utterances, waves, strict=True):
+        folder = root / "corpus" / "train-synth" / str(s + 1000) / str(chapter)
+        folder.mkdir(parents=True, exist_ok=True)
+        sf.write(folder / f"{utt_id}.flac", wave.numpy(), tts.SAMPLE_RATE, subtype="PCM_16")
+        transcripts.setdefault(folder / f"{s + 1000}-{chapter}.trans.txt", []).append(
+            f"{utt_id} {' '.join(world.tokenize(text)).upper()}"
+        )
     for path, lines in transcripts.items():
         path.write_text("\n".join(lines) + "\n")
+    ids = [u[0] for u in utterances]
     order = _rng(cfg, "subsets").permutation(len(ids))
     subsets = {f"{p}%": sorted(ids[j] for j in order[: max(1, round(len(ids) * p / 100))]) for p in (10, 50, 100)}
     (root / "corpus" / "subsets.json").write_text(json.dumps(subsets))
