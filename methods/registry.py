@@ -326,7 +326,7 @@ def is_known(name: str) -> bool:
 
 _loaded = False
 # Modules that call register() at import; each method issue appends its module here.
-_BUILTIN_MODULES: tuple[str, ...] = ()
+_BUILTIN_MODULES: tuple[str, ...] = ("methods.blind", "methods.base")
 
 
 def _load_builtin_methods() -> None:

@@ -85,6 +85,7 @@ def toy_method(monkeypatch):
         config=lambda profile: ShiftConfig(),
     )
     monkeypatch.setattr(registry, "_REGISTRY", {"base": spec})
+    monkeypatch.setattr(registry, "_loaded", True)  # keep the real methods out: only the stand-in is registered
     monkeypatch.setattr(
         datasets,
         "_DATASETS",

@@ -1,0 +1,180 @@
+"""The grounding splits every method trains on: clip features, speech features, words, spans, featurized once.
+
+A dataset (synthetic or ActivityNet Speech) exposes the same files: ActivityNet Captions annotations per split,
+C3D-format video features, one wav per query named by :func:`bench.data.activitynet.wav_name`, and GloVe-format
+word vectors. :func:`load` turns them into :class:`GroundingData`: three :class:`GroundingSplit` (train = the
+``train`` file, val = ``val_1``, test = ``val_2``, the paper's protocol) whose query fields live in one
+:class:`~bench.data.loader.PaddedSplit` on the run's device:
+
+- ``video_idx`` [Q]: row of the query's video in ``GroundingSplit.videos`` ([V, N, D], the clip features
+  resampled to N clips by 2D-TAN's ``average_to_fixed_length``), so a video is stored once, not per query;
+- ``mel`` [Q, T, 80] + ``mel_len``: the 80-band log-mel (App. B.2), standardised per utterance;
+- ``words`` [Q, L] + ``words_len``: 1-based rows of ``GroundingData.word_vectors`` (row 0 = padding); the
+  vocabulary is every caption word of the three splits (the vectors are fixed, so this leaks no labels), and a
+  word without a vector gets a zero vector, 2D-TAN's rule, listed in ``GroundingData.meta["oov_words"]``;
+- ``span`` [Q, 2] and ``duration`` [Q] in seconds.
+
+Each split is built once, cached under ``<runs>/cache/grounding`` by a key over the dataset's content hash and
+this module's settings, and kept in memory per process (:func:`load` returns the same object for the same
+dataset, so every method of a ``bench run --table N`` shares it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from bench.data import activitynet, c3d, features, loader
+from bench.data.errors import DataError
+from bench.data.world import tokenize
+
+VERSION = 1  # bump when the featurization changes
+SPLIT_FILES = {"train": "train", "val": "val_1", "test": "val_2"}
+_LOADED: dict[tuple[str, int, str], GroundingData] = {}
+
+
+@dataclass
+class GroundingSplit:
+    """One split: per-query fields in :attr:`queries`, each video's clips once in :attr:`videos`."""
+
+    name: str
+    queries: loader.PaddedSplit
+    videos: Tensor  # [V, N, D]
+
+    def __len__(self) -> int:
+        return len(self.queries)
+
+    @property
+    def qids(self) -> list[str]:
+        return self.queries.ids
+
+    def batch(self, fields: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Complete a gathered batch with its clip features, ``video`` [B, N, D]."""
+        fields["video"] = self.videos.index_select(0, fields["video_idx"])
+        return fields
+
+    def batches(self, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None, **kw: Any):
+        """Batches as dicts of tensors (``index`` = rows of this split), see :class:`loader.BatchIterator`."""
+        for b in loader.BatchIterator(self.queries, batch_size, shuffle=shuffle, generator=generator, **kw):
+            yield self.batch(b)
+
+    def to(self, device: Any) -> GroundingSplit:
+        return GroundingSplit(self.name, self.queries.to(device), self.videos.to(device))
+
+
+@dataclass
+class GroundingData:
+    name: str
+    content_hash: str
+    n_clips: int
+    train: GroundingSplit
+    val: GroundingSplit
+    test: GroundingSplit
+    vocab: list[str]  # vocab[i - 1] is the word of row i of word_vectors
+    word_vectors: Tensor  # [len(vocab) + 1, D_w], row 0 = zeros (padding and unknown words)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def split(self, name: str) -> GroundingSplit:
+        return {"train": self.train, "val": self.val, "test": self.test}[name]
+
+
+def load(dataset: Any, cache_dir: str | Path, device: Any = "cpu", n_clips: int = 64, progress: bool = True):
+    """The grounding splits of ``dataset`` (an opened dataset with annotation, feature, wav and word-vector paths).
+
+    Built on first use (log-mels of every wav, clip features of every video), then read from the cache.
+    """
+    key = (dataset.content_hash, n_clips, str(device))
+    if key not in _LOADED:
+        _LOADED[key] = _load(dataset, Path(cache_dir) / "grounding", device, n_clips, progress)
+    return _LOADED[key]
+
+
+def _load(dataset: Any, cache: Path, device: Any, n_clips: int, progress: bool) -> GroundingData:
+    annotations = {s: activitynet.read_captions(dataset.annotation_path(f), f) for s, f in SPLIT_FILES.items()}
+    vocab = sorted({w for a in annotations.values() for m in a for w in tokenize(m.sentence)})
+    vkey = loader.content_key(dataset.content_hash, "vocab", VERSION)
+    vectors = loader.featurize_cached(f"vocab-{vkey}", cache, lambda: _vocab_split(dataset, vocab))
+    word_row = {w: i + 1 for i, w in enumerate(vocab)}
+    splits = {}
+    for name, ann in annotations.items():
+        base = (dataset.content_hash, name, n_clips, VERSION)
+        q = loader.featurize_cached(
+            f"queries-{name}-{loader.content_key(*base, 'queries')}",
+            cache,
+            lambda ann=ann: _query_split(dataset, ann, word_row, progress),
+            device,
+        )
+        v = loader.featurize_cached(
+            f"videos-{name}-{loader.content_key(*base, 'videos')}",
+            cache,
+            lambda ann=ann: _video_split(dataset, ann, n_clips, progress),
+            device,
+        )
+        splits[name] = GroundingSplit(name, q, v["video"])
+    wv = vectors["vector"]
+    word_vectors = torch.cat([wv.new_zeros(1, wv.shape[1]), wv]).to(device)
+    return GroundingData(
+        name=getattr(dataset, "name", "?"),
+        content_hash=dataset.content_hash,
+        n_clips=n_clips,
+        vocab=vocab,
+        word_vectors=word_vectors,
+        meta={"oov_words": vectors.meta.get("oov", [])},
+        **splits,
+    )
+
+
+def _vocab_split(dataset: Any, vocab: list[str]) -> loader.PaddedSplit:
+    from bench.data.glove import read_glove
+
+    wv = read_glove(dataset.word_vectors_path, vocab=vocab)
+    vectors = wv.lookup(vocab, unknown="zero")
+    return loader.PaddedSplit({"vector": vectors}, vocab, {"oov": sorted(wv.unknown)})
+
+
+def _video_split(dataset: Any, ann: activitynet.Annotations, n_clips: int, progress: bool) -> loader.PaddedSplit:
+    from tqdm import tqdm
+
+    videos = list(ann.videos)
+    root = Path(dataset.features_path)
+    store = c3d.open_features(root.parent if root.is_file() else root)
+    with store:
+        clips = [
+            c3d.resample_to_clips(store.get(v), n_clips)
+            for v in tqdm(videos, desc=f"clips {ann.split}", unit="video", disable=not progress)
+        ]
+    return loader.PaddedSplit({"video": torch.stack(clips).float()}, videos)
+
+
+def _query_split(
+    dataset: Any, ann: activitynet.Annotations, word_row: dict[str, int], progress: bool
+) -> loader.PaddedSplit:
+    import soundfile as sf
+    from tqdm import tqdm
+
+    video_row = {v: i for i, v in enumerate(ann.videos)}
+    items = []
+    for m in tqdm(list(ann), desc=f"log-mel {ann.split}", unit="query", disable=not progress):
+        path = Path(dataset.wav_dir) / activitynet.wav_name(m.video, m.split, m.k)
+        try:
+            wave, rate = sf.read(path, dtype="float32", always_2d=True)
+        except (OSError, RuntimeError) as err:
+            raise DataError(
+                path, f"cannot read the query's speech ({err})", "restore the wav, or rebuild the data"
+            ) from None
+        mel = features.log_mel(torch.from_numpy(wave.mean(axis=1)), rate, where=str(path))
+        words = [word_row[w] for w in tokenize(m.sentence)] or [0]
+        items.append(
+            {
+                "video_idx": torch.tensor(video_row[m.video]),
+                "mel": features.standardize(mel),
+                "words": torch.tensor(words),
+                "span": torch.tensor([m.start, m.end], dtype=torch.float32),
+                "duration": torch.tensor(m.duration, dtype=torch.float32),
+            }
+        )
+    return loader.PaddedSplit.from_items([m.qid for m in ann], items, ragged=("mel", "words"), split=ann.split)

@@ -1,0 +1,208 @@
+"""The training loop every method reuses: Adam, warm-up then inverse square root, clipping, checkpoints, resume.
+
+A method describes one training problem as a :class:`Task` (model, loss of a batch, the epoch's batches, how to
+score val and test) and calls :func:`fit`. The loop is the same for all methods:
+
+- Adam (App. B.2) with fairseq's ``inverse_sqrt`` schedule, as the original code runs it: the learning rate rises
+  linearly from ``warmup_init_lr`` to ``lr`` over ``warmup_updates`` updates, then decays as
+  ``lr * sqrt(warmup_updates / update)``; gradient norm clipped to ``grad_clip``; weight decay ``weight_decay``.
+- Seeds: the harness seeds torch, numpy and ``random``; the batch order comes from a ``torch.Generator`` seeded
+  with the run's seed. On the CPU the same seed gives the same metrics (tested).
+- After every epoch: validate, log, and write a checkpoint atomically (temporary file + ``os.replace``) holding
+  the model, optimizer, update count, every random state, the history and the best epoch so far. A killed run
+  started again with the same configuration resumes after its last finished epoch and ends with the same metrics
+  as an uninterrupted one (tested); the earlier epochs' metrics are logged again into the new MLflow run, so each
+  run's curves are whole.
+- The best epoch is chosen on the validation split only (``select_on``, ties keep the earlier epoch); the test
+  split is scored once, with the selected weights, at the end.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import random
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from bench.config import TrainConfig
+from bench.data.errors import DataError
+
+CHECKPOINT = "checkpoint.pt"
+FORMAT = "wsvg-checkpoint-v1"
+
+
+@dataclass
+class Task:
+    """One training problem, as a method hands it to :func:`fit`."""
+
+    model: nn.Module
+    loss: Callable[[dict[str, Tensor]], tuple[Tensor, dict[str, float]]]  # batch -> (loss, scalars to log)
+    batches: Callable[[torch.Generator], Iterable[dict[str, Tensor]]]  # one shuffled training epoch
+    n_batches: int
+    validate: Callable[[], dict[str, float]]  # metrics on the validation split (fractions)
+    test: Callable[[Path], dict[str, float]]  # writes test predictions to the path, returns the metrics
+
+
+@dataclass
+class FitResult:
+    test: dict[str, float]
+    val_best: dict[str, float]
+    selected_epoch: int
+    predictions: Path
+    resumed_from: int  # epochs already done when this process started (0 = a fresh run)
+
+
+def learning_rate(update: int, cfg: TrainConfig) -> float:
+    """The rate for update ``update`` (1-based): linear warm-up, then inverse square root (fairseq ``inverse_sqrt``)."""
+    if cfg.warmup_updates > 0 and update <= cfg.warmup_updates:
+        return cfg.warmup_init_lr + (cfg.lr - cfg.warmup_init_lr) * update / cfg.warmup_updates
+    return cfg.lr * math.sqrt(max(cfg.warmup_updates, 1) / update)
+
+
+def _rng_state(generator: torch.Generator) -> dict[str, Any]:
+    return {
+        "torch": torch.get_rng_state(),
+        "batches": generator.get_state(),
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+    }
+
+
+def _set_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    generator.set_state(state["batches"])
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+
+
+def save_atomic(obj: Any, path: Path) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then ``os.replace``: a reader sees old or new, never half."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any] | None:
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # noqa: BLE001 - any unreadable file means the same thing
+        raise DataError(
+            path, f"checkpoint is unreadable ({type(err).__name__})", "delete it to train from scratch"
+        ) from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise DataError(path, "not a checkpoint of this suite", "delete it to train from scratch")
+    return state
+
+
+def fit(task: Task, cfg: TrainConfig, ctx: Any, select_on: str = "R1@0.5",
+        on_epoch_end: Callable[[int], None] | None = None) -> FitResult:  # fmt: skip
+    """Train ``task`` for ``cfg.epochs`` epochs (resuming from ``ctx.workdir``), select on val, test once.
+
+    ``ctx`` is the harness's :class:`bench.run.RunContext` (seed, logger, workdir). ``on_epoch_end(epoch)`` runs
+    after each epoch's checkpoint is on disk (the tests use it to kill a run at a known point).
+    """
+    from tqdm import tqdm
+
+    model = task.model
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    generator = torch.Generator().manual_seed(ctx.seed)
+    path = Path(ctx.workdir) / CHECKPOINT
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = load_checkpoint(path)
+    history: list[dict[str, Any]] = []
+    best: dict[str, Any] = {"epoch": 0, "score": -math.inf, "val": {}, "model": None}
+    update, start = 0, 0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        _set_rng_state(state["rng"], generator)
+        update, start, history, best = state["update"], state["epoch"], state["history"], state["best"]
+        for record in history:  # the new run's curves start where the killed one's did
+            ctx.log.log_metrics(record["train"], step=record["epoch"], prefix="train/")
+            ctx.log.log_metrics(record["val"], step=record["epoch"], prefix="val/")
+    resumed_from = start
+    ctx.log.log_params({"resumed_from_epoch": resumed_from, "select_on": select_on})
+
+    for epoch in range(start + 1, cfg.epochs + 1):
+        model.train()
+        sums: dict[str, float] = {}
+        count, t0 = 0, time.perf_counter()
+        bar = tqdm(task.batches(generator), total=task.n_batches, desc=f"epoch {epoch}/{cfg.epochs}", leave=False,
+                   disable=None)  # fmt: skip
+        for batch in bar:
+            update += 1
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(update, cfg)
+            loss, scalars = task.loss(batch)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch}, update {update}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            for k, v in {"loss": loss.item(), "grad_norm": float(grad_norm), **scalars}.items():
+                sums[k] = sums.get(k, 0.0) + v
+            count += 1
+            bar.set_postfix(loss=f"{sums['loss'] / count:.4f}")
+        train = {k: v / max(count, 1) for k, v in sums.items()}
+        train.update(lr=learning_rate(max(update, 1), cfg), seconds=time.perf_counter() - t0)
+        model.eval()
+        with torch.no_grad():
+            val = task.validate()
+        history.append({"epoch": epoch, "train": train, "val": val})
+        ctx.log.log_metrics(train, step=epoch, prefix="train/")
+        ctx.log.log_metrics(val, step=epoch, prefix="val/")
+        if select_on not in val:
+            raise KeyError(f"select_on={select_on!r} is not among the validation metrics {sorted(val)}")
+        if val[select_on] > best["score"]:
+            best = {"epoch": epoch, "score": val[select_on], "val": val, "model": copy.deepcopy(model.state_dict())}
+        _print_epoch(epoch, cfg.epochs, train, val, select_on)
+        checkpoint = {
+            "format": FORMAT,
+            "epoch": epoch,
+            "update": update,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "rng": _rng_state(generator),
+            "history": history,
+            "best": best,
+        }
+        save_atomic(checkpoint, path)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch)
+
+    if best["model"] is None:
+        raise RuntimeError(f"no epoch was trained (epochs = {cfg.epochs})")
+    model.load_state_dict(best["model"])
+    model.eval()
+    predictions = Path(ctx.workdir) / "test_predictions.jsonl"
+    with torch.no_grad():
+        test = task.test(predictions)
+    return FitResult(test, best["val"], best["epoch"], predictions, resumed_from)
+
+
+def _print_epoch(epoch: int, epochs: int, train: dict[str, float], val: dict[str, float], select_on: str) -> None:
+    if os.environ.get("WSVG_QUIET"):
+        return
+    extra = "".join(f" {k} {train[k]:.4f}" for k in ("mil", "div", "bce") if k in train)
+    print(
+        f"  epoch {epoch}/{epochs}: loss {train['loss']:.4f}{extra} ({train['seconds']:.0f} s) | val {select_on} "
+        f"{100 * val[select_on]:.2f} mIoU {100 * val.get('mIoU', float('nan')):.2f} "
+        f"centre-in {100 * val.get('centre_in', float('nan')):.0f}% length {val.get('pred_len', float('nan')):.2f}",
+        flush=True,
+    )

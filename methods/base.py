@@ -1,0 +1,212 @@
+"""Base: SIL's weakly-supervised grounding network without pre-training (paper App. A, B.3), and its variants.
+
+One query's way through the network (:meth:`BaseNet.forward`):
+
+1. video encoder (A.1): clip features ``[B, 64, 500]`` -> linear -> QANet block -> ``V [B, 64, d]``;
+2. query encoder: speech = conv front-end over the 80-d log-mel + 2 Transformer layers (no I&F, App. B.3),
+   or text = fixed word vectors + linear; then a Bi-GRU (§3.3.1: "we further encode it by a Bi-GRU") -> ``S``;
+3. interaction (A.2): clip-to-query attention (eq. 9), ``[v_i ; q_i]``, Bi-GRU -> ``M [B, 64, d]``;
+4. proposal map (A.3): 2D-TAN's sparse map (1104 valid cells, each the max over its clips), one 2D convolution
+   read at the 153 scored candidates, a fully connected layer -> logits ``[B, 153]``; scores = sigmoid.
+
+Training (A.4), weakly supervised: for each (V, S) of a batch, V' and S' come from another sample of the batch
+(a random cyclic shift of the shuffled batch, so every sample gets a different partner); eq. 10's MIL loss over
+f(K) = mean of the top-R (R = 20) scores, plus eq. 11's diversity loss. A drawn partner of the same video is not
+a negative: such pairs are left out of eq. 10 (rare: about 1 in 250 pairs on the synthetic benchmark).
+
+Inference: candidates ranked by score; the evaluator takes the top-1 and the top-5 after NMS at 0.45.
+
+Registered variants: ``base`` (speech, weak), ``base-text`` (gold transcript, weak: the ceiling for speech and the
+backbone of the cascaded rows) and ``sbase`` (speech, fully supervised with 2D-TAN's scaled-IoU BCE, App. C.1).
+
+Where the paper is silent, the original code decides (``shared/research/sil-original.md`` §3): a 5x5 map
+convolution with 2D-TAN's masked re-weighting, dropout 0.1, 4 conv layers + 1 attention layer in the video block.
+Differences from that code: eq. 10 has both negative pairs as the paper writes it (the code uses only V'); the
+diversity loss is eq. 11's entropy (the code's "global + gap" terms differ); the weight of eq. 11 is not given in
+the paper and is a configuration value (``div_weight``, 1.0 = added as written).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from bench import config as cfg
+from bench import evaluate
+from bench.data import grounding
+from bench.run import RunContext, RunResult
+from bench.train import Task, fit
+from methods.parts import losses, proposals
+from methods.parts.encoders import BiGRU, SpeechEncoder, VideoEncoder, WordEncoder
+from methods.parts.fusion import Interaction
+from methods.registry import MethodSpec, register
+
+
+@dataclass(frozen=True)
+class BaseConfig:
+    query: Literal["speech", "gold-text"] = "speech"
+    supervision: Literal["weak", "full"] = "weak"
+    d: int = 256  # App. B.2
+    n_clips: int = 64  # App. B.2
+    video_convs: int = 4
+    speech_layers: int = 2  # App. B.3: "we reduce the layer number of Transformer encoder to 2"
+    speech_channels: int = 64
+    heads: int = 4
+    d_att: int = 256  # the width of eq. 9's tanh (U1, U2); the paper does not give it
+    map_kernel: int = 5
+    dropout: float = 0.1
+    top_r: int = 20  # App. A.4
+    div_weight: float = 1.0
+    select_on: str = "R1@0.5"
+    eval_batch_size: int = 128
+    train: cfg.TrainConfig = field(default_factory=lambda: cfg.GROUNDING_TRAIN["paper"])
+
+
+def base_config(profile: str, **kw) -> BaseConfig:
+    """``paper``: App. B.2 (d = 256, 5x5 map convolution); ``tiny``: CI smoke size.
+
+    ``small`` is sized for 2 CPU cores (measured: about 0.9 s per update of 64 queries with its three pairs, against
+    5.4 s at d = 128 and a 5x5 map kernel): d = 64, a 32-wide attention, 2 video conv layers, a 3x3 map kernel.
+    """
+    cfg.check_profile(profile)
+    size = {
+        "tiny": dict(d=32, d_att=16, video_convs=1, speech_channels=8, map_kernel=3),
+        "small": dict(d=64, d_att=32, video_convs=2, speech_channels=16, map_kernel=3),
+        "paper": {},
+    }
+    return BaseConfig(**{"train": cfg.GROUNDING_TRAIN[profile], **size[profile], **kw})
+
+
+class BaseNet(nn.Module):
+    """The Base grounding network of App. A; ``forward`` scores every (video, query) pair of the batch."""
+
+    def __init__(self, c: BaseConfig, video_dim: int, word_vectors: Tensor | None = None) -> None:
+        super().__init__()
+        self.c = c
+        self.video = VideoEncoder(video_dim, c.d, c.n_clips, c.video_convs, heads=c.heads, dropout=c.dropout)
+        if c.query == "speech":
+            self.words = None
+            self.speech = SpeechEncoder(c.d, channels=c.speech_channels, layers=c.speech_layers, heads=c.heads,
+                                        dropout=c.dropout)  # fmt: skip
+        else:
+            assert word_vectors is not None, "a text query needs word vectors"
+            self.speech = None
+            self.words = WordEncoder(word_vectors, c.d)
+        self.query_gru = BiGRU(c.d, c.d)
+        self.interaction = Interaction(c.d, c.d_att)
+        self.map = proposals.ProposalMap(c.n_clips)
+        self.map_dropout = nn.Dropout(c.dropout)
+        self.map_conv = proposals.SparseMapConv(c.d, c.d, c.map_kernel, c.n_clips)
+        self.head = nn.Linear(c.d, 1)
+
+    def encode_video(self, batch: dict[str, Tensor]) -> Tensor:
+        return self.video(batch["video"])
+
+    def encode_query(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        if self.speech is not None:
+            s, mask = self.speech(batch["mel"], batch["mel_len"])
+        else:
+            s, mask = self.words(batch["words"], batch["words_len"])
+        return self.query_gru(s, mask), mask
+
+    def score(self, v: Tensor, s: Tensor, s_mask: Tensor) -> Tensor:
+        """Logits of the 153 candidates for each (v, s) pair: interaction -> map -> conv -> FC."""
+        m = self.interaction(v, s, s_mask)
+        cells = self.map_dropout(self.map(m))
+        return self.head(self.map_conv(cells)).squeeze(-1)
+
+    def forward(self, batch: dict[str, Tensor]) -> Tensor:
+        s, mask = self.encode_query(batch)
+        return self.score(self.encode_video(batch), s, mask)
+
+
+def weak_loss(model: BaseNet, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+    """Eq. 10 + div_weight * eq. 11, with the two negative pairs scored in the same pass as the positive one."""
+    v = model.encode_video(batch)
+    s, mask = model.encode_query(batch)
+    b = v.shape[0]
+    shift = int(torch.randint(1, b, (1,))) if b > 1 else 0
+    other = torch.roll(torch.arange(b, device=v.device), shift)
+    logits = model.score(torch.cat([v, v[other], v]), torch.cat([s, s, s[other]]), torch.cat([mask, mask, mask[other]]))
+    k, k_other_video, k_other_query = torch.sigmoid(logits).split(b)
+    distinct = batch["video_idx"][other] != batch["video_idx"]
+    mil = losses.mil_loss(k, k_other_video, k_other_query, model.c.top_r, distinct, distinct)
+    div = losses.diversity_loss(k, model.c.top_r)
+    return mil + model.c.div_weight * div, {"mil": mil.item(), "div": div.item()}
+
+
+def full_loss(model: BaseNet, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+    """SBase (App. C.1): scaled-IoU BCE of every candidate against the annotated span."""
+    logits = model(batch)
+    iou = proposals.cell_iou(proposals.candidate_spans(batch["duration"], model.c.n_clips), batch["span"])
+    bce = losses.scaled_iou_bce(logits, iou)
+    return bce, {"bce": bce.item()}
+
+
+@torch.no_grad()
+def rank_split(model: nn.Module, split: grounding.GroundingSplit, batch_size: int, n_clips: int):
+    """Every query's candidates ranked by score: spans ``[Q, n_cand, 2]`` (seconds) and scores ``[Q, n_cand]``."""
+    scores = torch.cat([torch.sigmoid(model(b)) for b in split.batches(batch_size)])
+    order = scores.argsort(dim=1, descending=True, stable=True)
+    spans = proposals.candidate_spans(split.queries["duration"], n_clips)
+    spans = spans.gather(1, order[..., None].expand(-1, -1, 2))
+    return spans, scores.gather(1, order)
+
+
+def evaluate_split(model: nn.Module, split: grounding.GroundingSplit, batch_size: int, n_clips: int,
+                   predictions: Path | None = None) -> dict[str, float]:  # fmt: skip
+    """The one evaluator on a split's ranked candidates; optionally also writes the predictions file."""
+    spans, scores = rank_split(model, split, batch_size, n_clips)
+    q = split.queries
+    spans, scores, gt, duration = spans.cpu(), scores.cpu(), q["span"].cpu(), q["duration"].cpu()
+    if predictions is not None:
+        evaluate.write_predictions(predictions, split.qids, duration, gt, spans, scores)
+    metrics = evaluate.evaluate(spans, gt, duration)
+    return {k: v for k, v in metrics.items() if k in evaluate.METRIC_KEYS + evaluate.DIAGNOSTIC_KEYS}
+
+
+def run(ctx: RunContext) -> RunResult:
+    """Train on train, select on val, test once; the harness logs the result."""
+    c: BaseConfig = ctx.config
+    data = grounding.load(ctx.data, ctx.cache_dir, ctx.device, c.n_clips)
+    model = BaseNet(c, data.train.videos.shape[-1], data.word_vectors).to(ctx.device)
+    ctx.log.log_params({"parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)})
+    loss_fn = weak_loss if c.supervision == "weak" else full_loss
+    train = data.train
+    task = Task(
+        model=model,
+        loss=lambda batch: loss_fn(model, batch),
+        batches=lambda gen: train.batches(c.train.batch_size, shuffle=True, generator=gen),
+        n_batches=-(-len(train) // c.train.batch_size),
+        validate=lambda: evaluate_split(model, data.val, c.eval_batch_size, c.n_clips),
+        test=lambda path: evaluate_split(model, data.test, c.eval_batch_size, c.n_clips, path),
+    )
+    out = fit(task, c.train, ctx, c.select_on)
+    return RunResult(out.test, out.val_best, out.selected_epoch, out.predictions, data.content_hash)
+
+
+def _spec(name: str, title: str, query: str, supervision: str, rows: tuple[str, ...], desc: str) -> MethodSpec:
+    def config(profile: str) -> BaseConfig:
+        return base_config(profile, query=query, supervision=supervision)
+
+    return MethodSpec(name, title, ("ground",), query, supervision, rows, desc, run=run, config=config, issue=4)
+
+
+register(_spec("base", "Base", "speech", "weak", ("table1:base", "table3:base"), "App. A, no pre-training"))
+register(
+    _spec(
+        "base-text",
+        "Base (gold text)",
+        "gold-text",
+        "weak",
+        (),
+        "Base with word vectors + Bi-GRU over the gold transcript: the ceiling for speech",
+    )
+)
+register(
+    _spec("sbase", "SBase", "speech", "full", ("table10:sbase",), "the Base network trained with scaled-IoU BCE (C.1)")
+)

@@ -1,0 +1,298 @@
+"""The blind rows shown under every results table: ``random``, ``prior`` and ``whole-video``.
+
+They read only the annotations (durations and the train moments), never a video feature or a spoken query. Their
+numbers say how much of a method's score the dataset's moment statistics alone give: ActivityNet moments are long
+(many cover a third of the video or more), so a span that ignores the query already reaches a high R@1,IoU=0.1 and
+0.3 and a fair mIoU. A grounding method is only as good as its margin over these rows.
+
+- ``random``: a uniformly random ranking of the 2D-TAN candidate set (N = 64 clips, 153 candidates), or
+  (``space="continuous"``) uniformly random spans; the metrics are the mean over ``draws`` independent draws.
+- ``prior``: the single span ``[a, b]`` (fractions of the duration) that maximises a chosen metric on the train
+  split, found on a grid of step ``1 / grid``; it never sees val_1 or val_2.
+- ``whole-video``: ``[0, duration]`` for every query.
+
+All metrics come from :func:`bench.evaluate.evaluate`; the test predictions (draw 0 for ``random``) are written to
+``<workdir>/test_predictions.jsonl``. Validation is ActivityNet's ``val_1`` (reported as ``val_best``), test is
+``val_2``. Everything runs on the CPU: the heaviest step, the prior's grid search, takes seconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from bench import config as cfg
+from bench import evaluate
+from bench.data.activitynet import Moment, read_captions
+from bench.run import RunContext, RunResult
+from methods.parts.proposals import candidate_spans
+from methods.registry import PLANNED, MethodSpec, register
+
+TRAIN, VAL, TEST = "train", "val_1", "val_2"
+PREDICTIONS_FILE = "test_predictions.jsonl"
+CONTINUOUS_SPANS = 5
+"""Spans per query and draw in the continuous space: enough for R@5 to be defined."""
+PRIOR_METRICS: tuple[str, ...] = ("R1@0.1", "R1@0.3", "R1@0.5", "R1@0.7", "mIoU")
+_CHUNK_ELEMENTS = 2**23
+"""Grid spans x train moments per chunk of the prior search: a few float64 temporaries of 64 MiB each."""
+
+
+# --- configs ------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RandomConfig:
+    """``draws`` independent draws, averaged; ``space`` is the 2D-TAN candidate set or all continuous spans."""
+
+    draws: int = 100
+    space: Literal["candidates", "continuous"] = "candidates"
+
+    def __post_init__(self) -> None:
+        if self.draws < 1:
+            raise ValueError(f"random: draws must be >= 1, got {self.draws}")
+        if self.space not in ("candidates", "continuous"):
+            raise ValueError(f"random: space {self.space!r} is not 'candidates' or 'continuous'")
+
+
+@dataclass(frozen=True)
+class PriorConfig:
+    """The prior maximises ``tune_for`` on train over all spans ``0 <= a < b <= 1`` on a grid of step ``1/grid``."""
+
+    tune_for: Literal["R1@0.1", "R1@0.3", "R1@0.5", "R1@0.7", "mIoU"] = "R1@0.5"
+    grid: int = 100
+
+    def __post_init__(self) -> None:
+        if self.tune_for not in PRIOR_METRICS:
+            raise ValueError(f"prior: tune_for {self.tune_for!r} is not one of {PRIOR_METRICS}")
+        if self.grid < 1:
+            raise ValueError(f"prior: grid must be >= 1, got {self.grid}")
+
+
+@dataclass(frozen=True)
+class WholeVideoConfig:
+    """Nothing to configure: the prediction is always the whole video."""
+
+
+def random_config(profile: str) -> RandomConfig:
+    """The same for every profile: the blind rows cost seconds even on the paper's data."""
+    cfg.check_profile(profile)
+    return RandomConfig()
+
+
+def prior_config(profile: str) -> PriorConfig:
+    cfg.check_profile(profile)
+    return PriorConfig()
+
+
+def whole_video_config(profile: str) -> WholeVideoConfig:
+    cfg.check_profile(profile)
+    return WholeVideoConfig()
+
+
+# --- helpers ------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Split:
+    """One split's queries as the evaluator wants them: ids, durations ``[Q]`` and true spans ``[Q, 2]`` (float64)."""
+
+    qids: list[str]
+    duration: Tensor
+    gt: Tensor
+
+
+def as_split(moments: Sequence[Moment]) -> Split:
+    if len(moments) == 0:
+        raise ValueError("the split holds no moments; the blind methods need at least one")
+    return Split(
+        qids=[m.qid for m in moments],
+        duration=torch.tensor([m.duration for m in moments], dtype=torch.float64),
+        gt=torch.tensor([[m.start, m.end] for m in moments], dtype=torch.float64),
+    )
+
+
+def load_split(ctx: RunContext, split: str) -> Split:
+    return as_split(read_captions(ctx.data.annotation_path(split), split).moments)
+
+
+def fixed_span(split: Split, start: float, end: float) -> Tensor:
+    """The span ``[start * D, end * D]`` (fractions of each video's duration ``D``) for every query, ``[Q, 1, 2]``."""
+    fractions = torch.tensor([start, end], dtype=torch.float64)
+    return (fractions[None, :] * split.duration[:, None])[:, None, :]
+
+
+def mean_metrics(runs: Sequence[dict[str, float]]) -> dict[str, float]:
+    """The mean of every key over several evaluations (counts such as ``n`` included)."""
+    return {key: sum(float(r[key]) for r in runs) / len(runs) for key in runs[0]}
+
+
+def _write_test(ctx: RunContext, split: Split, pred: Tensor) -> Path:
+    path = Path(ctx.workdir) / PREDICTIONS_FILE
+    evaluate.write_predictions(path, split.qids, split.duration, split.gt, pred)
+    return path
+
+
+# --- random -------------------------------------------------------------------------------------------------------
+
+
+def random_draw(split: Split, space: str, generator: torch.Generator) -> Tensor:
+    """One draw of ranked predictions ``[Q, K, 2]`` in seconds.
+
+    ``candidates``: an independent uniform permutation of the 153 candidates of each query (the argsort of i.i.d.
+    uniforms). ``continuous``: :data:`CONTINUOUS_SPANS` spans per query, each the sorted pair of two independent
+    U(0, 1) fractions of the duration.
+    """
+    n_query = len(split.qids)
+    if space == "candidates":
+        spans = candidate_spans(split.duration)  # [Q, 153, 2]
+        order = torch.rand(spans.shape[:2], generator=generator, dtype=torch.float64).argsort(dim=1)
+        return spans.gather(1, order[..., None].expand(-1, -1, 2))
+    if space == "continuous":
+        ends = torch.rand(n_query, CONTINUOUS_SPANS, 2, generator=generator, dtype=torch.float64).sort(dim=2).values
+        return ends * split.duration[:, None, None]
+    raise ValueError(f"random: space {space!r} is not 'candidates' or 'continuous'")
+
+
+def random_metrics(split: Split, config: RandomConfig, generator: torch.Generator) -> tuple[dict[str, float], Tensor]:
+    """The evaluator's metrics averaged over ``config.draws`` draws, and the predictions of draw 0."""
+    runs, first = [], None
+    for _ in range(config.draws):
+        pred = random_draw(split, config.space, generator)
+        first = pred if first is None else first
+        runs.append(evaluate.evaluate(pred, split.gt, split.duration))
+    assert first is not None
+    return mean_metrics(runs), first
+
+
+def run_random(ctx: RunContext) -> RunResult:
+    """Random ranking, averaged over draws. One generator seeded with ``ctx.seed`` draws the test split first, then
+    val_1, so the test numbers and predictions depend only on the seed."""
+    config: RandomConfig = ctx.config
+    ctx.log.log_params({"draws": config.draws, "space": config.space})
+    generator = torch.Generator().manual_seed(ctx.seed)
+    test_split = load_split(ctx, TEST)
+    test, first = random_metrics(test_split, config, generator)
+    val, _ = random_metrics(load_split(ctx, VAL), config, generator)
+    path = _write_test(ctx, test_split, first)
+    return RunResult(test=test, val_best=val, predictions=path, dataset_hash=ctx.data.content_hash)
+
+
+# --- prior --------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PriorFit:
+    """The chosen span (fractions of the duration) and the tuned metric's value on train (a fraction)."""
+
+    start: float
+    end: float
+    metric: str
+    value: float
+
+
+def grid_spans(grid: int) -> Tensor:
+    """Every span ``[i / grid, j / grid]`` with ``0 <= i < j <= grid``, ``[grid (grid + 1) / 2, 2]`` float64.
+
+    Ordered by start, then end: the order in which ties are broken (the first maximum wins).
+    """
+    i, j = torch.triu_indices(grid + 1, grid + 1, offset=1)
+    return torch.stack([i, j], dim=1).double() / grid
+
+
+def fit_prior(moments: Sequence[Moment], metric: str = "R1@0.5", grid: int = 100) -> PriorFit:
+    """The grid span that maximises ``metric`` over ``moments`` (the train split).
+
+    ``R1@m`` is the share of moments whose IoU with the span is strictly greater than ``m``; ``mIoU`` the mean IoU.
+    IoU is the evaluator's, on fractions of each moment's duration (equal to the IoU in seconds). Ties go to the
+    smallest start, then the smallest end (:func:`grid_spans`); R1 ties are exact (hit counts are integers).
+    Vectorised in chunks of grid spans so that memory stays at a few hundred MiB for 37k moments and grid 100.
+    """
+    if metric not in PRIOR_METRICS:
+        raise ValueError(f"prior: metric {metric!r} is not one of {PRIOR_METRICS}")
+    split = as_split(moments)
+    truth = split.gt / split.duration[:, None]  # [M, 2] fractions
+    spans = grid_spans(grid)
+    threshold = None if metric == "mIoU" else float(metric.removeprefix("R1@"))
+    chunk = max(1, _CHUNK_ELEMENTS // len(truth))
+    scores = []
+    for part in spans.split(chunk):
+        iou = evaluate.temporal_iou(part[:, None, :], truth[None, :, :])  # [chunk, M]
+        scores.append(iou.sum(dim=1) if threshold is None else (iou > threshold).sum(dim=1).double())
+    score = torch.cat(scores)
+    best = int(score.argmax())  # the first maximum, in grid_spans order
+    start, end = spans[best].tolist()
+    return PriorFit(start=start, end=end, metric=metric, value=float(score[best]) / len(truth))
+
+
+def run_prior(ctx: RunContext) -> RunResult:
+    """Choose the span on train, then predict it (scaled to each video) on val_1 and val_2."""
+    config: PriorConfig = ctx.config
+    fit = fit_prior(read_captions(ctx.data.annotation_path(TRAIN), TRAIN).moments, config.tune_for, config.grid)
+    ctx.log.log_params(
+        {
+            "prior_start": fit.start,
+            "prior_end": fit.end,
+            "tuned_for": fit.metric,
+            "prior_train_value": fit.value,
+            "prior_grid": config.grid,
+        }
+    )
+    val_split, test_split = load_split(ctx, VAL), load_split(ctx, TEST)
+    val = evaluate.evaluate(fixed_span(val_split, fit.start, fit.end), val_split.gt, val_split.duration)
+    pred = fixed_span(test_split, fit.start, fit.end)
+    test = evaluate.evaluate(pred, test_split.gt, test_split.duration)
+    path = _write_test(ctx, test_split, pred)
+    return RunResult(test=test, val_best=val, predictions=path, dataset_hash=ctx.data.content_hash)
+
+
+# --- whole video --------------------------------------------------------------------------------------------------
+
+
+def run_whole_video(ctx: RunContext) -> RunResult:
+    """Predict ``[0, duration]`` for every query: its IoU is the moment's share of the video."""
+    val_split, test_split = load_split(ctx, VAL), load_split(ctx, TEST)
+    val = evaluate.evaluate(fixed_span(val_split, 0.0, 1.0), val_split.gt, val_split.duration)
+    pred = fixed_span(test_split, 0.0, 1.0)
+    test = evaluate.evaluate(pred, test_split.gt, test_split.duration)
+    path = _write_test(ctx, test_split, pred)
+    return RunResult(test=test, val_best=val, predictions=path, dataset_hash=ctx.data.content_hash)
+
+
+# --- registration -------------------------------------------------------------------------------------------------
+
+
+def specs() -> tuple[MethodSpec, ...]:
+    """The three blind methods, with the titles and descriptions of their :data:`methods.registry.PLANNED` entries."""
+    entries = (
+        ("random", run_random, random_config),
+        ("prior", run_prior, prior_config),
+        ("whole-video", run_whole_video, whole_video_config),
+    )
+    return tuple(
+        MethodSpec(
+            name=name,
+            title=PLANNED[name].title,
+            stages=(),
+            query="none",
+            supervision="none",
+            rows=(),
+            description=PLANNED[name].description,
+            run=run,
+            config=config,
+        )
+        for name, run, config in entries
+    )
+
+
+def register_all() -> None:
+    """Register the three methods; called once, at import (a second call raises, as the registry does)."""
+    for spec in specs():
+        register(spec)
+
+
+register_all()
