@@ -24,7 +24,6 @@ import math
 import os
 import random
 import time
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +35,7 @@ from torch import Tensor, nn
 
 from bench.config import TrainConfig
 from bench.data.errors import DataError
+from bench.data.loader import save_atomic
 
 CHECKPOINT = "checkpoint.pt"
 FORMAT = "wsvg-checkpoint-v1"
@@ -83,16 +83,6 @@ def _set_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
     generator.set_state(state["batches"])
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
-
-
-def save_atomic(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary file beside ``path``, then ``os.replace``: a reader sees old or new, never half."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any] | None:

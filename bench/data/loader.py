@@ -40,6 +40,21 @@ CACHE_FORMAT = "wsvg-padded-split"
 CACHE_VERSION = 1
 
 
+def save_atomic(obj: Any, path: str | Path) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then ``os.replace``: a reader sees old or new, never half.
+
+    Each writer (a DDP rank, a second process) uses its own temporary name, so concurrent writers never collide.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def pad_stack(tensors: Sequence[Tensor], value: float = 0.0) -> tuple[Tensor, Tensor]:
     """Stack ``[T_i, ...]`` tensors into ``[N, max T_i, ...]`` padded with ``value``; also the lengths ``[N]``.
 
@@ -176,13 +191,7 @@ class PaddedSplit:
             "ids": self.ids,
             "meta": self.meta,
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-        try:
-            torch.save(payload, tmp)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        save_atomic(payload, path)
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu", key: str | None = None) -> PaddedSplit:
