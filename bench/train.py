@@ -145,6 +145,7 @@ def fit(task: Task, cfg: TrainConfig, ctx: Any, select_on: str = "R1@0.5",
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            optimizer.step()
             for k, v in {"loss": loss.item(), "grad_norm": float(grad_norm), **scalars}.items():
                 sums[k] = sums.get(k, 0.0) + v
             count += 1
