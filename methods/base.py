@@ -142,7 +142,8 @@ def weak_loss(model: BaseNet, batch: dict[str, Tensor]) -> tuple[Tensor, dict[st
 def full_loss(model: BaseNet, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
     """SBase (App. C.1): scaled-IoU BCE of every candidate against the annotated span."""
     logits = model(batch)
-    iou = proposals.cell_iou(proposals.candidate_spans(batch["duration"], model.c.n_clips), batch["span"])
+    spans = proposals.candidate_spans(batch["duration"], model.c.n_clips)
+    iou = evaluate.temporal_iou(spans, batch["span"][:, None])
     bce = losses.scaled_iou_bce(logits, iou)
     return bce, {"bce": bce.item()}
 

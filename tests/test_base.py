@@ -104,7 +104,8 @@ def test_scaled_iou_targets():
     iou = torch.tensor([0.0, 0.5, 0.6, 0.75, 1.0])
     assert losses.scaled_iou_targets(iou).tolist() == pytest.approx([0.0, 0.0, 0.2, 0.5, 1.0])
     spans = torch.tensor([[[0.0, 10.0], [5.0, 15.0], [20.0, 30.0]]])
-    assert proposals.cell_iou(spans, torch.tensor([[0.0, 10.0]])).tolist() == [[1.0, pytest.approx(5 / 15), 0.0]]
+    iou = evaluate.temporal_iou(spans, torch.tensor([[0.0, 10.0]])[:, None])  # the targets SBase trains on
+    assert iou.tolist() == [[1.0, pytest.approx(5 / 15), 0.0]]
 
 
 def test_learning_rate_warms_up_then_decays_as_inverse_sqrt():

@@ -61,13 +61,6 @@ def candidate_spans(duration: Tensor, n: int = N_CLIPS) -> Tensor:
     return bounds[None] * duration[:, None, None]
 
 
-def cell_iou(spans: Tensor, gt: Tensor) -> Tensor:
-    """IoU of candidate spans ``[Q, K, 2]`` with ``gt [Q, 2]`` (same units), ``[Q, K]``; the 2D-TAN formula."""
-    inter = (torch.minimum(spans[..., 1], gt[:, None, 1]) - torch.maximum(spans[..., 0], gt[:, None, 0])).clamp(min=0)
-    union = torch.maximum(spans[..., 1], gt[:, None, 1]) - torch.minimum(spans[..., 0], gt[:, None, 0])
-    return torch.where(union > 0, inter / union.clamp(min=1e-12), torch.zeros_like(inter))
-
-
 class ProposalMap(nn.Module):
     """Clip features ``[B, N, C]`` -> the valid cells' features ``[B, n_cells, C]``, each the max over its clips.
 
