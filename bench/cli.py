@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from bench import run, tables
 
-    specs = run.methods_to_run(args.method, args.table)
+    specs = run.methods_to_run(args.method, args.table, args.dataset)
     seeds = run.parse_seeds(args.seeds)
     overrides = cfg.parse_overrides(args.overrides)
     if not specs:
@@ -173,7 +173,11 @@ def cmd_methods(args: argparse.Namespace) -> int:
     for name, spec in registry.all_methods().items():
         status = "runs" if spec.implemented else (f"planned (#{spec.issue})" if spec.issue else "planned")
         where = ",".join(dict.fromkeys(in_tables.get(name, []))) or (
-            "all (blind)" if name in tables.BLIND_METHODS else "-"
+            "all (blind)"
+            if name in tables.BLIND_METHODS
+            else "report (blind)"
+            if spec.query == "none" and spec.implemented
+            else "-"
         )
         print(
             f"{name:22s} {status:18s} {spec.query:10s} {spec.supervision:8s} {'+'.join(spec.stages) or '-':22s} {where}"

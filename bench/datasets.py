@@ -3,6 +3,10 @@
 A dataset is opened once per process and shared by every method of a ``bench run --table N``; its
 ``content_hash`` goes into every run's parameters. Datasets that a later issue will build are listed with
 that issue, and opening them is a clear error rather than a guess.
+
+A dataset marked ``annotations_only`` holds the annotation files and nothing else (no video features, no speech):
+only the blind methods (query ``"none"``) can run on it, and ``bench run`` says so instead of failing deep inside
+a method. Its ``check`` runs before any tracked run is opened, so a missing file is one clear error.
 """
 
 from __future__ import annotations
@@ -25,12 +29,26 @@ class DatasetSpec:
     description: str
     open: Callable[[str, Any], Dataset] | None = None  # open(profile, device) -> Dataset
     issue: int | None = None
+    annotations_only: bool = False
+    check: Callable[[], Any] | None = None  # cheap: raises a DataError naming the missing file and the fix
 
 
 def _open_synth(profile: str, device: Any) -> Dataset:
     from bench.data.synth import SynthDataset
 
     return SynthDataset.open(profile, device)
+
+
+def _open_captions(profile: str, device: Any) -> Dataset:
+    from bench.data.captions import CaptionsDataset
+
+    return CaptionsDataset.open(profile, device)
+
+
+def _check_captions() -> Any:
+    from bench.data.captions import check_files
+
+    return check_files()
 
 
 _DATASETS: dict[str, DatasetSpec] = {
@@ -41,7 +59,11 @@ _DATASETS: dict[str, DatasetSpec] = {
         "activitynet-speech", "ActivityNet Speech: C3D features + spoken captions, from a local data root", issue=3
     ),
     "activitynet-captions": DatasetSpec(
-        "activitynet-captions", "ActivityNet Captions annotations only (for the blind rows)", issue=7
+        "activitynet-captions",
+        "the real ActivityNet Captions annotations only, from $WSVG_SHARED/data (for the blind rows)",
+        open=_open_captions,
+        annotations_only=True,
+        check=_check_captions,
     ),
 }
 DATASET_NAMES: tuple[str, ...] = tuple(_DATASETS)

@@ -111,17 +111,27 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def methods_to_run(method: str | None, table: int | None) -> list[MethodSpec]:
-    """The methods a ``bench run`` invocation means, in table order; errors say what to do instead."""
+def is_blind(spec: MethodSpec) -> bool:
+    """A blind method reads only the annotations: no query input, no supervision (random, prior and variants)."""
+    return spec.query == "none" and spec.supervision == "none"
+
+
+def methods_to_run(method: str | None, table: int | None, dataset: str | None = None) -> list[MethodSpec]:
+    """The methods a ``bench run`` invocation means, in table order; errors say what to do instead.
+
+    On an annotations-only dataset (``activitynet-captions``) only blind methods can run: ``--table N`` keeps just
+    the table's blind rows, and naming another method is an error that says where it can run.
+    """
     from bench import tables
 
     if method is None and table is None:
         raise ValueError("say what to run: --method NAME, --table N, or both (`bench methods` lists names)")
+    annotations_only = dataset is not None and datasets.spec(dataset).annotations_only
     if method is not None:
         spec = registry.get(method)
         if table is not None:
             rows = [r for r in tables.load_table(table).rows if r.method == method]
-            if not rows and method not in tables.BLIND_METHODS:
+            if not rows and not is_blind(spec):
                 raise ValueError(
                     f"method {method!r} has no row in table {table}; its rows: {', '.join(spec.rows) or 'none listed'}"
                 )
@@ -131,9 +141,15 @@ def methods_to_run(method: str | None, table: int | None) -> list[MethodSpec]:
                 f"method {method!r} ({spec.title}) is not implemented in this version "
                 f"of the suite: {when}. `bench methods` shows what runs today."
             )
+        if annotations_only and not is_blind(spec):
+            raise ValueError(
+                f"dataset {dataset!r} holds annotations only (no video features, no speech), and method {method!r} "
+                f"needs its {spec.query} query: run it on --dataset synth, or run a blind method here "
+                f"({', '.join(tables.BLIND_METHODS)}; `bench methods` lists their variants)"
+            )
         return [spec]
     spec_table = tables.load_table(table)
-    names = [r.method for r in spec_table.rows if r.method]
+    names = [r.method for r in spec_table.rows if r.method and not annotations_only]
     if spec_table.is_grounding:
         names += list(tables.BLIND_METHODS)
     specs = [registry.get(n) for n in dict.fromkeys(names)]
@@ -155,7 +171,9 @@ def run(
     from tqdm import tqdm
 
     cfg.check_profile(profile)
-    datasets.spec(dataset)
+    ds = datasets.spec(dataset)
+    if ds.check is not None:  # a missing data file is one clear error before any run, not a FAILED run per seed
+        ds.check()
     dev = pick_device(device)
     jobs = [(s, seed) for s in specs for seed in seeds]
     outcomes = []

@@ -28,6 +28,13 @@ from methods import registry
 from methods.parts.proposals import candidates
 
 METHODS = ("random", "prior", "whole-video")
+VARIANTS = {  # name -> the config it runs: one prior per metric it can be tuned for, and the continuous random
+    "random-continuous": ("space", "continuous"),
+    "prior-r1-0.1": ("tune_for", "R1@0.1"),
+    "prior-r1-0.3": ("tune_for", "R1@0.3"),
+    "prior-r1-0.7": ("tune_for", "R1@0.7"),
+    "prior-miou": ("tune_for", "mIoU"),
+}
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +44,7 @@ def imported() -> Iterator[tuple[ModuleType, dict[str, registry.MethodSpec]]]:
     with pytest.MonkeyPatch.context() as mp:
         if fresh:
             mp.setattr(registry, "_REGISTRY", {})
+            mp.setattr(registry, "_loaded", registry._loaded)  # a registry.get() in a test must not leave it True
         module = importlib.import_module("methods.blind")
         yield module, registry._REGISTRY
     if fresh:  # a later import (e.g. by registry.all_methods) must run register_all again, into the real registry
@@ -106,18 +114,28 @@ def pred_fractions(path: Path) -> torch.Tensor:
 # --- registration and configs -------------------------------------------------------------------------------------
 
 
-def test_importing_registers_the_three_blind_methods(imported, monkeypatch):
+def test_importing_registers_the_three_blind_methods_and_their_variants(imported, monkeypatch):
     blind, at_import = imported
-    assert set(METHODS) <= set(at_import)
-    for name in METHODS:
+    assert set(METHODS) | set(VARIANTS) <= set(at_import)
+    for name in (*METHODS, *VARIANTS):
         spec = at_import[name]
         assert spec.implemented and spec.stages == () and spec.query == "none" and spec.supervision == "none"
-        assert (spec.title, spec.description) == (registry.PLANNED[name].title, registry.PLANNED[name].description)
+        if name in METHODS:
+            assert (spec.title, spec.description) == (registry.PLANNED[name].title, registry.PLANNED[name].description)
         for profile in cfg.PROFILES:
             assert spec.config(profile) == spec.config("tiny")
+    assert at_import["prior"].config("small").tune_for == "R1@0.5"
+    assert at_import["random"].config("small").space == "candidates"
+    for name, (key, value) in VARIANTS.items():
+        assert getattr(at_import[name].config("paper"), key) == value, name
+        assert at_import[name].run is at_import[name.split("-")[0]].run  # a variant is a config, not new code
+    # every metric the prior can be tuned for has exactly one method, and the names follow one rule
+    tuned = {s.config("tiny").tune_for: n for n, s in at_import.items() if n.startswith("prior")}
+    assert tuned == {m: blind.prior_method(m) for m in blind.PRIOR_METRICS} and len(tuned) == 5
     monkeypatch.setattr(registry, "_REGISTRY", {})
     blind.register_all()
-    assert sorted(registry._REGISTRY) == sorted(METHODS) and registry.get("prior").implemented
+    # (registry.get would import the other method modules into this temporary registry: read it directly)
+    assert sorted(registry._REGISTRY) == sorted([*METHODS, *VARIANTS]) and registry._REGISTRY["prior"].implemented
     with pytest.raises(ValueError, match="twice"):
         blind.register_all()
 
