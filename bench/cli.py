@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bench import run, tables
+    from bench import run, tables, tracking
 
     specs = run.methods_to_run(args.method, args.table, args.dataset)
     seeds = run.parse_seeds(args.seeds)
@@ -135,6 +135,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         overrides=overrides,
         table=args.table,
     )
+    if not tracking.is_main_process():  # under torchrun, rank 0 alone reports
+        return 1 if any(o.status != "FINISHED" for o in outcomes) else 0
     for o in outcomes:
         extra = "  ".join(f"{k}={v * 100:.2f}" for k, v in o.test.items() if k.startswith(("R1@", "mIoU")))
         print(f"{o.status:8s} {o.method} seed={o.seed} run={o.run_id or '-'}  {extra or o.error}")

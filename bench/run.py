@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import config as cfg
-from bench import datasets, tracking
+from bench import datasets, dist, tracking
 from methods import registry
 from methods.registry import MethodSpec
 
@@ -175,9 +175,14 @@ def run(
     if ds.check is not None:  # a missing data file is one clear error before any run, not a FAILED run per seed
         ds.check()
     dev = pick_device(device)
+    shard = dist.init(dev)
+    if shard.world > 1:  # under torchrun rank 0 builds (or opens) the dataset first; the others then find it cached
+        if shard.main:
+            datasets.open_dataset(dataset, profile, dev)
+        dist.barrier()
     jobs = [(s, seed) for s in specs for seed in seeds]
     outcomes = []
-    for spec, seed in tqdm(jobs, desc="bench run", unit="run", disable=not progress or len(jobs) < 2):
+    for spec, seed in tqdm(jobs, desc="bench run", unit="run", disable=not progress or len(jobs) < 2 or not shard.main):
         outcomes.append(_run_one(spec, seed, dataset, profile, dev, overrides or {}, table))
     return outcomes
 

@@ -15,6 +15,9 @@ score val and test) and calls :func:`fit`. The loop is the same for all methods:
   run's curves are whole.
 - The best epoch is chosen on the validation split only (``select_on``, ties keep the earlier epoch); the test
   split is scored once, with the selected weights, at the end.
+- Under ``torchrun`` (:mod:`bench.dist`): the global batch is split over the processes, gradients are averaged
+  after each backward, every rank validates and selects alike, and rank 0 alone writes checkpoints and
+  predictions.
 """
 
 from __future__ import annotations
@@ -33,9 +36,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from bench import dist
 from bench.config import TrainConfig
 from bench.data.errors import DataError
 from bench.data.loader import save_atomic
+from bench.dist import Shard
 
 CHECKPOINT = "checkpoint.pt"
 FORMAT = "wsvg-checkpoint-v1"
@@ -47,10 +52,11 @@ class Task:
 
     model: nn.Module
     loss: Callable[[dict[str, Tensor]], tuple[Tensor, dict[str, float]]]  # batch -> (loss, scalars to log)
-    batches: Callable[[torch.Generator], Iterable[dict[str, Tensor]]]  # one shuffled training epoch
+    # one shuffled training epoch of this process's shard, batches of ``shard.batch_size(global batch)``
+    batches: Callable[[torch.Generator, Shard], Iterable[dict[str, Tensor]]]
     n_batches: int
     validate: Callable[[], dict[str, float]]  # metrics on the validation split (fractions)
-    test: Callable[[Path], dict[str, float]]  # writes test predictions to the path, returns the metrics
+    test: Callable[[Path | None], dict[str, float]]  # writes test predictions to the path (if any), returns metrics
 
 
 @dataclass
@@ -109,6 +115,7 @@ def fit(task: Task, cfg: TrainConfig, ctx: Any, select_on: str = "R1@0.5",
     from tqdm import tqdm
 
     model = task.model
+    shard = dist.init(getattr(ctx, "device", None))
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     generator = torch.Generator().manual_seed(ctx.seed)
@@ -126,6 +133,7 @@ def fit(task: Task, cfg: TrainConfig, ctx: Any, select_on: str = "R1@0.5",
         for record in history:  # the new run's curves start where the killed one's did
             ctx.log.log_metrics(record["train"], step=record["epoch"], prefix="train/")
             ctx.log.log_metrics(record["val"], step=record["epoch"], prefix="val/")
+    dist.broadcast_model(model)  # identical weights on every rank, whatever each one's initialisation drew
     resumed_from = start
     ctx.log.log_params({"resumed_from_epoch": resumed_from, "select_on": select_on})
 
@@ -133,8 +141,8 @@ def fit(task: Task, cfg: TrainConfig, ctx: Any, select_on: str = "R1@0.5",
         model.train()
         sums: dict[str, float] = {}
         count, t0 = 0, time.perf_counter()
-        bar = tqdm(task.batches(generator), total=task.n_batches, desc=f"epoch {epoch}/{cfg.epochs}", leave=False,
-                   disable=None)  # fmt: skip
+        bar = tqdm(task.batches(generator, shard), total=task.n_batches, desc=f"epoch {epoch}/{cfg.epochs}",
+                   leave=False, disable=None if shard.main else True)  # fmt: skip
         for batch in bar:
             update += 1
             for group in optimizer.param_groups:
@@ -144,6 +152,7 @@ def fit(task: Task, cfg: TrainConfig, ctx: Any, select_on: str = "R1@0.5",
                 raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch}, update {update}")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            dist.average_gradients(params, shard.world)
             grad_norm = nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             optimizer.step()
             for k, v in {"loss": loss.item(), "grad_norm": float(grad_norm), **scalars}.items():
@@ -162,7 +171,8 @@ def fit(task: Task, cfg: TrainConfig, ctx: Any, select_on: str = "R1@0.5",
             raise KeyError(f"select_on={select_on!r} is not among the validation metrics {sorted(val)}")
         if val[select_on] > best["score"]:
             best = {"epoch": epoch, "score": val[select_on], "val": val, "model": copy.deepcopy(model.state_dict())}
-        _print_epoch(epoch, cfg.epochs, train, val, select_on)
+        if shard.main:
+            _print_epoch(epoch, cfg.epochs, train, val, select_on)
         checkpoint = {
             "format": FORMAT,
             "epoch": epoch,
@@ -173,7 +183,9 @@ def fit(task: Task, cfg: TrainConfig, ctx: Any, select_on: str = "R1@0.5",
             "history": history,
             "best": best,
         }
-        save_atomic(checkpoint, path)
+        if shard.main:
+            save_atomic(checkpoint, path)
+        dist.barrier()  # no rank runs ahead of a checkpoint that a resume would read
         if on_epoch_end is not None:
             on_epoch_end(epoch)
 
@@ -183,7 +195,8 @@ def fit(task: Task, cfg: TrainConfig, ctx: Any, select_on: str = "R1@0.5",
     model.eval()
     predictions = Path(ctx.workdir) / "test_predictions.jsonl"
     with torch.no_grad():
-        test = task.test(predictions)
+        test = task.test(predictions if shard.main else None)
+    dist.barrier()
     return FitResult(test, best["val"], best["epoch"], predictions, resumed_from)
 
 

@@ -181,7 +181,9 @@ def run(ctx: RunContext) -> RunResult:
     task = Task(
         model=model,
         loss=lambda batch: loss_fn(model, batch),
-        batches=lambda gen: train.batches(c.train.batch_size, shuffle=True, generator=gen),
+        batches=lambda gen, shard: train.batches(
+            shard.batch_size(c.train.batch_size), shuffle=True, generator=gen, rank=shard.rank, world_size=shard.world
+        ),
         n_batches=-(-len(train) // c.train.batch_size),
         validate=lambda: evaluate_split(model, data.val, c.eval_batch_size, c.n_clips),
         test=lambda path: evaluate_split(model, data.test, c.eval_batch_size, c.n_clips, path),
