@@ -178,7 +178,7 @@ def cmd_methods(args: argparse.Namespace) -> int:
             "all (blind)"
             if name in tables.BLIND_METHODS
             else "report (blind)"
-            if spec.query == "none" and spec.implemented
+            if spec.blind and spec.implemented
             else "-"
         )
         print(

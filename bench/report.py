@@ -64,7 +64,7 @@ def blind_methods() -> list[str]:
     """Every runnable blind method and variant, in registry order (the order ``methods/blind.py`` gives)."""
     from methods import registry
 
-    return [n for n, s in registry.all_methods().items() if s.implemented and s.query == "none"]
+    return [n for n, s in registry.all_methods().items() if s.implemented and s.blind]
 
 
 def blind_rows(profile: str, runs_by_dataset: dict[str, object] | None = None) -> tables.Rendered:

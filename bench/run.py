@@ -111,11 +111,6 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def is_blind(spec: MethodSpec) -> bool:
-    """A blind method reads only the annotations: no query input, no supervision (random, prior and variants)."""
-    return spec.query == "none" and spec.supervision == "none"
-
-
 def methods_to_run(method: str | None, table: int | None, dataset: str | None = None) -> list[MethodSpec]:
     """The methods a ``bench run`` invocation means, in table order; errors say what to do instead.
 
@@ -131,7 +126,7 @@ def methods_to_run(method: str | None, table: int | None, dataset: str | None = 
         spec = registry.get(method)
         if table is not None:
             rows = [r for r in tables.load_table(table).rows if r.method == method]
-            if not rows and not is_blind(spec):
+            if not rows and not spec.blind:
                 raise ValueError(
                     f"method {method!r} has no row in table {table}; its rows: {', '.join(spec.rows) or 'none listed'}"
                 )
@@ -141,7 +136,7 @@ def methods_to_run(method: str | None, table: int | None, dataset: str | None = 
                 f"method {method!r} ({spec.title}) is not implemented in this version "
                 f"of the suite: {when}. `bench methods` shows what runs today."
             )
-        if annotations_only and not is_blind(spec):
+        if annotations_only and not spec.blind:
             raise ValueError(
                 f"dataset {dataset!r} holds annotations only (no video features, no speech), and method {method!r} "
                 f"needs its {spec.query} query: run it on --dataset synth, or run a blind method here "

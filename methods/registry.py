@@ -55,6 +55,11 @@ class MethodSpec:
             raise ValueError(f"method {self.name}: supervision {self.supervision!r} not in {SUPERVISIONS}")
 
     @property
+    def blind(self) -> bool:
+        """Reads only the annotations: no query input, no supervision (random, prior, whole video and variants)."""
+        return self.query == "none" and self.supervision == "none"
+
+    @property
     def implemented(self) -> bool:
         return self.run is not None
 
