@@ -12,7 +12,6 @@ as CSV, so every bar can be checked against the files.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,8 +55,7 @@ def synth_source(profile: str) -> tuple[Any | None, str]:
     meta = root / "meta.json"
     if not meta.is_file():
         return None, f"synth/{profile} is not built under {root.parent} (`bench data synth --profile {profile}`)"
-    content = json.loads(meta.read_text())
-    return synth.SynthDataset(root=root, profile=profile, content_hash=content["content_hash"], meta=content), ""
+    return synth.SynthDataset.from_root(root, profile), ""
 
 
 def real_source(profile: str) -> tuple[Any | None, str]:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import config as cfg
-from bench import datasets, dist, tracking
+from bench import datasets, tracking
 from methods import registry
 from methods.registry import MethodSpec
 
@@ -164,6 +164,8 @@ def run(
 ) -> list[Outcome]:
     """Run every (method, seed); a failure is logged FAILED and reported, and the others still run."""
     from tqdm import tqdm
+
+    from bench import dist  # imports torch: kept out of this module's import, as pick_device does
 
     cfg.check_profile(profile)
     ds = datasets.spec(dataset)

@@ -115,7 +115,7 @@ def fit(task: Task, cfg: TrainConfig, ctx: Any, select_on: str = "R1@0.5",
     from tqdm import tqdm
 
     model = task.model
-    shard = dist.init(getattr(ctx, "device", None))
+    shard = dist.init(ctx.device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     generator = torch.Generator().manual_seed(ctx.seed)

@@ -423,7 +423,11 @@ class SynthDataset:
 
     @classmethod
     def open(cls, profile: str, device: Any = None) -> SynthDataset:
-        root = build(profile)
+        return cls.from_root(build(profile), profile)
+
+    @classmethod
+    def from_root(cls, root: Path, profile: str) -> SynthDataset:
+        """An already built benchmark at ``root`` (its ``meta.json`` gives the content hash); builds nothing."""
         meta = json.loads((root / "meta.json").read_text())
         return cls(root=root, profile=profile, content_hash=meta["content_hash"], meta=meta)
 
