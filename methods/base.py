@@ -24,6 +24,17 @@ convolution with 2D-TAN's masked re-weighting, dropout 0.1, 4 conv layers + 1 at
 Differences from that code: eq. 10 has both negative pairs as the paper writes it (the code uses only V'); the
 diversity loss is eq. 11's entropy (the code's "global + gap" terms differ); the weight of eq. 11 is not given in
 the paper and is a configuration value (``div_weight``, 1.0 = added as written).
+
+Known behaviour (measured for issue 4; the issue's note has the numbers): the network starts on a long plateau, and
+not only under eq. 10. Fully supervised (``sbase``) on the gold text it predicts the same spans for every query (the
+scaled-IoU BCE's best constant) through 12 epochs of synth/small at lr 1e-3 (2 seeds). The plateau lies in the
+fusion: eq. 9's q_i is a softmax-weighted mean of the query, and ``[v_i ; q_i]`` -> Bi-GRU has no first-order
+product of clip and query, so matching must grow through the GRU's gates; with 2D-TAN's Hadamard fusion in its place
+(a diagnostic, not a paper row) the same network fits 128 supervised queries far sooner (train R@1 IoU=0.5 58 %
+after 100 full-batch steps, against 16 % with the paper's fusion). Weakly supervised, eq. 10 can fall without
+localizing, since a matched pair may score high on every proposal (measured: the loss fell while top-1 centres
+stayed no more often inside the moment than random ones), and eq. 11 cannot push back (it is nearly constant, see
+``losses.diversity_loss``).
 """
 
 from __future__ import annotations

@@ -1,0 +1,200 @@
+"""Calibration sweep over the synthetic benchmark's difficulty knobs (issue 4): measured here, never asserted.
+
+For each world (a ``synth`` profile with :class:`~bench.data.synth.SynthConfig` overrides, built once and cached
+by its config hash), every method runs for every seed through its own ``run`` function and the shared training
+loop, exactly the code ``bench run`` uses, but **without MLflow tracking**: variant worlds never enter the
+tracking store, so the paper tables (which read synth/<profile> runs) cannot mix them in. Prints one Markdown
+table per world, mean ± std over seeds of the test metrics, the epochs chosen on val, and the issue's ordering
+check; ``--out FILE`` keeps every run (per-epoch val and train curves too) as JSON lines.
+
+A world is ``key=value`` pairs joined by commas (tuple values with ``:``, e.g. ``videos=300:50:50``); ``-``
+is the profile as shipped. ``--set`` overrides method config fields for the methods that have them.
+
+Usage (a GPU machine runs many jobs at once with ``--device cuda --workers 12``)::
+
+    python scripts/calibrate.py --world - --world noise_std=1,scene_scale=0 \\
+        --methods prior,random,whole-video,base,base-text,sbase --seeds 0,1,2 --set train.epochs=12
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPORTED = ("R1@0.5", "mIoU", "centre_in", "pred_len")
+ORDER = ("prior", "base", "base-text")  # the issue's criterion: prior < Base(speech) < Base(gold text) < 100 %
+
+
+def parse_world(text: str, profile: str):
+    """``"noise_std=1,videos=300:50:50"`` -> the profile's SynthConfig with those fields set (typed, checked)."""
+    from bench import config as cfg
+    from bench.data import synth
+
+    base = synth.PROFILES[profile]
+    if text.strip() in ("", "-"):
+        return base
+    overrides = cfg.parse_overrides([p.replace(":", ",") for p in text.split(",")])
+    return cfg.apply_overrides(base, overrides)
+
+
+def method_config(name: str, profile: str, overrides: dict[str, str]):
+    """The method's profile config with the ``--set`` keys it has; keys it lacks are left to the other methods."""
+    from bench import config as cfg
+    from methods import registry
+
+    c = registry.get(name).config(profile)
+    mine = {k: v for k, v in overrides.items() if k in cfg.field_paths(c)}
+    return cfg.apply_overrides(c, mine)
+
+
+def build_world(job: tuple[str, str, str]) -> tuple[str, str, str]:
+    """Build (or find) one world; returns its name, root and content hash."""
+    from bench.data import synth
+
+    name, text, profile = job
+    root = synth.build(profile, parse_world(text, profile), progress=False)
+    return name, str(root), synth.SynthDataset.from_root(root, profile).content_hash
+
+
+class MemoryLog:
+    """The tracking interface the training loop writes to, kept in memory: per-epoch metrics by key."""
+
+    run_id = None
+    active = False
+
+    def __init__(self) -> None:
+        self.curves: dict[str, list[float]] = {}
+        self.params: dict[str, Any] = {}
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None, prefix: str = "") -> None:
+        for k, v in metrics.items():
+            self.curves.setdefault(prefix + k, []).append(float(v))
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        self.params.update(params)
+
+    def set_tags(self, *a: Any, **k: Any) -> None: ...
+    def log_dict(self, *a: Any, **k: Any) -> None: ...
+    def log_text(self, *a: Any, **k: Any) -> None: ...
+    def log_artifact(self, *a: Any, **k: Any) -> None: ...
+
+
+def run_job(job: dict[str, Any]) -> dict[str, Any]:
+    """One (world, method, seed) through the method's run function, as ``bench run`` would call it."""
+    import torch
+
+    from bench.data import synth
+    from bench.run import RunContext, set_seed
+    from bench.tracking import runs_home
+    from methods import registry
+
+    torch.set_num_threads(job["threads"])
+    spec = registry.get(job["method"])
+    c = method_config(job["method"], job["profile"], job["set"])
+    log = MemoryLog()
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as work:
+        set_seed(job["seed"])
+        ctx = RunContext(spec, c, "synth", job["profile"], job["seed"], torch.device(job["device"]), log, Path(work),
+                         runs_home() / "cache")  # fmt: skip
+        ctx._data = synth.SynthDataset.from_root(Path(job["root"]), job["profile"])
+        result = spec.run(ctx)
+    return {
+        **{k: job[k] for k in ("world", "spec", "content_hash", "method", "seed")},
+        "set": job["set"],
+        "test": {k: float(v) for k, v in result.test.items()},
+        "selected_epoch": result.selected_epoch,
+        "curves": log.curves,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+
+
+def summarize(records: list[dict[str, Any]]) -> str:
+    """One Markdown table per world: mean ± std over seeds (in %), epochs chosen on val, the ordering check."""
+    out = []
+    for world in dict.fromkeys(r["world"] for r in records):
+        rows = [r for r in records if r["world"] == world]
+        out += [f"### world {world}: `{rows[0]['spec']}` (content hash {rows[0]['content_hash']})", "",
+                "| method | seeds | " + " | ".join(REPORTED) + " | selected epochs | s per run |",
+                "|---" * (len(REPORTED) + 4) + "|"]  # fmt: skip
+        means = {}
+        for method in dict.fromkeys(r["method"] for r in rows):
+            runs = sorted((r for r in rows if r["method"] == method), key=lambda r: r["seed"])
+            cells = []
+            for k in REPORTED:
+                xs = [r["test"][k] * (1 if k == "pred_len" else 100) for r in runs]
+                sd = statistics.stdev(xs) if len(xs) > 1 else 0.0
+                cells.append(f"{statistics.mean(xs):.2f} ± {sd:.2f}")
+            means[method] = statistics.mean(r["test"]["R1@0.5"] for r in runs)
+            epochs = ",".join(str(r["selected_epoch"]) if r["selected_epoch"] is not None else "-" for r in runs)
+            secs = statistics.mean(r["seconds"] for r in runs)
+            out.append(f"| {method} | {len(runs)} | " + " | ".join(cells) + f" | {epochs} | {secs:.0f} |")
+        if all(m in means for m in ORDER):
+            holds = means["prior"] < means["base"] < means["base-text"] < 1.0
+            out.append(f"\nprior < base < base-text < 100 % on R@1 IoU=0.5: {'holds' if holds else 'fails'}")
+        out.append("")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> str:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--world", action="append", help="SynthConfig overrides: noise_std=1,scene_scale=0 (- = as shipped)")
+    p.add_argument("--profile", default="small", choices=("tiny", "small", "paper"))
+    p.add_argument("--methods", default="prior,random,whole-video,base,base-text,sbase")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="method config override")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument("--workers", type=int, default=1, help="parallel processes (0 = in this process)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    p.add_argument("--out", type=Path, help="append every run as a JSON line here")
+    a = p.parse_args(argv)
+    from bench import config as cfg
+    from methods import registry
+
+    worlds = a.world or ["-"]
+    overrides = cfg.parse_overrides(a.set)
+    methods = [m.strip() for m in a.methods.split(",") if m.strip()]
+    for m in methods:
+        if registry.get(m).run is None:
+            raise SystemExit(f"calibrate: method {m!r} does not run yet (see `bench methods`)")
+    for key in overrides:
+        if not any(key in cfg.field_paths(registry.get(m).config(a.profile)) for m in methods):
+            raise SystemExit(f"calibrate: no chosen method has the config key {key!r}")
+    for w in worlds:
+        parse_world(w, a.profile)  # a typo is an error before anything is built
+    names = [f"w{i}" for i in range(len(worlds))]
+    builds = [(n, w, a.profile) for n, w in zip(names, worlds, strict=True)]
+    pool = mp.get_context("spawn").Pool(a.workers) if a.workers > 0 else None
+    imap = pool.imap_unordered if pool else map
+    try:
+        built = {n: (root, chash) for n, root, chash in imap(build_world, builds)}
+        jobs = [
+            {"world": n, "spec": w, "root": built[n][0], "content_hash": built[n][1], "method": m, "seed": int(s),
+             "set": overrides, "profile": a.profile, "device": a.device, "threads": a.threads}
+            for n, w in zip(names, worlds, strict=True) for m in methods for s in a.seeds.split(",")
+        ]  # fmt: skip
+        records = []
+        for r in imap(run_job, jobs):
+            records.append(r)
+            print(f"{r['world']} {r['method']} seed {r['seed']}: R1@0.5 {100 * r['test']['R1@0.5']:.2f} "
+                  f"mIoU {100 * r['test']['mIoU']:.2f} ({r['seconds']:.0f} s)", flush=True)  # fmt: skip
+            if a.out:
+                with a.out.open("a") as fh:
+                    fh.write(json.dumps(r) + "\n")
+    finally:
+        if pool:
+            pool.close()
+    records.sort(key=lambda r: (r["world"], methods.index(r["method"]), r["seed"]))
+    text = summarize(records)
+    print(text)
+    return text
+
+
+if __name__ == "__main__":
+    main()
