@@ -62,27 +62,20 @@ def build_world(job: tuple[str, str, str]) -> tuple[str, str, str]:
     return name, str(root), synth.SynthDataset.from_root(root, profile).content_hash
 
 
-class MemoryLog:
+def memory_log():
     """The tracking interface the training loop writes to, kept in memory: per-epoch metrics by key."""
+    from bench.tracking import RunLogger
 
-    run_id = None
-    active = False
+    class MemoryLog(RunLogger):
+        def __init__(self) -> None:
+            super().__init__(None, None)  # no MLflow: the other logging calls do nothing
+            self.curves: dict[str, list[float]] = {}
 
-    def __init__(self) -> None:
-        self.curves: dict[str, list[float]] = {}
-        self.params: dict[str, Any] = {}
+        def log_metrics(self, metrics: dict[str, float], step: int | None = None, prefix: str = "") -> None:
+            for k, v in metrics.items():
+                self.curves.setdefault(prefix + k, []).append(float(v))
 
-    def log_metrics(self, metrics: dict[str, float], step: int | None = None, prefix: str = "") -> None:
-        for k, v in metrics.items():
-            self.curves.setdefault(prefix + k, []).append(float(v))
-
-    def log_params(self, params: dict[str, Any]) -> None:
-        self.params.update(params)
-
-    def set_tags(self, *a: Any, **k: Any) -> None: ...
-    def log_dict(self, *a: Any, **k: Any) -> None: ...
-    def log_text(self, *a: Any, **k: Any) -> None: ...
-    def log_artifact(self, *a: Any, **k: Any) -> None: ...
+    return MemoryLog()
 
 
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
@@ -97,7 +90,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     torch.set_num_threads(job["threads"])
     spec = registry.get(job["method"])
     c = method_config(job["method"], job["profile"], job["set"])
-    log = MemoryLog()
+    log = memory_log()
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as work:
         set_seed(job["seed"])
