@@ -203,10 +203,13 @@ def fit(task: Task, cfg: TrainConfig, ctx: Any, select_on: str = "R1@0.5",
 def _print_epoch(epoch: int, epochs: int, train: dict[str, float], val: dict[str, float], select_on: str) -> None:
     if os.environ.get("WSVG_QUIET"):
         return
-    extra = "".join(f" {k} {train[k]:.4f}" for k in ("mil", "div", "bce") if k in train)
+    extra = "".join(f" {k} {train[k]:.4f}" for k in ("mil", "div", "avcl", "bce") if k in train)
+    head = f"  epoch {epoch}/{epochs}: loss {train['loss']:.4f}{extra} ({train['seconds']:.0f} s) | val "
+    if "mIoU" not in val:  # not a grounding task (pre-training, ASR): its own validation numbers, unscaled
+        print(head + " ".join(f"{k} {v:.4f}" for k, v in val.items()), flush=True)
+        return
     print(
-        f"  epoch {epoch}/{epochs}: loss {train['loss']:.4f}{extra} ({train['seconds']:.0f} s) | val {select_on} "
-        f"{100 * val[select_on]:.2f} mIoU {100 * val.get('mIoU', float('nan')):.2f} "
+        head + f"{select_on} {100 * val[select_on]:.2f} mIoU {100 * val['mIoU']:.2f} "
         f"centre-in {100 * val.get('centre_in', float('nan')):.0f}% length {val.get('pred_len', float('nan')):.2f}",
         flush=True,
     )

@@ -52,15 +52,16 @@ from bench.data import grounding
 from bench.run import RunContext, RunResult
 from bench.train import Task, fit
 from methods.parts import losses, proposals
-from methods.parts.encoders import BiGRU, SpeechEncoder, VideoEncoder, WordEncoder
-from methods.parts.fusion import Interaction
+from methods.parts.encoders import BiGRU, SpeechEncoder, VideoEncoder, WordEncoder, lengths_to_mask
+from methods.parts.fusion import Interaction, PoolAdd
 from methods.registry import MethodSpec, register
 
 
 @dataclass(frozen=True)
 class BaseConfig:
-    query: Literal["speech", "gold-text"] = "speech"
+    query: Literal["speech", "gold-text", "features"] = "speech"  # features: a frozen encoder's output (SIL)
     supervision: Literal["weak", "full"] = "weak"
+    fusion: Literal["attention", "pool-add"] = "attention"  # A.2's eq. 9 + concat, or Table 5's Pool+Add
     d: int = 256  # App. B.2
     n_clips: int = 64  # App. B.2
     video_convs: int = 4
@@ -95,20 +96,22 @@ def base_config(profile: str, **kw) -> BaseConfig:
 class BaseNet(nn.Module):
     """The Base grounding network of App. A; ``forward`` scores every (video, query) pair of the batch."""
 
-    def __init__(self, c: BaseConfig, video_dim: int, word_vectors: Tensor | None = None) -> None:
+    def __init__(self, c: BaseConfig, video_dim: int, word_vectors: Tensor | None = None,
+                 query_dim: int | None = None) -> None:  # fmt: skip
         super().__init__()
         self.c = c
         self.video = VideoEncoder(video_dim, c.d, c.n_clips, c.video_convs, heads=c.heads, dropout=c.dropout)
+        self.speech = self.words = None
         if c.query == "speech":
-            self.words = None
             self.speech = SpeechEncoder(c.d, channels=c.speech_channels, layers=c.speech_layers, heads=c.heads,
                                         dropout=c.dropout)  # fmt: skip
-        else:
+        elif c.query == "gold-text":
             assert word_vectors is not None, "a text query needs word vectors"
-            self.speech = None
             self.words = WordEncoder(word_vectors, c.d)
-        self.query_gru = BiGRU(c.d, c.d)
-        self.interaction = Interaction(c.d, c.d_att)
+        else:  # "features": batch["sem"] [B, L, query_dim], a frozen pre-trained encoder's output
+            assert query_dim is not None, "a features query needs its width"
+        self.query_gru = BiGRU(query_dim if c.query == "features" else c.d, c.d)
+        self.interaction = Interaction(c.d, c.d_att) if c.fusion == "attention" else PoolAdd(c.d)
         self.map = proposals.ProposalMap(c.n_clips)
         self.map_dropout = nn.Dropout(c.dropout)
         self.map_conv = proposals.SparseMapConv(c.d, c.d, c.map_kernel, c.n_clips)
@@ -120,34 +123,64 @@ class BaseNet(nn.Module):
     def encode_query(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         if self.speech is not None:
             s, mask = self.speech(batch["mel"], batch["mel_len"])
-        else:
+        elif self.words is not None:
             s, mask = self.words(batch["words"], batch["words_len"])
+        else:
+            s, mask = batch["sem"], lengths_to_mask(batch["sem_len"], batch["sem"].shape[1])
         return self.query_gru(s, mask), mask
 
-    def score(self, v: Tensor, s: Tensor, s_mask: Tensor) -> Tensor:
-        """Logits of the 153 candidates for each (v, s) pair: interaction -> map -> conv -> FC."""
+    def score(self, v: Tensor, s: Tensor, s_mask: Tensor, clip_rows: int = 0) -> Tensor | tuple[Tensor, Tensor]:
+        """Logits of the 153 candidates for each (v, s) pair: interaction -> map -> conv -> FC.
+
+        With ``clip_rows = b``, also the clip-level logits ``[b, N]`` of the first ``b`` pairs: the same scorer read
+        at the single-clip cells (SIL's AVCL, §3.4).
+        """
         m = self.interaction(v, s, s_mask)
         cells = self.map_dropout(self.map(m))
-        return self.head(self.map_conv(cells)).squeeze(-1)
+        logits = self.head(self.map_conv(cells)).squeeze(-1)
+        if not clip_rows:
+            return logits
+        return logits, self.head(self.map_conv(cells[:clip_rows], at="clips")).squeeze(-1)
 
     def forward(self, batch: dict[str, Tensor]) -> Tensor:
         s, mask = self.encode_query(batch)
         return self.score(self.encode_video(batch), s, mask)
 
 
-def weak_loss(model: BaseNet, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+@dataclass
+class WeakPass:
+    """One weakly-supervised pass: the loss and what SIL's AVCL reads from the same forward."""
+
+    loss: Tensor
+    scalars: dict[str, float]
+    v: Tensor  # video encoder output [B, N, d]
+    s: Tensor  # query after the Bi-GRU [B, L, d]
+    s_mask: Tensor
+    k: Tensor  # the positive pairs' proposal scores [B, n_cand]
+    clip_logits: Tensor | None  # their clip-level logits [B, N] (only when asked for)
+
+
+def weak_pass(model: BaseNet, batch: dict[str, Tensor], clips: bool = False) -> WeakPass:
     """Eq. 10 + div_weight * eq. 11, with the two negative pairs scored in the same pass as the positive one."""
     v = model.encode_video(batch)
     s, mask = model.encode_query(batch)
     b = v.shape[0]
     shift = int(torch.randint(1, b, (1,))) if b > 1 else 0
     other = torch.roll(torch.arange(b, device=v.device), shift)
-    logits = model.score(torch.cat([v, v[other], v]), torch.cat([s, s, s[other]]), torch.cat([mask, mask, mask[other]]))
+    out = model.score(torch.cat([v, v[other], v]), torch.cat([s, s, s[other]]), torch.cat([mask, mask, mask[other]]),
+                      clip_rows=b if clips else 0)  # fmt: skip
+    logits, clip_logits = out if clips else (out, None)
     k, k_other_video, k_other_query = torch.sigmoid(logits).split(b)
     distinct = batch["video_idx"][other] != batch["video_idx"]
     mil = losses.mil_loss(k, k_other_video, k_other_query, model.c.top_r, distinct, distinct)
     div = losses.diversity_loss(k, model.c.top_r)
-    return mil + model.c.div_weight * div, {"mil": mil.item(), "div": div.item()}
+    loss = mil + model.c.div_weight * div
+    return WeakPass(loss, {"mil": mil.item(), "div": div.item()}, v, s, mask, k, clip_logits)
+
+
+def weak_loss(model: BaseNet, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+    p = weak_pass(model, batch)
+    return p.loss, p.scalars
 
 
 def full_loss(model: BaseNet, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:

@@ -331,7 +331,7 @@ def is_known(name: str) -> bool:
 
 _loaded = False
 # Modules that call register() at import; each method issue appends its module here.
-_BUILTIN_MODULES: tuple[str, ...] = ("methods.blind", "methods.base")
+_BUILTIN_MODULES: tuple[str, ...] = ("methods.blind", "methods.base", "methods.sil")
 
 
 def _load_builtin_methods() -> None:

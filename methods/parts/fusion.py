@@ -1,4 +1,4 @@
-"""App. A.2: clip-to-speech attentive aggregation (eq. 9), concatenation and a Bi-GRU."""
+"""App. A.2: clip-to-speech attentive aggregation (eq. 9), concatenation and a Bi-GRU; and Table 5's Pool+Add."""
 
 from __future__ import annotations
 
@@ -34,3 +34,21 @@ class Interaction(nn.Module):
 
     def forward(self, v: Tensor, s: Tensor, s_mask: Tensor) -> Tensor:
         return self.gru(torch.cat([v, self.attend(v, s, s_mask)], dim=-1))
+
+
+class PoolAdd(nn.Module):
+    """Table 5's "Pool+Add" fusion: the query mean-pooled over its valid steps and added to every clip.
+
+    The paper names it only; the same Bi-GRU as :class:`Interaction` follows, so that the two rows of Table 5
+    differ in the aggregation alone (the pooled query replaces eq. 9's per-clip attention, the sum replaces the
+    concatenation).
+    """
+
+    def __init__(self, d: int, d_att: int | None = None) -> None:
+        super().__init__()
+        self.gru = BiGRU(d, d)
+
+    def forward(self, v: Tensor, s: Tensor, s_mask: Tensor) -> Tensor:
+        m = s_mask[..., None].to(s.dtype)
+        pooled = (s * m).sum(1) / m.sum(1).clamp_min(1.0)
+        return self.gru(v + pooled[:, None])

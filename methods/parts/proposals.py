@@ -107,24 +107,37 @@ class SparseMapConv(nn.Module):
         if kernel % 2 != 1:
             raise ValueError(f"kernel must be odd (centred), got {kernel}")
         self.conv = nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2)  # holds the parameters, in Conv2d's layout
-        cells, cands = valid_cells(n), candidates(n)
+        cells = valid_cells(n)
         where = torch.full((n, n), len(cells), dtype=torch.long)  # index of each valid cell; n_cells = "zero"
         where[cells[:, 0], cells[:, 1]] = torch.arange(len(cells))
-        r = kernel // 2
-        offsets = torch.arange(-r, r + 1)
-        rows = cands[:, 0, None, None] + offsets[None, :, None]  # [n_cand, k, 1]
-        cols = cands[:, 1, None, None] + offsets[None, None, :]  # [n_cand, 1, k]
-        inside = (rows >= 0) & (rows < n) & (cols >= 0) & (cols < n)
-        idx = torch.where(inside, where[rows.clamp(0, n - 1), cols.clamp(0, n - 1)], torch.tensor(len(cells)))
-        self.register_buffer("neighbours", idx.reshape(len(cands), kernel * kernel), persistent=False)
-        count = (self.neighbours < len(cells)).sum(dim=1).float()  # >= 1: the cell itself is valid
-        self.register_buffer("scale", 1.0 / count, persistent=False)
+        self.n_cells = len(cells)
+        diagonal = torch.arange(n)[:, None].expand(n, 2)  # the single-clip cells (i, i), read by clip-level scoring
+        for name, read in (("", candidates(n)), ("clip_", diagonal)):
+            idx = _neighbourhoods(where, read, kernel, n, len(cells))
+            self.register_buffer(f"{name}neighbours", idx, persistent=False)
+            count = (idx < len(cells)).sum(dim=1).float()  # >= 1: the cell itself is valid
+            self.register_buffer(f"{name}scale", 1.0 / count, persistent=False)
 
-    def forward(self, cells: Tensor) -> Tensor:
+    def forward(self, cells: Tensor, at: str = "candidates") -> Tensor:
+        """The convolution read at the candidates ``[B, n_cand, C_out]``, or at ``at="clips"``: the N single-clip
+        cells ``[B, N, C_out]`` (SIL's clip-level scores, §3.4: the proposal scorer with clip features as input)."""
+        neighbours, scale = (self.neighbours, self.scale) if at == "candidates" else (self.clip_neighbours,
+                                                                                    self.clip_scale)  # fmt: skip
         b, n_cells, c = cells.shape
         padded = torch.cat([cells, cells.new_zeros(b, 1, c)], dim=1)  # the "zero" cell at index n_cells
-        nb = padded[:, self.neighbours]  # [B, n_cand, k*k, C_in]
+        nb = padded[:, neighbours]  # [B, n_read, k*k, C_in]
         w = self.conv.weight  # [C_out, C_in, k, k] -> [(k*k) * C_in, C_out] matching nb's (k*k, C_in) order
         w = w.permute(2, 3, 1, 0).reshape(-1, w.shape[0])
         out = nb.reshape(b, nb.shape[1], -1) @ w + self.conv.bias
-        return torch.relu(out) * self.scale[None, :, None]
+        return torch.relu(out) * scale[None, :, None]
+
+
+def _neighbourhoods(where: Tensor, read: Tensor, kernel: int, n: int, zero: int) -> Tensor:
+    """For each cell to read, the indices of its ``k x k`` window's valid cells (``zero`` = outside or invalid)."""
+    r = kernel // 2
+    offsets = torch.arange(-r, r + 1)
+    rows = read[:, 0, None, None] + offsets[None, :, None]  # [n_read, k, 1]
+    cols = read[:, 1, None, None] + offsets[None, None, :]  # [n_read, 1, k]
+    inside = (rows >= 0) & (rows < n) & (cols >= 0) & (cols < n)
+    idx = torch.where(inside, where[rows.clamp(0, n - 1), cols.clamp(0, n - 1)], torch.tensor(zero))
+    return idx.reshape(len(read), kernel * kernel)

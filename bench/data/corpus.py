@@ -1,0 +1,86 @@
+"""Speech with both of SIL's inputs: the pre-training corpus (LibriSpeech layout) and the grounding queries' wavs.
+
+SIL's speech encoder reads every utterance twice (§3.3.1): the time-based feature (the wave, downsampled to 4 kHz
+and standardised: :func:`bench.data.features.wave_input`) and the frequency-based feature (the 80-band log-mel,
+standardised per utterance). :func:`speech_item` computes both from a 16 kHz file.
+
+:func:`load_corpus` featurizes a pre-training subset (``10%``, ``50%`` or ``100%`` of ``corpus/subsets.json``; a
+real LibriSpeech root without that file uses every utterance under it) into a device-resident
+:class:`~bench.data.loader.PaddedSplit`: ``wave``, ``mel`` and ``words`` (1-based rows of the pre-training
+vocabulary, 0 = padding, truncated to ``max_words``), cached like the grounding splits. The vocabulary is every
+transcript word of the subset that has a word vector (the original code kept the LibriSpeech words found in GloVe);
+the word vectors of those rows come with it. :func:`query_wavs` lists a grounding split's wav files by query id.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench.data import activitynet, features, librispeech, loader
+from bench.data.errors import DataError
+from bench.data.world import tokenize
+
+VERSION = 1
+
+
+def speech_item(path: Path) -> dict[str, torch.Tensor]:
+    """``wave`` [ceil(T/4)] at 4 kHz and ``mel`` [frames, 80], both standardised, from one 16 kHz file."""
+    wave = librispeech.load_audio(path)
+    return {
+        "wave": features.wave_input(wave, where=str(path)),
+        "mel": features.standardize(features.log_mel(wave, where=str(path))),
+    }
+
+
+def corpus_ids(corpus_root: Path, subset: str) -> list[str] | None:
+    """The utterance ids of ``subset`` from ``subsets.json``, or None (every utterance) when the file is absent."""
+    listing = Path(corpus_root) / "subsets.json"
+    if not listing.exists():
+        return None
+    subsets = json.loads(listing.read_text())
+    if subset not in subsets:
+        raise DataError(listing, f"no subset {subset!r} (has {sorted(subsets)})", "choose one of those subsets")
+    return list(subsets[subset])
+
+
+def load_corpus(dataset: Any, cache_dir: str | Path, subset: str, max_words: int, device: Any = "cpu",
+                progress: bool = True) -> tuple[loader.PaddedSplit, list[str], torch.Tensor]:  # fmt: skip
+    """The pre-training utterances of ``subset``, the vocabulary and its word vectors ``[V + 1, D]`` (row 0 zero)."""
+    from bench.data.glove import read_glove
+
+    root = Path(dataset.corpus_root)
+    utterances = librispeech.read_librispeech(root, [p.name for p in sorted(root.iterdir()) if p.is_dir()])
+    keep = corpus_ids(root, subset)
+    if keep is not None:
+        wanted = set(keep)
+        utterances = [u for u in utterances if u.id in wanted]
+    if not utterances:
+        raise DataError(root, f"no pre-training utterances in subset {subset!r}", "rebuild or restore the corpus")
+    words = sorted({w for u in utterances for w in tokenize(u.text)})
+    vectors = read_glove(dataset.word_vectors_path, vocab=words)
+    vocab = [w for w in words if w in vectors]
+    table = torch.cat([torch.zeros(1, vectors.dim), vectors.lookup(vocab)])
+    row = {w: i + 1 for i, w in enumerate(vocab)}
+    key = loader.content_key(dataset.content_hash, "corpus", subset, max_words, VERSION)
+
+    def build() -> loader.PaddedSplit:
+        from tqdm import tqdm
+
+        items = []
+        for u in tqdm(utterances, desc=f"corpus {subset}", unit="utt", disable=not progress):
+            ids = [row[w] for w in tokenize(u.text) if w in row][:max_words] or [0]
+            items.append({**speech_item(u.path), "words": torch.tensor(ids)})
+        return loader.PaddedSplit.from_items([u.id for u in utterances], items, ragged=("wave", "mel", "words"))
+
+    split = loader.featurize_cached(f"corpus-{key}", cache_dir, build, device)
+    return split, vocab, table.to(device)
+
+
+def query_wavs(dataset: Any, split_file: str) -> dict[str, Path]:
+    """Query id -> wav path for one annotation file (``train``, ``val_1``, ``val_2``), named as the grounding data."""
+    ann = activitynet.read_captions(dataset.annotation_path(split_file), split_file)
+    return {m.qid: Path(dataset.wav_dir) / activitynet.wav_name(m.video, m.split, m.k) for m in ann}

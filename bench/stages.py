@@ -1,0 +1,125 @@
+"""Cached stages: a pre-trained speech encoder or a trained ASR model is built once and reused by every run.
+
+A stage is a pure function of its configuration and its inputs (each input named by a content hash, e.g. the
+dataset's). Its key is a hash of ``(name, config, inputs)``; its files live in ``<runs>/cache/stages/<name>/<key>/``:
+
+- ``stage.json``: written last, atomically. Its presence means the stage is done; it records the configuration,
+  the inputs, the seconds the build took and the build's summary (for example the selected epoch).
+- whatever the build writes there (``model.pt``, transcripts, ...);
+- ``work/``: the build's training checkpoint. A killed build started again resumes from it (the training loop's
+  resume), so nothing already computed is lost.
+
+Every grounding run that needs the stage calls :func:`run_stage`: the first one builds it (its curves are logged
+into that run under ``<name>/``), every later one finds ``stage.json`` and only logs the stage key, so two runs with
+the same key used the same weights. Under ``torchrun`` every rank takes part in the build (the training loop shards
+it), rank 0 alone writes files, and no rank reads the stage before rank 0 has written ``stage.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench import config as cfg
+from bench import tracking
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    key: str
+    path: Path
+
+    @property
+    def record_path(self) -> Path:
+        return self.path / "stage.json"
+
+    @property
+    def done(self) -> bool:
+        return self.record_path.exists()
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def record(self) -> dict[str, Any]:
+        return json.loads(self.record_path.read_text())
+
+
+def stage_key(name: str, config: Any, inputs: dict[str, str]) -> str:
+    """12 hex digits over the stage name, its whole configuration and its inputs' hashes."""
+    data = cfg.to_dict(config) if not isinstance(config, dict) else config
+    return cfg.config_hash({"stage": name, "config": data, "inputs": dict(sorted(inputs.items()))})
+
+
+def stage(cache_dir: str | Path, name: str, config: Any, inputs: dict[str, str]) -> Stage:
+    key = stage_key(name, config, inputs)
+    return Stage(name, key, Path(cache_dir) / "stages" / name / key)
+
+
+@dataclass
+class StageContext:
+    """What a stage's build sees: the same fields the training loop reads from a run's context."""
+
+    device: Any
+    seed: int
+    log: tracking.RunLogger
+    workdir: Path  # the build's checkpoints (``bench.train.fit`` resumes from here)
+    out: Path  # where the build writes its outputs
+
+
+class PrefixLogger(tracking.RunLogger):
+    """A run's logger that files a stage's metrics and parameters under ``<prefix>/`` in the same run."""
+
+    def __init__(self, inner: tracking.RunLogger, prefix: str) -> None:
+        super().__init__(inner._mlflow, inner.run_id)
+        self.prefix = prefix
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None, prefix: str = "") -> None:
+        super().log_metrics(metrics, step, f"{self.prefix}/{prefix}")
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        super().log_params({f"{self.prefix}.{k}": v for k, v in params.items()})
+
+
+def run_stage(st: Stage, build: Callable[[StageContext], dict[str, Any]], *, config: Any, inputs: dict[str, str],
+              device: Any, seed: int, log: tracking.RunLogger) -> dict[str, Any]:  # fmt: skip
+    """Build ``st`` unless done, and return its record; the run logs which stage (key) it used either way."""
+    from bench import dist
+
+    shard = dist.init(device)
+    if not st.done:
+        from bench.run import set_seed
+
+        workdir = st.path / "work"
+        workdir.mkdir(parents=True, exist_ok=True)
+        print(f"stage {st.name} {st.key}: building in {st.path}", flush=True)
+        set_seed(seed)
+        t0 = time.perf_counter()
+        summary = build(StageContext(device, seed, PrefixLogger(log, st.name), workdir, st.path))
+        record = {
+            "name": st.name,
+            "key": st.key,
+            "config": cfg.to_dict(config) if not isinstance(config, dict) else config,
+            "inputs": inputs,
+            "seed": seed,
+            "seconds": round(time.perf_counter() - t0, 1),
+            "summary": summary,
+            "commit": tracking.git_state()["commit"],
+        }
+        if shard.main:
+            tmp = st.record_path.with_suffix(f".tmp{os.getpid()}")
+            tmp.write_text(json.dumps(record, indent=2, sort_keys=True, default=str))
+            os.replace(tmp, st.record_path)
+        dist.barrier()
+        built = True
+    else:
+        built = False
+    record = st.record()
+    log.log_params({f"stage.{st.name}": st.key, f"stage.{st.name}.built_here": built,
+                    f"stage.{st.name}.seconds": record["seconds"]})  # fmt: skip
+    return record

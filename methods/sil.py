@@ -1,0 +1,624 @@
+"""SIL: acoustic-semantic pre-training (ASP, §3.3) and acoustic-visual contrastive learning (AVCL, §3.4), and ablations.
+
+Two stages, as the paper trains them (§3.5):
+
+1. **ASP pre-training** of the speech encoder on the external speech-text corpus (LibriSpeech; here the synthetic
+   corpus in its layout), a cached stage (:mod:`bench.stages`) shared by every run and row with the same encoder:
+
+   - time domain: the 4 kHz wave -> 1D conv front-end; frequency domain: the 80-d log-mel -> 2D conv front-end;
+     each -> its own N_a Transformer layers -> ``S_a`` (both at an 80 ms step);
+   - conciseness (§3.3.2, App. D.2): CIF (:mod:`methods.parts.cif`) integrates ``S_a`` into segments ``S_c``,
+     scaled to the word count in pre-training; then N_s Transformer layers, **shared** by the two domains -> ``S_s``;
+   - losses (eq. 7): ``L_ASP = l1 L_rob + l2 L_conc + L_sem``, ``L_sem = L_ctc + L_seq + L_word``, each task on both
+     domains (summed, as the original code does):
+     ``L_rob`` (eq. 1) L1 between ``S_s^t`` and ``S_s^f``; ``L_conc`` (eq. 2) the length term ``|sum(alpha) - n_w|``
+     plus the cross-entropy of a 4-layer non-autoregressive decoder reading the segments, one word per segment;
+     ``L_ctc`` (eq. 3) word-level CTC over ``S_a`` with a two-layer MLP head; ``L_seq`` (eq. 4) InfoNCE between the
+     mean-pooled ``S_s`` and the mean word vectors of the transcript against B other transcripts of the corpus;
+     ``L_word`` (eq. 5) a 4-layer bidirectional Transformer decoder, masked word vectors as queries and ``S_s`` as
+     memory, predicting the masked words.
+
+2. **Grounding** (eq. 8): the encoder is frozen, so each query's ``S~ = [S_s^t, S_s^f]`` is computed once and cached;
+   a Bi-GRU reads it (``S-bar``) and the Base network (``methods/base.py``, App. A) scores the proposals; the loss is
+   ``L_base + l3 L_AVCL``. AVCL: the top proposal ``p`` of each positive pair gives T positive and T negative clips,
+   negatives outside ``p`` (location-based selection) and, where those are fewer than T, the lowest-scored clips
+   inside ``p`` (score-based mining: the scorer read at single-clip cells); positives are the T highest-scored clips
+   inside ``p``. Eq. 6 is the Jensen-Shannon estimator with a bilinear discriminator
+   ``phi(S, v) = <W_q mean(S-bar), W_v v>``: ``E_neg[softplus(-phi) + phi - log 2] - E_pos[log 2 - softplus(-phi)]``.
+
+Departures from the paper, and choices where it is silent (``shared/research/sil-original.md`` for the code):
+
+- eq. 4 is written with plain dot products; here both pooled vectors are projected to d, L2-normalised and divided
+  by a temperature 0.1 (the original code's form): unnormalised dot products over 300-d vectors overflow ``exp``.
+  B = 512 negatives are sampled from the corpus' other transcripts, or all of them when the corpus has fewer.
+- eq. 5 indexes ``p(w_{i+1} | e_i)``; with a *bidirectional* decoder the next word is visible in its own input slot
+  unless masked, so the masked words are predicted at their own positions (BERT's reading, which the paper cites).
+- ``L_conc``'s length term is on every epoch (the code switches it on after epoch 10); CTC stays on throughout, as
+  in the code (the paper calls it a warm-up without saying when it ends).
+- The shared N_s layers get sinusoidal positions (the code adds none after CIF); the segments of the two domains are
+  concatenated **along time** for grounding: at inference (no scaling) the two domains may fire different numbers of
+  segments, and the code's feature-wise concatenation pairs them by index, mis-pairing them when they differ.
+- CIF tail handling applies at each sequence's own end (see :mod:`methods.parts.cif`); threshold 1.0, as the paper.
+- AVCL's positives and negatives are the video encoder's clip features (the code's choice; the paper writes V-bar);
+  location-based negatives are drawn at random outside ``p`` ("coarsely"). The code's active loss is an InfoNCE
+  with location-based selection unused; this follows the paper (both strategies, JS estimator), as the issue asks.
+- The pre-training epoch is selected on a held-out 5 % of the corpus (lowest ``L_ASP``); the paper trains 40 epochs.
+- The speech encoder stays frozen in grounding; Table 1's "finetune" column is not reproduced.
+
+Ablations (one registered configuration each): the rows of Table 3, Table 4 (10 / 50 % of the corpus), Table 5
+(Pool+Add fusion with and without L_conc), Table 11 (without location / score), Figure 4 (one domain), Figure 5(a)
+(``L_dis-s + L_dis-w``: MSE distillation of the pooled and the per-word vectors, LUT's attention read-out; ``L_seq``;
+``L_seq + L_word``), Table 10 (SBase + ASP). Without the conciseness task there is no CIF: the N_s layers run over
+``S_a``'s frames. Figure 9's sweeps are ``--set asp.mask_ratio=...`` and ``--set T=...``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from bench import config as cfg
+from bench import stages
+from bench.data import corpus, grounding, loader
+from bench.run import RunContext, RunResult
+from bench.train import Task, fit
+from methods import base
+from methods.parts import cif as ciflib
+from methods.parts import proposals
+from methods.parts.encoders import Conv2dSubsampling, lengths_to_mask, sinusoid
+from methods.registry import MethodSpec, register
+
+LOG2 = math.log(2.0)
+
+
+# -- configuration ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ASPConfig:
+    """The speech encoder and its pre-training (App. B.2 for ``paper``)."""
+
+    d: int = 256
+    n_a: int = 4
+    n_s: int = 4
+    heads: int = 4
+    mel_channels: int = 64
+    wave_channels: int = 512
+    domains: Literal["both", "freq", "time"] = "both"  # the robustness task needs both
+    conc: bool = True  # the conciseness task: CIF + eq. 2 (off: no CIF, S_s over the frames)
+    rob: bool = True  # eq. 1
+    ctc: bool = True  # eq. 3
+    seq: bool = True  # eq. 4
+    word: bool = True  # eq. 5
+    dis: bool = False  # Figure 5(a): L_dis-s + L_dis-w (MSE distillation)
+    lambda1: float = 1.0
+    lambda2: float = 1.0
+    nar_layers: int = 4
+    word_layers: int = 4
+    mask_ratio: float = 0.5
+    negatives: int = 512
+    temperature: float = 0.1
+    corpus_subset: Literal["10%", "50%", "100%"] = "100%"
+    max_words: int = 50
+    dropout: float = 0.1
+    heldout: float = 0.05
+    seed: int = 0  # one encoder for every grounding seed
+    train: cfg.TrainConfig = field(default_factory=lambda: cfg.PRETRAIN_TRAIN["paper"])
+
+
+@dataclass(frozen=True)
+class SILConfig:
+    asp: ASPConfig
+    ground: base.BaseConfig
+    avcl: bool = True
+    T: int = 12  # positive / negative clips (App. B.2)
+    location: bool = True  # location-based selection (Table 11)
+    score: bool = True  # score-based mining (Table 11)
+    lambda3: float = 0.1  # eq. 8
+
+
+ASP_SIZES = {
+    "tiny": dict(d=32, n_a=1, n_s=1, heads=2, mel_channels=8, wave_channels=16, nar_layers=1, word_layers=1),
+    "small": dict(d=64, n_a=2, n_s=2, heads=4, mel_channels=16, wave_channels=32, nar_layers=1, word_layers=1),
+    "paper": {},
+}
+
+
+def sil_config(profile: str, asp: dict | None = None, **kw) -> SILConfig:
+    """``paper``: App. B.2; ``small``: sized for 2 CPU cores (the grounding network is Base's ``small``)."""
+    cfg.check_profile(profile)
+    a = ASPConfig(**{"train": cfg.PRETRAIN_TRAIN[profile], **ASP_SIZES[profile], **(asp or {})})
+    ground_kw = {k: kw.pop(k) for k in ("supervision", "fusion") if k in kw}
+    return SILConfig(asp=a, ground=base.base_config(profile, query="features", **ground_kw), **kw)
+
+
+# -- the speech encoder (§3.3) -----------------------------------------------------------------------------------
+
+
+class WaveFrontEnd(nn.Module):
+    """Time domain: 1D convolutions over the 4 kHz wave, wav2vec 2.0's feature encoder in its "group" form (a
+    GroupNorm after the first convolution, GELU after each), stride 320 (80 ms, the log-mel front-end's step), then
+    a linear map to d. (The original code puts a LayerNorm after every convolution; on a CPU those norms over the
+    long early feature maps cost more than the convolutions.)"""
+
+    LAYERS = ((10, 5), (8, 4), (4, 4), (4, 2), (4, 2))  # (kernel, stride)
+
+    def __init__(self, channels: int, d: int) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c_in = 1
+        for i, (k, s) in enumerate(self.LAYERS):
+            layers.append(nn.Conv1d(c_in, channels, k, stride=s, bias=False))
+            if i == 0:
+                layers.append(nn.GroupNorm(channels, channels))
+            layers.append(nn.GELU())
+            c_in = channels
+        self.convs = nn.Sequential(*layers)
+        self.norm = nn.LayerNorm(channels)
+        self.project = nn.Linear(channels, d)
+
+    @classmethod
+    def out_lengths(cls, lengths: Tensor) -> Tensor:
+        for k, s in cls.LAYERS:
+            lengths = (lengths - k) // s + 1
+        return lengths
+
+    def forward(self, wave: Tensor) -> Tensor:
+        return self.project(self.norm(self.convs(wave[:, None]).transpose(1, 2)))
+
+
+def transformer(d: int, heads: int, layers: int, dropout: float) -> nn.TransformerEncoder:
+    layer = nn.TransformerEncoderLayer(d, heads, 4 * d, dropout, batch_first=True, norm_first=True)
+    return nn.TransformerEncoder(layer, layers, enable_nested_tensor=False, norm=nn.LayerNorm(d))
+
+
+@dataclass
+class Encoded:
+    """One domain's pass: acoustic ``S_a`` (frames), CIF weights, semantic ``S_s`` (segments, or frames)."""
+
+    s_a: Tensor
+    a_mask: Tensor
+    alpha: Tensor | None
+    s_c: Tensor  # CIF segments (or the frames, without the conciseness task)
+    s_s: Tensor
+    s_mask: Tensor
+
+
+class ASPEncoder(nn.Module):
+    """Front-end -> N_a layers (per domain) -> CIF (per domain weights) -> N_s shared layers."""
+
+    def __init__(self, c: ASPConfig) -> None:
+        super().__init__()
+        self.c = c
+        self.domains = ("time", "freq") if c.domains == "both" else (c.domains,)
+        self.front = nn.ModuleDict()
+        self.acoustic = nn.ModuleDict()
+        self.weights = nn.ModuleDict()
+        for dom in self.domains:
+            self.front[dom] = WaveFrontEnd(c.wave_channels, c.d) if dom == "time" else Conv2dSubsampling(
+                80, c.mel_channels, c.d)  # fmt: skip
+            self.acoustic[dom] = transformer(c.d, c.heads, c.n_a, c.dropout)
+            if c.conc:
+                self.weights[dom] = ciflib.WeightPredictor(c.d, dropout=c.dropout)
+        self.semantic = transformer(c.d, c.heads, c.n_s, c.dropout)
+
+    @property
+    def out_dim(self) -> int:
+        return self.c.d
+
+    def encode(self, dom: str, batch: dict[str, Tensor], target: Tensor | None = None) -> Encoded:
+        if dom == "time":
+            x = self.front[dom](batch["wave"])
+            lengths = WaveFrontEnd.out_lengths(batch["wave_len"])
+        else:
+            x = self.front[dom](batch["mel"])
+            lengths = Conv2dSubsampling.out_lengths(batch["mel_len"])
+        lengths = lengths.clamp(1, x.shape[1])
+        a_mask = lengths_to_mask(lengths, x.shape[1])
+        s_a = self.acoustic[dom](x + sinusoid(x.shape[1], x.shape[2], x.device), src_key_padding_mask=~a_mask)
+        alpha = None
+        if self.c.conc:
+            alpha = self.weights[dom](s_a, a_mask)
+            scaled = ciflib.scale_weights(alpha, target) if target is not None else alpha
+            seg, seg_mask = ciflib.cif(s_a, scaled, a_mask)
+            seg, seg_mask = ciflib.ensure_one(seg, seg_mask, s_a, a_mask)
+        else:
+            seg, seg_mask = s_a, a_mask
+        s_s = self.semantic(seg + sinusoid(seg.shape[1], seg.shape[2], seg.device), src_key_padding_mask=~seg_mask)
+        return Encoded(s_a, a_mask, alpha, seg, s_s, seg_mask)
+
+    @torch.no_grad()
+    def features(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """Grounding input ``S~`` [B, L, d]: each domain's ``S_s``, concatenated along time, and its lengths."""
+        parts = [self.encode(dom, batch) for dom in self.domains]
+        rows = []
+        for b in range(batch["mel"].shape[0]):
+            rows.append(torch.cat([p.s_s[b, p.s_mask[b]] for p in parts]))
+        feats, lengths = loader.pad_stack(rows)
+        return feats, lengths
+
+
+# -- pre-training heads and losses --------------------------------------------------------------------------------
+
+
+class ASPModel(nn.Module):
+    """The encoder and the pre-training heads: CTC MLP, NAR decoder, masked-word decoder, contrastive projections."""
+
+    def __init__(self, c: ASPConfig, word_vectors: Tensor, seq_table: Tensor) -> None:
+        super().__init__()
+        self.c = c
+        self.encoder = ASPEncoder(c)
+        vocab = word_vectors.shape[0]  # row 0: padding for the decoders, blank for CTC
+        dw = word_vectors.shape[1]
+        self.register_buffer("word_vectors", word_vectors, persistent=False)
+        self.register_buffer("seq_table", seq_table, persistent=False)  # [N_train, dw] mean word vector per utterance
+        self.ctc_head = nn.Sequential(nn.Linear(c.d, c.d), nn.ReLU(), nn.Linear(c.d, c.d), nn.ReLU(),
+                                      nn.Linear(c.d, vocab))  # fmt: skip
+        if c.conc:
+            self.nar = transformer(c.d, c.heads, c.nar_layers, c.dropout)
+            self.nar_out = nn.Linear(c.d, vocab)
+        if c.seq or c.dis:
+            self.seq_speech = nn.Linear(c.d, c.d if c.seq else dw)
+            self.seq_text = nn.Linear(dw, c.d)
+        if c.word:
+            self.mask_vector = nn.Parameter(torch.zeros(dw))
+            self.word_in = nn.Linear(dw, c.d)
+            layer = nn.TransformerDecoderLayer(c.d, c.heads, 4 * c.d, c.dropout, batch_first=True, norm_first=True)
+            self.word_decoder = nn.TransformerDecoder(layer, c.word_layers, norm=nn.LayerNorm(c.d))
+            self.word_out = nn.Linear(c.d, vocab)
+        if c.dis:
+            self.dis_query = nn.Linear(dw, c.d)
+            self.dis_attention = nn.MultiheadAttention(c.d, c.heads, batch_first=True)
+            self.dis_out = nn.Linear(c.d, dw)
+
+    def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+        return asp_loss(self, batch)
+
+
+def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
+    m = mask[..., None].to(x.dtype)
+    return (x * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+
+def ctc_loss(logits: Tensor, lengths: Tensor, words: Tensor, words_len: Tensor) -> Tensor:
+    """Eq. 3 over word targets (rows 1..V; 0 is the blank), mean over the batch of the per-target-length loss."""
+    logp = logits.log_softmax(-1).transpose(0, 1)
+    return F.ctc_loss(logp, words, lengths, words_len, blank=0, zero_infinity=True)
+
+
+def info_nce(speech: Tensor, text: Tensor, negatives: Tensor, negative_ok: Tensor, temperature: float) -> Tensor:
+    """Eq. 4 (cosine / temperature): ``-log e^{s.w+} / (e^{s.w+} + sum_j e^{s.w-_j})``, batch mean.
+
+    ``speech``, ``text`` [B, d]; ``negatives`` [K, d]; ``negative_ok`` [B, K] drops a row's own transcript.
+    """
+    s, w, n = F.normalize(speech, dim=-1), F.normalize(text, dim=-1), F.normalize(negatives, dim=-1)
+    pos = (s * w).sum(-1, keepdim=True) / temperature
+    neg = (s @ n.T / temperature).masked_fill(~negative_ok, float("-inf"))
+    return -(pos - torch.logsumexp(torch.cat([pos, neg], 1), 1, keepdim=True)).mean()
+
+
+def mask_words(words_len: Tensor, width: int, ratio: float) -> Tensor:
+    """A random ``ratio`` of each row's words (at least one), ``[B, width]`` bool."""
+    real = lengths_to_mask(words_len, width)
+    n_mask = (words_len.to(torch.float32) * ratio).round().long().clamp(min=1)
+    keys = torch.rand(real.shape, device=words_len.device).masked_fill(~real, 2.0)
+    rank = keys.argsort(dim=1).argsort(dim=1)
+    return (rank < n_mask[:, None]) & real
+
+
+def asp_loss(model: ASPModel, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+    """Eq. 7 on one batch of the corpus; every term also logged alone."""
+    c = model.c
+    words, n_w = batch["words"], batch["words_len"]
+    w_mask = lengths_to_mask(n_w, words.shape[1])
+    w_vec = model.word_vectors[words]  # [B, L, dw]
+    terms: dict[str, Tensor] = {}
+
+    def add(name: str, value: Tensor) -> None:
+        terms[name] = terms.get(name, value.new_zeros(())) + value
+
+    enc = {dom: model.encoder.encode(dom, batch, n_w if c.conc else None) for dom in model.encoder.domains}
+    for e in enc.values():
+        if c.ctc:
+            add("ctc", ctc_loss(model.ctc_head(e.s_a), e.a_mask.sum(1), words, n_w))
+        if c.conc:
+            width = min(e.s_c.shape[1], words.shape[1])  # equal in pre-training: CIF is scaled to the word count
+            seg = e.s_c[:, :width] + sinusoid(width, c.d, words.device)
+            logits = model.nar_out(model.nar(seg, src_key_padding_mask=~e.s_mask[:, :width]))
+            both = e.s_mask[:, :width] & w_mask[:, :width]
+            ce = F.cross_entropy(logits[both], words[:, :width][both])
+            add("conc", ciflib.quantity(e.alpha, n_w) + ce)
+        pooled = masked_mean(e.s_s, e.s_mask)
+        text = masked_mean(w_vec, w_mask)
+        if c.seq:
+            idx, ok = sample_negatives(batch["index"], model.seq_table.shape[0], c.negatives)
+            add("seq", info_nce(model.seq_speech(pooled), model.seq_text(text), model.seq_text(model.seq_table[idx]),
+                                ok, c.temperature))  # fmt: skip
+        if c.word:
+            masked = mask_words(n_w, words.shape[1], c.mask_ratio)
+            queries = torch.where(masked[..., None], model.mask_vector.expand_as(w_vec), w_vec)
+            q = model.word_in(queries) + sinusoid(words.shape[1], c.d, words.device)
+            o = model.word_decoder(q, e.s_s, tgt_key_padding_mask=~w_mask, memory_key_padding_mask=~e.s_mask)
+            add("word", F.cross_entropy(model.word_out(o)[masked], words[masked]))
+        if c.dis:
+            dis_s = F.mse_loss(model.seq_speech(pooled), text)
+            q = model.dis_query(w_vec) + sinusoid(words.shape[1], c.d, words.device)
+            read, _ = model.dis_attention(q, e.s_s, e.s_s, key_padding_mask=~e.s_mask)
+            dis_w = F.mse_loss(model.dis_out(read)[w_mask], w_vec[w_mask])
+            add("dis", dis_s + dis_w)
+    if c.rob and len(enc) == 2:
+        t, f = enc["time"], enc["freq"]
+        width = min(t.s_s.shape[1], f.s_s.shape[1])
+        both = (t.s_mask[:, :width] & f.s_mask[:, :width])[..., None].to(t.s_s.dtype)
+        add("rob", ((t.s_s[:, :width] - f.s_s[:, :width]).abs() * both).sum() / (both.sum() * c.d).clamp_min(1.0))
+    weight = {"rob": c.lambda1, "conc": c.lambda2}
+    loss = sum(weight.get(k, 1.0) * v for k, v in terms.items())
+    return loss, {k: v.item() for k, v in terms.items()}
+
+
+def sample_negatives(index: Tensor, n: int, k: int) -> tuple[Tensor, Tensor]:
+    """``min(k, n - 1)`` corpus rows drawn without replacement, and which of them are negatives for each row."""
+    k = min(k, n - 1) if n > 1 else n
+    idx = torch.randperm(n, device=index.device)[: max(k, 1)]
+    return idx, idx[None, :] != index[:, None]
+
+
+# -- the pre-training stage ---------------------------------------------------------------------------------------
+
+
+def pretrain_stage(ctx: RunContext, c: ASPConfig) -> tuple[stages.Stage, dict]:
+    """The ASP stage for this dataset and configuration: built the first time, then reused (:mod:`bench.stages`)."""
+    data = ctx.data
+    st = stages.stage(ctx.cache_dir, "asp", c, {"dataset": data.content_hash})  # the grounding seed is not an input
+    inputs = {"dataset": data.content_hash}
+    record = stages.run_stage(st, lambda sctx: _pretrain(sctx, data, c, ctx.cache_dir), config=c, inputs=inputs,
+                              device=ctx.device, seed=c.seed, log=ctx.log)  # fmt: skip
+    return st, record
+
+
+def _pretrain(sctx: stages.StageContext, data, c: ASPConfig, cache_dir: Path) -> dict:
+    split, vocab, vectors = corpus.load_corpus(data, Path(cache_dir) / "corpus", c.corpus_subset, c.max_words,
+                                               sctx.device)  # fmt: skip
+    n = len(split)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(c.seed))
+    n_val = max(1, round(n * c.heldout)) if n > 1 else 0
+    val_rows, train_rows = order[:n_val].to(split.device), order[n_val:].to(split.device)
+    train = loader.PaddedSplit({k: v.index_select(0, train_rows) for k, v in split.tensors.items()},
+                               [split.ids[i] for i in train_rows.tolist()])  # fmt: skip
+    held = loader.PaddedSplit({k: v.index_select(0, val_rows) for k, v in split.tensors.items()},
+                              [split.ids[i] for i in val_rows.tolist()])  # fmt: skip
+    w = vectors[train["words"]]
+    m = lengths_to_mask(train["words_len"], w.shape[1])[..., None].to(w.dtype)
+    seq_table = (w * m).sum(1) / m.sum(1).clamp_min(1.0)
+    model = ASPModel(c, vectors, seq_table).to(sctx.device)
+    sctx.log.log_params({"corpus_utterances": len(train), "heldout_utterances": len(held), "vocab": len(vocab),
+                         "parameters": sum(p.numel() for p in model.encoder.parameters())})  # fmt: skip
+
+    def held_out() -> dict[str, float]:
+        sums: dict[str, float] = {}
+        count = 0
+        for b in loader.BatchIterator(held, c.train.batch_size):
+            b["index"] = torch.full_like(b["index"], -1)  # held-out rows are not in the negatives table
+            loss, parts = asp_loss(model, b)
+            for k, v in {"loss": loss.item(), **parts}.items():
+                sums[k] = sums.get(k, 0.0) + v * len(b["index"])
+            count += len(b["index"])
+        out = {k: v / max(count, 1) for k, v in sums.items()}
+        out["neg_loss"] = -out["loss"]
+        return out
+
+    task = Task(
+        model=model,
+        loss=lambda batch: asp_loss(model, batch),
+        batches=lambda gen, shard: loader.BatchIterator(train, shard.batch_size(c.train.batch_size), shuffle=True,
+                                                        generator=gen, rank=shard.rank, world_size=shard.world),
+        n_batches=-(-len(train) // c.train.batch_size),
+        validate=held_out,
+        test=lambda path: held_out(),
+    )
+    out = fit(task, c.train, sctx, select_on="neg_loss")
+    loader.save_atomic({"config": cfg.to_dict(c), "encoder": model.encoder.state_dict()}, sctx.out / "encoder.pt")
+    return {"selected_epoch": out.selected_epoch, "heldout": out.val_best, "vocab": len(vocab)}
+
+
+def load_encoder(st: stages.Stage, c: ASPConfig, device) -> ASPEncoder:
+    enc = ASPEncoder(c)
+    enc.load_state_dict(torch.load(st.file("encoder.pt"), map_location="cpu", weights_only=False)["encoder"])
+    return enc.to(device).eval()
+
+
+def with_speech_features(ctx: RunContext, data: grounding.GroundingData, st: stages.Stage, c: ASPConfig,
+                         batch_size: int = 32) -> grounding.GroundingData:  # fmt: skip
+    """The grounding splits with each query's frozen ``S~`` as ``sem`` / ``sem_len``, encoded once per stage."""
+    encoder = None
+    out = {}
+    for name, split_file in grounding.SPLIT_FILES.items():
+        split = data.split(name)
+        key = loader.content_key(st.key, data.content_hash, name, corpus.VERSION)
+
+        def build(split=split, split_file=split_file, name=name) -> loader.PaddedSplit:
+            nonlocal encoder
+            from tqdm import tqdm
+
+            encoder = encoder or load_encoder(st, c, ctx.device)
+            wavs = corpus.query_wavs(ctx.data, split_file)
+            rows = []
+            for lo in tqdm(range(0, len(split), batch_size), desc=f"encode {name}", unit="batch", leave=False):
+                qids = split.qids[lo : lo + batch_size]
+                items = [corpus.speech_item(wavs[q]) for q in qids]
+                b = loader.PaddedSplit.from_items(qids, items, ragged=("wave", "mel")).to(ctx.device).tensors
+                feats, lengths = encoder.features(b)
+                rows.extend(feats[i, : lengths[i]].cpu() for i in range(len(qids)))
+            return loader.PaddedSplit.from_items(split.qids, [{"sem": r} for r in rows], ragged=("sem",))
+
+        sem = loader.featurize_cached(f"sem-{name}-{key}", Path(ctx.cache_dir) / "features", build, ctx.device)
+        queries = loader.PaddedSplit({**split.queries.tensors, **sem.tensors}, split.qids, split.queries.meta)
+        out[name] = grounding.GroundingSplit(name, queries, split.videos)
+    return dataclasses.replace(data, **out)
+
+
+# -- grounding with AVCL (§3.4) ----------------------------------------------------------------------------------
+
+
+def select_clips(k: Tensor, clip_scores: Tensor, n_clips: int, t: int, location: bool, score: bool
+                 ) -> tuple[Tensor, Tensor]:  # fmt: skip
+    """AVCL's sampling: positive and negative clip masks ``[B, N]`` from the top proposal and the clip scores.
+
+    Positives: the ``t`` highest-scored clips inside the top proposal (score-based mining), or ``t`` random ones
+    inside it without score-based mining. Negatives: up to ``t`` random clips outside it (location-based selection);
+    the rest of the ``t``, or all of them without location-based selection, are the lowest-scored clips inside it
+    that are not positives (score-based mining).
+    """
+    b = k.shape[0]
+    cand = proposals.candidates(n_clips).to(k.device)[k.argmax(1)]  # [B, 2] start, end (inclusive)
+    steps = torch.arange(n_clips, device=k.device)[None]
+    inside = (steps >= cand[:, :1]) & (steps <= cand[:, 1:])
+
+    def top(values: Tensor, allowed: Tensor, count: Tensor) -> Tensor:
+        ranked = values.masked_fill(~allowed, float("-inf")).argsort(dim=1, descending=True, stable=True)
+        rank = ranked.argsort(dim=1)
+        return (rank < count[:, None]) & allowed
+
+    full = torch.full((b,), t, device=k.device)
+    pos = top(clip_scores if score else torch.rand_like(clip_scores), inside, full)
+    outside = ~inside
+    n_out = torch.minimum(outside.sum(1), full) if location else torch.zeros_like(full)
+    neg = top(torch.rand_like(clip_scores), outside, n_out) if location else torch.zeros_like(inside)
+    if score:
+        neg = neg | top(-clip_scores, inside & ~pos, full - n_out)
+    return pos, neg
+
+
+class AVCL(nn.Module):
+    """Eq. 6: the Jensen-Shannon MI estimator with a bilinear discriminator between the query and clip features."""
+
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.query = nn.Linear(d, d)
+        self.clip = nn.Linear(d, d)
+
+    def forward(self, s: Tensor, s_mask: Tensor, v: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
+        r = torch.einsum("bnd,bd->bn", self.clip(v), self.query(masked_mean(s, s_mask)))
+        return js_mi_loss(r, pos, neg)
+
+
+def js_mi_loss(r: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
+    """``E_neg[softplus(-r) + r - log 2] - E_pos[log 2 - softplus(-r)]`` per row, averaged over rows having both."""
+    pos_f, neg_f = pos.to(r.dtype), neg.to(r.dtype)
+    e_pos = ((LOG2 - F.softplus(-r)) * pos_f).sum(1) / pos_f.sum(1).clamp_min(1.0)
+    e_neg = ((F.softplus(-r) + r - LOG2) * neg_f).sum(1) / neg_f.sum(1).clamp_min(1.0)
+    ok = (pos.any(1) & neg.any(1)).to(r.dtype)
+    return ((e_neg - e_pos) * ok).sum() / ok.sum().clamp_min(1.0)
+
+
+class SILNet(nn.Module):
+    """The Base grounding network over the frozen encoder's features, with AVCL's discriminator."""
+
+    def __init__(self, c: SILConfig, video_dim: int, query_dim: int) -> None:
+        super().__init__()
+        self.c = c
+        self.base = base.BaseNet(c.ground, video_dim, query_dim=query_dim)
+        self.avcl = AVCL(c.ground.d) if c.avcl else None
+
+    def forward(self, batch: dict[str, Tensor]) -> Tensor:
+        return self.base(batch)
+
+
+def sil_loss(model: SILNet, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+    """Eq. 8: ``L_base + lambda3 L_AVCL`` (``L_base`` = eq. 10 + eq. 11, as Base)."""
+    c = model.c
+    p = base.weak_pass(model.base, batch, clips=model.avcl is not None)
+    if model.avcl is None:
+        return p.loss, p.scalars
+    pos, neg = select_clips(p.k.detach(), torch.sigmoid(p.clip_logits.detach()), c.ground.n_clips, c.T, c.location,
+                            c.score)  # fmt: skip
+    avcl = model.avcl(p.s, p.s_mask, p.v, pos, neg)
+    return p.loss + c.lambda3 * avcl, {**p.scalars, "avcl": avcl.item()}
+
+
+def run(ctx: RunContext) -> RunResult:
+    """Pre-train (or reuse) the encoder, encode the queries once, train the grounding network, select on val, test."""
+    c: SILConfig = ctx.config
+    st, record = pretrain_stage(ctx, c.asp)
+    data = grounding.load(ctx.data, ctx.cache_dir, ctx.device, c.ground.n_clips)
+    data = with_speech_features(ctx, data, st, c.asp)
+    model = SILNet(c, data.train.videos.shape[-1], c.asp.d).to(ctx.device)
+    ctx.log.log_params({"parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)})
+    if c.ground.supervision == "weak":
+        loss = sil_loss
+    else:
+        def loss(m: SILNet, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+            return base.full_loss(m.base, batch)
+    g, train = c.ground, data.train
+    task = Task(
+        model=model,
+        loss=lambda batch: loss(model, batch),
+        batches=lambda gen, shard: train.batches(
+            shard.batch_size(g.train.batch_size), shuffle=True, generator=gen, rank=shard.rank, world_size=shard.world
+        ),
+        n_batches=-(-len(train) // g.train.batch_size),
+        validate=lambda: base.evaluate_split(model, data.val, g.eval_batch_size, g.n_clips),
+        test=lambda path: base.evaluate_split(model, data.test, g.eval_batch_size, g.n_clips, path),
+    )
+    out = fit(task, g.train, ctx, g.select_on)
+    return RunResult(out.test, out.val_best, out.selected_epoch, out.predictions, data.content_hash)
+
+
+# -- the registry: SIL and every ablation ------------------------------------------------------------------------
+
+
+def _spec(name: str, title: str, rows: tuple[str, ...], desc: str, asp: dict | None = None, **kw) -> MethodSpec:
+    supervision = kw.get("supervision", "weak")
+
+    def config(profile: str) -> SILConfig:
+        return sil_config(profile, asp=asp, **kw)
+
+    return MethodSpec(name, title, ("pretrain", "ground"), "speech", supervision, rows, desc, run=run, config=config,
+                      issue=5)  # fmt: skip
+
+
+SEM = dict(domains="freq", conc=False, rob=False)  # L_sem alone: the log-mel front-end, no CIF, no L1
+NO_AVCL = dict(avcl=False)
+for _s in [
+    _spec("sil", "SIL (Base + L_AVCL, L_ASP)", ("table1:sil", "table3:sil", "table4:sil", "table11:sil"),
+          "the full method: ASP pre-training and AVCL"),
+    _spec("base+lsem", "Base + L_sem", ("table1:base+lsem", "table3:base+lsem", "table5:base+lsem"),
+          "Base with only the semantic task as pre-training", asp=SEM, **NO_AVCL),
+    _spec("base+asp", "Base + L_ASP", ("table1:base+asp", "table5:base+asp"),
+          "Base with the full ASP pre-training, no AVCL", **NO_AVCL),
+    _spec("base+lconc+lsem", "Base + L_conc + L_sem", ("table3:base+lconc+lsem",), "Table 3 row 3",
+          asp=dict(domains="freq", rob=False), **NO_AVCL),
+    _spec("base+lsem+avcl", "Base + L_sem + L_AVCL", ("table3:base+lsem+avcl",), "Table 3 row 4", asp=SEM),
+    _spec("sil-no-rob", "SIL without L_rob", ("table3:sil-no-rob",),
+          "both domains, encoded side by side, without eq. 1's alignment", asp=dict(rob=False)),
+    _spec("sil-data10", "SIL, 10 % pre-training data", ("table4:sil-data10",), "Table 4",
+          asp=dict(corpus_subset="10%")),
+    _spec("sil-data50", "SIL, 50 % pre-training data", ("table4:sil-data50",), "Table 4",
+          asp=dict(corpus_subset="50%")),
+    _spec("base-pooladd+lsem", "Pool+Add fusion, without L_conc", ("table5:base-pooladd+lsem",),
+          "Table 5: Pool+Add fusion over the L_sem encoder", asp=SEM, fusion="pool-add", **NO_AVCL),
+    _spec("base-pooladd+asp", "Pool+Add fusion, with L_conc", ("table5:base-pooladd+asp",),
+          "Table 5: Pool+Add fusion over the L_ASP encoder", fusion="pool-add", **NO_AVCL),
+    _spec("sil-no-location", "SIL without location-based selection", ("table11:sil-no-location",), "Table 11",
+          location=False),
+    _spec("sil-no-score", "SIL without score-based mining", ("table11:sil-no-score",), "Table 11", score=False),
+    _spec("sil-freq-only", "SIL, frequency-domain input only", (), "Figure 4: log-mel only, no robustness task",
+          asp=dict(domains="freq", rob=False)),
+    _spec("sil-time-only", "SIL, time-domain input only", (), "Figure 4: wave only, no robustness task",
+          asp=dict(domains="time", rob=False)),
+    _spec("base+ldis", "Base + L_dis-s + L_dis-w (MSE distillation)", (), "Figure 5(a)",
+          asp=dict(SEM, ctc=True, seq=False, word=False, dis=True), **NO_AVCL),
+    _spec("base+lseq", "Base + L_seq", (), "Figure 5(a)", asp=dict(SEM, ctc=True, seq=True, word=False), **NO_AVCL),
+    _spec("base+lseq+lword", "Base + L_seq + L_word", (), "Figure 5(a); with the CTC warm-up this is Base + L_sem",
+          asp=SEM, **NO_AVCL),
+    _spec("sbase+asp", "SBase + ASP", ("table10:sbase+asp",), "SBase with the ASP-pre-trained encoder (Table 10)",
+          supervision="full", **NO_AVCL),
+]:
+    register(_s)

@@ -1,0 +1,234 @@
+"""SIL: CIF against the research notes' vectors, each loss on a case worked by hand, AVCL's sampling, the stage
+cache, and tiny end-to-end runs of SIL and an ablation."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import pytest
+import torch
+
+from bench import config, evaluate, stages, tracking
+from bench.run import RunContext
+from methods import registry, sil
+from methods.parts import cif, proposals
+
+ONE_HOT = torch.eye(6)[None]  # frame t = e_t, so each segment shows the weight each frame gave it
+ALL = torch.ones(1, 6, dtype=torch.bool)
+
+
+# -- CIF (baselines.md §8, dyadic weights) ------------------------------------------------------------------------
+
+
+def _fire(alpha, tail=0.5):
+    out, mask = cif.cif(ONE_HOT, torch.tensor([alpha]), ALL, tail=tail)
+    return out[0][mask[0]]
+
+
+def test_cif_vector_a_without_tail_drops_the_leftover():
+    out = _fire([0.25, 0.5, 0.5, 0.75, 0.25, 0.5], tail=None)
+    assert out.tolist() == [[0.25, 0.5, 0.25, 0, 0, 0], [0, 0, 0.25, 0.75, 0, 0]]
+
+
+def test_cif_vector_a_with_tail_fires_the_normalised_leftover():
+    out = _fire([0.25, 0.5, 0.5, 0.75, 0.25, 0.5])
+    assert out[:2].tolist() == [[0.25, 0.5, 0.25, 0, 0, 0], [0, 0, 0.25, 0.75, 0, 0]]
+    assert out[2].tolist() == pytest.approx([0, 0, 0, 0, 1 / 3, 2 / 3])
+
+
+def test_cif_a_double_prime_leftover_below_half_is_dropped():
+    assert len(_fire([0.25, 0.5, 0.5, 0.75, 0.25, 0.125])) == 2
+
+
+def test_cif_vector_b_scaled_to_the_target_length():
+    scaled = cif.scale_weights(torch.tensor([[0.5, 0.75, 0.75, 1.0, 0.5, 0.5]]), torch.tensor([2]))
+    assert scaled[0].tolist() == [0.25, 0.375, 0.375, 0.5, 0.25, 0.25]
+    out, mask = cif.cif(ONE_HOT, scaled, ALL)
+    assert out[0][mask[0]].tolist() == [[0.25, 0.375, 0.375, 0, 0, 0], [0, 0, 0, 0.5, 0.25, 0.25]]
+
+
+def test_cif_vector_c_float_hazard_still_gives_the_target_count():
+    scaled = cif.scale_weights(torch.tensor([[0.3, 0.5, 0.4, 0.9, 0.2, 0.6]]), torch.tensor([3]))
+    out, mask = cif.cif(ONE_HOT, scaled, ALL)
+    assert int(mask.sum()) == 3
+    assert out[0][mask[0]].sum(1).tolist() == pytest.approx([1.0, 1.0, 1.0], abs=1e-5)  # each segment weighs 1
+
+
+def test_cif_batches_rows_of_different_lengths_and_passes_gradients_to_the_weights():
+    h = torch.eye(6).repeat(2, 1, 1)
+    mask = torch.tensor([[True] * 6, [True] * 4 + [False] * 2])
+    alpha = torch.tensor([[0.5] * 6, [0.5, 0.5, 0.5, 0.25, 0.9, 0.9]], requires_grad=True)
+    out, out_mask = cif.cif(h, alpha, mask)
+    assert out_mask.tolist() == [[True, True, True], [True, True, False]]  # row 2: 1 + leftover 0.75 -> tail fires
+    assert out[1, 1].tolist() == pytest.approx([0, 0, 2 / 3, 1 / 3, 0, 0])  # padding frames never enter
+    out.sum().backward()
+    assert alpha.grad is not None and alpha.grad[1, 4:].abs().sum() == 0
+
+
+def test_quantity_is_the_mean_absolute_length_error_of_the_unscaled_weights():
+    alpha = torch.tensor([[0.5, 0.5, 0.75], [0.25, 0.25, 0.0]])
+    assert float(cif.quantity(alpha, torch.tensor([2, 1]))) == pytest.approx((0.25 + 0.5) / 2)
+
+
+# -- losses --------------------------------------------------------------------------------------------------------
+
+
+def test_ctc_on_uniform_logits_is_log_vocab_per_target_word():
+    logits = torch.zeros(1, 1, 3)  # one frame, blank + 2 words: the only path to [1] has probability 1/3
+    loss = sil.ctc_loss(logits, torch.tensor([1]), torch.tensor([[1]]), torch.tensor([1]))
+    assert float(loss) == pytest.approx(math.log(3))
+
+
+def test_info_nce_hand_value_and_own_transcript_left_out():
+    s, w = torch.tensor([[1.0, 0.0]]), torch.tensor([[2.0, 0.0]])  # cosine 1 with the match
+    negs = torch.tensor([[0.0, 3.0], [5.0, 0.0]])  # cosine 0, and the row's own transcript (cosine 1)
+    loss = sil.info_nce(s, w, negs, torch.tensor([[True, False]]), temperature=1.0)
+    assert float(loss) == pytest.approx(math.log(1 + math.exp(-1)))  # -log e / (e + e^0)
+
+
+def test_js_mi_loss_hand_value():
+    r = torch.full((1, 4), math.log(3.0))
+    pos, neg = torch.tensor([[True, True, False, False]]), torch.tensor([[False, False, True, False]])
+    # E_pos = log 2 - softplus(-ln 3) = ln 2 - ln(4/3) = ln 1.5; E_neg = softplus(-ln 3) + ln 3 - ln 2 = ln 2
+    assert float(sil.js_mi_loss(r, pos, neg)) == pytest.approx(math.log(2) - math.log(1.5))
+    assert float(sil.js_mi_loss(torch.zeros(1, 4), pos, neg)) == pytest.approx(0.0, abs=1e-7)
+    assert float(sil.js_mi_loss(r, pos, torch.zeros_like(neg))) == 0.0  # no negatives: the row does not count
+
+
+def test_mask_words_masks_half_of_each_row_and_never_padding():
+    torch.manual_seed(0)
+    m = sil.mask_words(torch.tensor([4, 1, 3]), 4, 0.5)
+    assert m.sum(1).tolist() == [2, 1, 2]  # round(2), at least 1, round(1.5) = 2
+    assert not m[1, 1:].any() and not m[2, 3]
+
+
+def test_word_decoder_cannot_read_the_masked_word_from_its_own_input():
+    """A masked slot holds the mask vector only: the decoder's input is the same whatever word was there."""
+    model = sil.ASPModel(sil.sil_config("tiny").asp, torch.randn(5, 4), torch.zeros(3, 4)).eval()
+    w_vec = model.word_vectors[torch.tensor([[1, 2]])]
+    masked = torch.tensor([[True, False]])
+    queries = torch.where(masked[..., None], model.mask_vector.expand_as(w_vec), w_vec)
+    swapped = model.word_vectors[torch.tensor([[3, 2]])]
+    other = torch.where(masked[..., None], model.mask_vector.expand_as(w_vec), swapped)
+    assert torch.equal(queries, other)
+
+
+# -- AVCL sampling -------------------------------------------------------------------------------------------------
+
+
+def _k_for(start: int, end: int) -> torch.Tensor:
+    cands = proposals.candidates(64).tolist()
+    k = torch.zeros(1, len(cands))
+    k[0, cands.index([start, end])] = 1.0
+    return k
+
+
+def test_select_clips_positives_inside_top_proposal_negatives_outside_then_lowest_inside():
+    scores = torch.arange(64.0)[None] / 64  # increasing with time
+    k = _k_for(0, 7)  # clips 0..7
+    pos, neg = sil.select_clips(k, scores, 64, t=3, location=True, score=True)
+    assert pos[0].nonzero().flatten().tolist() == [5, 6, 7]
+    assert int(neg.sum()) == 3 and not neg[0, :8].any()
+    pos, neg = sil.select_clips(k, scores, 64, t=3, location=False, score=True)
+    assert neg[0].nonzero().flatten().tolist() == [0, 1, 2]  # the lowest-scored clips inside, not the positives
+    whole = _k_for(0, 63)  # nothing outside: score-based mining supplies every negative
+    pos, neg = sil.select_clips(whole, scores, 64, t=3, location=True, score=True)
+    assert pos[0].nonzero().flatten().tolist() == [61, 62, 63] and neg[0].nonzero().flatten().tolist() == [0, 1, 2]
+    pos, neg = sil.select_clips(k, scores, 64, t=3, location=True, score=False)
+    assert int(pos[0, :8].sum()) == 3 and int(pos.sum()) == 3 and not neg[0, :8].any()
+
+
+def test_the_scorer_read_at_clips_equals_the_dense_convolution_on_the_diagonal():
+    torch.manual_seed(0)
+    conv = proposals.SparseMapConv(4, 3, kernel=3, n=64)
+    cells = torch.randn(2, len(proposals.valid_cells(64)), 4)
+    dense = torch.zeros(2, 4, 64, 64)
+    vc = proposals.valid_cells(64)
+    dense[:, :, vc[:, 0], vc[:, 1]] = cells.transpose(1, 2)
+    full = torch.relu(conv.conv(dense))  # before 2D-TAN's re-weighting
+    diag = full[:, :, torch.arange(64), torch.arange(64)].transpose(1, 2)
+    count = torch.nn.functional.conv2d(_mask(vc), torch.ones(1, 1, 3, 3), padding=1)[0, 0].diagonal()
+    assert torch.allclose(conv(cells, at="clips"), diag / count[None, :, None], atol=1e-5)  # valid cells per window
+
+
+def _mask(vc: torch.Tensor) -> torch.Tensor:
+    m = torch.zeros(1, 1, 64, 64)
+    m[0, 0, vc[:, 0], vc[:, 1]] = 1.0
+    return m
+
+
+# -- tiny end-to-end -----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    home = tmp_path_factory.mktemp("runs")
+    saved = {k: os.environ.get(k) for k in ("WSVG_HOME", "MLFLOW_TRACKING_URI", "RANK", "WSVG_QUIET")}
+    os.environ.update(WSVG_HOME=str(home), WSVG_QUIET="1")
+    for k in ("MLFLOW_TRACKING_URI", "RANK"):
+        os.environ.pop(k, None)
+    from bench import datasets
+
+    data = datasets.open_dataset("synth", "tiny", torch.device("cpu"))
+    yield home, data
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def _run(name, data, home, workdir, seed=0, **overrides):
+    spec = registry.get(name)
+    c = config.apply_overrides(spec.config("tiny"), {k: str(v) for k, v in overrides.items()})
+    from bench.run import set_seed
+
+    set_seed(seed)
+    with tracking.start_run(f"test/{name}", {"method": name}) as log:
+        ctx = RunContext(spec, c, "synth", "tiny", seed, torch.device("cpu"), log, workdir, home / "cache")
+        ctx._data = data
+        return spec.run(ctx)
+
+
+def test_sil_pretrains_once_grounds_and_scores_its_predictions(tiny, tmp_path):
+    home, data = tiny
+    result = _run("sil", data, home, tmp_path / "a")
+    assert set(evaluate.METRIC_KEYS) <= set(result.test) and result.dataset_hash == data.content_hash
+    rescored = evaluate.evaluate_file(result.predictions)
+    for key in evaluate.METRIC_KEYS:
+        assert rescored[key] == pytest.approx(result.test[key], abs=1e-9)
+    (asp,) = (home / "cache" / "stages" / "asp").iterdir()
+    record = json.loads((asp / "stage.json").read_text())
+    assert record["inputs"] == {"dataset": data.content_hash} and record["config"]["domains"] == "both"
+    assert record["key"] == stages.stage_key("asp", registry.get("sil").config("tiny").asp, record["inputs"])
+    built = (asp / "encoder.pt").stat().st_mtime_ns
+    # an ablation with the same encoder (Table 11) reuses the stage: no second build, same file
+    other = _run("sil-no-score", data, home, tmp_path / "b", seed=1)
+    assert set(evaluate.METRIC_KEYS) <= set(other.test)
+    assert len(list((home / "cache" / "stages" / "asp").iterdir())) == 1
+    assert (asp / "encoder.pt").stat().st_mtime_ns == built
+
+
+def test_base_lsem_builds_its_own_single_domain_encoder_without_cif(tiny, tmp_path):
+    home, data = tiny
+    result = _run("base+lsem", data, home, tmp_path / "c")
+    assert set(evaluate.METRIC_KEYS) <= set(result.test)
+    configs = [json.loads((p / "stage.json").read_text())["config"] for p in (home / "cache/stages/asp").iterdir()]
+    assert {(c["domains"], c["conc"], c["rob"]) for c in configs} >= {("freq", False, False)}
+
+
+def test_every_ablation_is_registered_with_a_distinct_configuration():
+    names = ["sil", "base+lsem", "base+asp", "base+lconc+lsem", "base+lsem+avcl", "sil-no-rob", "sil-data10",
+             "sil-data50", "base-pooladd+lsem", "base-pooladd+asp", "sil-no-location", "sil-no-score",
+             "sil-freq-only", "sil-time-only", "base+ldis", "base+lseq", "base+lseq+lword", "sbase+asp"]  # fmt: skip
+    specs = [registry.get(n) for n in names]
+    assert all(s.implemented and s.issue == 5 for s in specs)
+    hashes = {s.name: config.config_hash(s.config("small")) for s in specs}
+    # Figure 5(a)'s "L_seq + L_word" (with the CTC warm-up) is L_sem itself: one configuration, two names
+    assert hashes.pop("base+lseq+lword") == hashes["base+lsem"]
+    assert len(set(hashes.values())) == len(names) - 1
+    c = registry.get("sil").config("paper")  # App. B.2
+    assert (c.asp.d, c.asp.n_a, c.asp.n_s, c.asp.mask_ratio, c.asp.negatives, c.T, c.lambda3) == (
+        256, 4, 4, 0.5, 512, 12, 0.1)  # fmt: skip
