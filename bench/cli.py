@@ -96,6 +96,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="inflated-original: the original code's (inter+1)/(union+1); not comparable to papers",
     )
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+
+    p = sub.add_parser(
+        "wer",
+        help="ASR accuracy (WER, CER, BLEU, chrF) on the grounding test split's speech; fills Table 8",
+        epilog=EPILOG,
+        description="Score the ASR (the profile's wav2vec2 trained on the pre-training corpus, cached as a stage; or "
+        "a local CTC checkpoint) on the test queries' speech against their captions. Text is lower-cased, hyphens, "
+        "dashes and slashes become spaces, other punctuation is removed and whitespace collapsed. Logs a tracked run "
+        "(Table 8's row) with the per-utterance errors as CSV and JSON lines.",
+    )
+    p.add_argument("--profile", default="small", choices=cfg.PROFILES, help="default: small")
+    p.add_argument("--dataset", default="synth", choices=datasets.DATASET_NAMES, help="default: synth")
+    p.add_argument("--checkpoint", type=Path, help="a local Wav2Vec2ForCTC checkpoint directory (save_pretrained)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: auto")
+    p.add_argument("--worst", type=int, default=10, metavar="N", help="list the N worst utterances (default: 10)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", dest="overrides", help="override an ASR config field")
     return parser
 
 
@@ -241,6 +257,25 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_wer(args: argparse.Namespace) -> int:
+    from bench import wer
+
+    out = wer.run_wer(
+        dataset=args.dataset,
+        profile=args.profile,
+        checkpoint=str(args.checkpoint) if args.checkpoint else None,
+        device=args.device,
+        overrides=cfg.parse_overrides(args.overrides),
+        n_worst=args.worst,
+    )
+    print(f"ASR on the {args.dataset}/{args.profile} test speech: {wer.format_totals(out['totals'])}")
+    print(f"  normalisation: {wer.NORMALISATION_TEXT}; run {out['run_id'] or '-'}")
+    print(f"  per-utterance errors: {', '.join(str(p) for p in out['paths'])}")
+    if args.worst > 0:
+        print(wer.format_worst(out["rows"], args.worst))
+    return 0
+
+
 VERBS = {
     "run": cmd_run,
     "table": cmd_table,
@@ -249,6 +284,7 @@ VERBS = {
     "data": cmd_data,
     "ui": cmd_ui,
     "evaluate": cmd_evaluate,
+    "wer": cmd_wer,
 }
 
 if __name__ == "__main__":

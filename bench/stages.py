@@ -20,7 +20,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,38 +89,71 @@ class PrefixLogger(tracking.RunLogger):
 
 def run_stage(st: Stage, build: Callable[[StageContext], dict[str, Any]], *, config: Any, inputs: dict[str, str],
               device: Any, seed: int, log: tracking.RunLogger) -> dict[str, Any]:  # fmt: skip
-    """Build ``st`` unless done, and return its record; the run logs which stage (key) it used either way."""
+    """Build ``st`` unless done, and return its record; the run logs which stage (key) it used either way.
+
+    The caller's random streams are left as they were (a build reseeds them with the stage's ``seed``), so a
+    run's results do not depend on whether it found the stage cached."""
     from bench import dist
 
     shard = dist.init(device)
     if not st.done:
-        from bench.run import set_seed
-
-        workdir = st.path / "work"
-        workdir.mkdir(parents=True, exist_ok=True)
-        print(f"stage {st.name} {st.key}: building in {st.path}", flush=True)
-        set_seed(seed)
-        t0 = time.perf_counter()
-        summary = build(StageContext(device, seed, PrefixLogger(log, st.name), workdir, st.path))
-        record = {
-            "name": st.name,
-            "key": st.key,
-            "config": cfg.to_dict(config) if not isinstance(config, dict) else config,
-            "inputs": inputs,
-            "seed": seed,
-            "seconds": round(time.perf_counter() - t0, 1),
-            "summary": summary,
-            "commit": tracking.git_state()["commit"],
-        }
-        if shard.main:
-            tmp = st.record_path.with_suffix(f".tmp{os.getpid()}")
-            tmp.write_text(json.dumps(record, indent=2, sort_keys=True, default=str))
-            os.replace(tmp, st.record_path)
-        dist.barrier()
+        with _random_state_kept():  # the caller's streams stay as they were, built here or found cached
+            _build(st, build, config, inputs, device, seed, log, shard.main)
         built = True
     else:
         built = False
     record = st.record()
-    log.log_params({f"stage.{st.name}": st.key, f"stage.{st.name}.built_here": built,
-                    f"stage.{st.name}.seconds": record["seconds"]})  # fmt: skip
+    params = {f"stage.{st.name}": st.key, f"stage.{st.name}.seconds": record["seconds"]}
+    if built:  # logged only by the run that built it (a param once logged cannot change, so never "False" after)
+        params[f"stage.{st.name}.built_here"] = True
+    log.log_params(params)
     return record
+
+
+@contextmanager
+def _random_state_kept() -> Iterator[None]:
+    """Restore Python's, numpy's and torch's random streams after a build, which reseeds them with the stage's seed:
+    otherwise a run's results would depend on whether it found the stage cached."""
+    import random
+
+    import numpy as np
+    import torch
+
+    state = (random.getstate(), np.random.get_state(), torch.get_rng_state())
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    try:
+        yield
+    finally:
+        random.setstate(state[0])
+        np.random.set_state(state[1])
+        torch.set_rng_state(state[2])
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)
+
+
+def _build(st: Stage, build: Callable[[StageContext], dict[str, Any]], config: Any, inputs: dict[str, str],
+           device: Any, seed: int, log: tracking.RunLogger, main: bool) -> None:  # fmt: skip
+    from bench import dist
+    from bench.run import set_seed
+
+    workdir = st.path / "work"
+    workdir.mkdir(parents=True, exist_ok=True)
+    print(f"stage {st.name} {st.key}: building in {st.path}", flush=True)
+    set_seed(seed)
+    t0 = time.perf_counter()
+    summary = build(StageContext(device, seed, PrefixLogger(log, st.name), workdir, st.path))
+    record = {
+        "name": st.name,
+        "key": st.key,
+        "config": cfg.to_dict(config) if not isinstance(config, dict) else config,
+        "inputs": inputs,
+        "seed": seed,
+        "seconds": round(time.perf_counter() - t0, 1),
+        "summary": summary,
+        "commit": tracking.git_state()["commit"],
+    }
+    if main:
+        tmp = st.record_path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(record, indent=2, sort_keys=True, default=str))
+        os.replace(tmp, st.record_path)
+    dist.barrier()

@@ -17,7 +17,10 @@ a negative: such pairs are left out of eq. 10 (rare: about 1 in 250 pairs on the
 Inference: candidates ranked by score; the evaluator takes the top-1 and the top-5 after NMS at 0.45.
 
 Registered variants: ``base`` (speech, weak), ``base-text`` (gold transcript, weak: the ceiling for speech and the
-backbone of the cascaded rows) and ``sbase`` (speech, fully supervised with 2D-TAN's scaled-IoU BCE, App. C.1).
+backbone of the cascaded rows), ``asr-base`` (the same on the words of the ASR output of ``methods/asr.py``: Table 2's
+ASR-Base) and ``sbase`` (speech, fully supervised with 2D-TAN's scaled-IoU BCE, App. C.1). SIL (``methods/sil.py``)
+reuses this network on its frozen encoder's features (``query="features"``), with Table 5's Pool+Add fusion as an
+option and the scorer also read at the single-clip cells for AVCL (:meth:`BaseNet.score`).
 
 Where the paper is silent, the original code decides (``shared/research/sil-original.md`` §3): a 5x5 map
 convolution with 2D-TAN's masked re-weighting, dropout 0.1, 4 conv layers + 1 attention layer in the video block.
@@ -41,7 +44,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -51,7 +54,7 @@ from bench import evaluate
 from bench.data import grounding
 from bench.run import RunContext, RunResult
 from bench.train import Task, fit
-from methods.parts import losses, proposals
+from methods.parts import losses, proposals, textquery
 from methods.parts.encoders import BiGRU, SpeechEncoder, VideoEncoder, WordEncoder, lengths_to_mask
 from methods.parts.fusion import Interaction, PoolAdd
 from methods.registry import MethodSpec, register
@@ -59,7 +62,9 @@ from methods.registry import MethodSpec, register
 
 @dataclass(frozen=True)
 class BaseConfig:
-    query: Literal["speech", "gold-text", "features"] = "speech"  # features: a frozen encoder's output (SIL)
+    # speech: log-mel; gold-text / asr-text: word vectors of the transcript or of the ASR output (the cascaded
+    # ASR-Base of Table 2); features: a frozen pre-trained encoder's output (SIL)
+    query: Literal["speech", "gold-text", "asr-text", "features"] = "speech"
     supervision: Literal["weak", "full"] = "weak"
     fusion: Literal["attention", "pool-add"] = "attention"  # A.2's eq. 9 + concat, or Table 5's Pool+Add
     d: int = 256  # App. B.2
@@ -76,6 +81,7 @@ class BaseConfig:
     select_on: str = "R1@0.5"
     eval_batch_size: int = 128
     train: cfg.TrainConfig = field(default_factory=lambda: cfg.GROUNDING_TRAIN["paper"])
+    asr: Any = None  # methods.asr's configuration, on the asr-text query only
 
 
 def base_config(profile: str, **kw) -> BaseConfig:
@@ -105,7 +111,7 @@ class BaseNet(nn.Module):
         if c.query == "speech":
             self.speech = SpeechEncoder(c.d, channels=c.speech_channels, layers=c.speech_layers, heads=c.heads,
                                         dropout=c.dropout)  # fmt: skip
-        elif c.query == "gold-text":
+        elif c.query in ("gold-text", "asr-text"):
             assert word_vectors is not None, "a text query needs word vectors"
             self.words = WordEncoder(word_vectors, c.d)
         else:  # "features": batch["sem"] [B, L, query_dim], a frozen pre-trained encoder's output
@@ -218,6 +224,8 @@ def run(ctx: RunContext) -> RunResult:
     """Train on train, select on val, test once; the harness logs the result."""
     c: BaseConfig = ctx.config
     data = grounding.load(ctx.data, ctx.cache_dir, ctx.device, c.n_clips)
+    if c.query == "asr-text":  # the cascade: the words of the ASR output replace the transcript's
+        data = textquery.asr_data(ctx, data, c.asr)
     model = BaseNet(c, data.train.videos.shape[-1], data.word_vectors).to(ctx.device)
     ctx.log.log_params({"parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)})
     loss_fn = weak_loss if c.supervision == "weak" else full_loss
@@ -238,9 +246,15 @@ def run(ctx: RunContext) -> RunResult:
 
 def _spec(name: str, title: str, query: str, supervision: str, rows: tuple[str, ...], desc: str) -> MethodSpec:
     def config(profile: str) -> BaseConfig:
+        if query == "asr-text":
+            from methods import asr
+
+            return base_config(profile, query=query, supervision=supervision, asr=asr.asr_config(profile))
         return base_config(profile, query=query, supervision=supervision)
 
-    return MethodSpec(name, title, ("ground",), query, supervision, rows, desc, run=run, config=config, issue=4)
+    stages = ("asr", "ground") if query == "asr-text" else ("ground",)
+    return MethodSpec(name, title, stages, query, supervision, rows, desc, run=run, config=config,
+                      issue=6 if query == "asr-text" else 4)  # fmt: skip
 
 
 register(_spec("base", "Base", "speech", "weak", ("table1:base", "table3:base"), "App. A, no pre-training"))
@@ -253,6 +267,10 @@ register(
         (),
         "Base with word vectors + Bi-GRU over the gold transcript: the ceiling for speech",
     )
+)
+register(
+    _spec("asr-base", "ASR-Base", "asr-text", "weak", ("table2:asr-base",),
+          "Base on the words of the ASR output (the cascade of Table 2): wav2vec2 CTC, then Base (gold-text form)")
 )
 register(
     _spec("sbase", "SBase", "speech", "full", ("table10:sbase",), "the Base network trained with scaled-IoU BCE (C.1)")

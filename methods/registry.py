@@ -331,7 +331,15 @@ def is_known(name: str) -> bool:
 
 _loaded = False
 # Modules that call register() at import; each method issue appends its module here.
-_BUILTIN_MODULES: tuple[str, ...] = ("methods.blind", "methods.base", "methods.sil")
+_BUILTIN_MODULES: tuple[str, ...] = (
+    "methods.blind",
+    "methods.base",
+    "methods.sil",
+    "methods.asr",
+    "methods.wslln",
+    "methods.rtbpn",
+    "methods.scn",
+)
 
 
 def _load_builtin_methods() -> None:
