@@ -12,6 +12,7 @@ When several finished runs exist for one seed, the newest is used; older ones st
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import statistics
@@ -169,10 +170,34 @@ class Reproduced:
 
 
 def collect(runs, method: str) -> Reproduced | None:
-    """Aggregate the newest FINISHED run per seed of ``method`` in the ``runs`` DataFrame."""
+    """Aggregate the newest FINISHED run per seed of ``method`` in the ``runs`` DataFrame.
+
+    Latency measurements (``scripts/bench_latency.py``, param ``measure = latency``) are separate runs of the same
+    method: they are aggregated apart and contribute only the metrics the accuracy runs lack (Table 2's latency and
+    speed-up), so a newer latency run never hides a training run of the same seed.
+    """
     if runs is None or len(runs) == 0 or "params.method" not in runs:
         return None
     mine = runs[runs["params.method"] == method]
+    if len(mine) == 0:
+        return None
+    if "params.measure" not in mine:
+        return _aggregate(mine)
+    latency = mine["params.measure"] == "latency"
+    accuracy, timing = _aggregate(mine[~latency]), _aggregate(mine[latency])
+    if accuracy is None or timing is None:
+        return accuracy or timing
+    extra = [k for k in timing.mean if k not in accuracy.mean]
+    return dataclasses.replace(
+        accuracy,
+        mean={**accuracy.mean, **{k: timing.mean[k] for k in extra}},
+        std={**accuracy.std, **{k: timing.std[k] for k in extra}},
+        commits=sorted(set(accuracy.commits) | set(timing.commits)),
+        run_ids=accuracy.run_ids + timing.run_ids,
+    )
+
+
+def _aggregate(mine) -> Reproduced | None:
     if len(mine) == 0:
         return None
     mine = mine.sort_values("start_time", ascending=False).drop_duplicates("params.seed")
