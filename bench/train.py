@@ -213,3 +213,25 @@ def _print_epoch(epoch: int, epochs: int, train: dict[str, float], val: dict[str
         f"centre-in {100 * val.get('centre_in', float('nan')):.0f}% length {val.get('pred_len', float('nan')):.2f}",
         flush=True,
     )
+
+
+def fit_grounding(ctx: Any, model: nn.Module, loss: Callable[[dict[str, Tensor]], tuple[Tensor, dict[str, float]]],
+                  data: Any, cfg: TrainConfig, select_on: str,
+                  score: Callable[[Any, Path | None], dict[str, float]]) -> Any:  # fmt: skip
+    """The grounding methods' :func:`fit`: shuffled batches of ``data.train`` (this rank's shard), ``score(split,
+    predictions path or None)`` on ``data.val`` after each epoch and once on ``data.test``; a :class:`RunResult`."""
+    from bench.run import RunResult
+
+    train = data.train
+    task = Task(
+        model=model,
+        loss=loss,
+        batches=lambda gen, shard: train.batches(
+            shard.batch_size(cfg.batch_size), shuffle=True, generator=gen, rank=shard.rank, world_size=shard.world
+        ),
+        n_batches=-(-len(train) // cfg.batch_size),
+        validate=lambda: score(data.val, None),
+        test=lambda path: score(data.test, path),
+    )
+    out = fit(task, cfg, ctx, select_on)
+    return RunResult(out.test, out.val_best, out.selected_epoch, out.predictions, data.content_hash)

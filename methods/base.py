@@ -53,7 +53,7 @@ from bench import config as cfg
 from bench import evaluate
 from bench.data import grounding
 from bench.run import RunContext, RunResult
-from bench.train import Task, fit
+from bench.train import fit_grounding
 from methods.parts import losses, proposals, textquery
 from methods.parts.encoders import BiGRU, SpeechEncoder, VideoEncoder, WordEncoder, lengths_to_mask
 from methods.parts.fusion import Interaction, PoolAdd
@@ -212,6 +212,12 @@ def evaluate_split(model: nn.Module, split: grounding.GroundingSplit, batch_size
                    predictions: Path | None = None) -> dict[str, float]:  # fmt: skip
     """The one evaluator on a split's ranked candidates; optionally also writes the predictions file."""
     spans, scores = rank_split(model, split, batch_size, n_clips)
+    return score_ranked(split, spans, scores, predictions)
+
+
+def score_ranked(split: grounding.GroundingSplit, spans: Tensor, scores: Tensor,
+                 predictions: Path | None = None) -> dict[str, float]:  # fmt: skip
+    """The evaluator's metrics (and diagnostics) of ranked spans ``[Q, K, 2]`` with their scores ``[Q, K]``."""
     q = split.queries
     spans, scores, gt, duration = spans.cpu(), scores.cpu(), q["span"].cpu(), q["duration"].cpu()
     if predictions is not None:
@@ -229,19 +235,10 @@ def run(ctx: RunContext) -> RunResult:
     model = BaseNet(c, data.train.videos.shape[-1], data.word_vectors).to(ctx.device)
     ctx.log.log_params({"parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)})
     loss_fn = weak_loss if c.supervision == "weak" else full_loss
-    train = data.train
-    task = Task(
-        model=model,
-        loss=lambda batch: loss_fn(model, batch),
-        batches=lambda gen, shard: train.batches(
-            shard.batch_size(c.train.batch_size), shuffle=True, generator=gen, rank=shard.rank, world_size=shard.world
-        ),
-        n_batches=-(-len(train) // c.train.batch_size),
-        validate=lambda: evaluate_split(model, data.val, c.eval_batch_size, c.n_clips),
-        test=lambda path: evaluate_split(model, data.test, c.eval_batch_size, c.n_clips, path),
-    )
-    out = fit(task, c.train, ctx, c.select_on)
-    return RunResult(out.test, out.val_best, out.selected_epoch, out.predictions, data.content_hash)
+    def score(split: grounding.GroundingSplit, path: Path | None) -> dict[str, float]:
+        return evaluate_split(model, split, c.eval_batch_size, c.n_clips, path)
+
+    return fit_grounding(ctx, model, lambda batch: loss_fn(model, batch), data, c.train, c.select_on, score)
 
 
 def _spec(name: str, title: str, query: str, supervision: str, rows: tuple[str, ...], desc: str) -> MethodSpec:

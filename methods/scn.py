@@ -315,13 +315,10 @@ def rank_split(model: SCNNet, split: grounding.GroundingSplit, batch_size: int) 
 
 def evaluate_split(model: SCNNet, split: grounding.GroundingSplit, path: Path | None) -> dict[str, float]:
     """The one evaluator on the ranked anchors; optionally also writes the predictions file."""
+    from methods import base  # imported here: base imports textquery, which this module's registration uses
+
     spans, scores = rank_split(model, split, model.c.eval_batch_size)
-    q = split.queries
-    spans, scores, gt, duration = spans.cpu(), scores.cpu(), q["span"].cpu(), q["duration"].cpu()
-    if path is not None:
-        evaluate.write_predictions(path, split.qids, duration, gt, spans, scores)
-    metrics = evaluate.evaluate(spans, gt, duration)
-    return {k: v for k, v in metrics.items() if k in evaluate.METRIC_KEYS + evaluate.DIAGNOSTIC_KEYS}
+    return base.score_ranked(split, spans, scores, path)
 
 
 def run(ctx: RunContext) -> RunResult:

@@ -68,7 +68,7 @@ from bench import config as cfg
 from bench import stages
 from bench.data import corpus, grounding, loader
 from bench.run import RunContext, RunResult
-from bench.train import Task, fit
+from bench.train import Task, fit, fit_grounding
 from methods import base
 from methods.parts import cif as ciflib
 from methods.parts import proposals
@@ -556,19 +556,11 @@ def run(ctx: RunContext) -> RunResult:
     else:
         def loss(m: SILNet, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
             return base.full_loss(m.base, batch)
-    g, train = c.ground, data.train
-    task = Task(
-        model=model,
-        loss=lambda batch: loss(model, batch),
-        batches=lambda gen, shard: train.batches(
-            shard.batch_size(g.train.batch_size), shuffle=True, generator=gen, rank=shard.rank, world_size=shard.world
-        ),
-        n_batches=-(-len(train) // g.train.batch_size),
-        validate=lambda: base.evaluate_split(model, data.val, g.eval_batch_size, g.n_clips),
-        test=lambda path: base.evaluate_split(model, data.test, g.eval_batch_size, g.n_clips, path),
-    )
-    out = fit(task, g.train, ctx, g.select_on)
-    return RunResult(out.test, out.val_best, out.selected_epoch, out.predictions, data.content_hash)
+    g = c.ground
+    def score(split: grounding.GroundingSplit, path: Path | None) -> dict[str, float]:
+        return base.evaluate_split(model, split, g.eval_batch_size, g.n_clips, path)
+
+    return fit_grounding(ctx, model, lambda batch: loss(model, batch), data, g.train, g.select_on, score)
 
 
 # -- the registry: SIL and every ablation ------------------------------------------------------------------------

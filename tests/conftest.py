@@ -21,6 +21,27 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("WSVG_SHARED", REPO.parent / "shared"))
 
 
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """The tiny synthetic benchmark, built once per test module in its own run directory: ``(home, dataset)``.
+
+    Module-scoped (a test module's end-to-end runs share one build and one tracking store), so the environment is
+    set and restored by hand rather than with ``monkeypatch``, which is function-scoped.
+    """
+    home = tmp_path_factory.mktemp("runs")
+    saved = {k: os.environ.get(k) for k in ("WSVG_HOME", "MLFLOW_TRACKING_URI", "RANK", "WSVG_QUIET")}
+    os.environ.update(WSVG_HOME=str(home), WSVG_QUIET="1")
+    for k in ("MLFLOW_TRACKING_URI", "RANK"):
+        os.environ.pop(k, None)
+    data = datasets.open_dataset("synth", "tiny", torch.device("cpu"))
+    yield home, data
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
 @pytest.fixture
 def home(tmp_path, monkeypatch) -> Path:
     """A fresh suite run directory with its own sqlite store."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 from types import SimpleNamespace
@@ -125,25 +124,6 @@ def test_a_saved_checkpoint_loads_through_the_real_path_and_decodes_batched_as_o
 
 
 # -- the stages on the tiny synthetic benchmark ------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """The tiny synthetic benchmark, built once for this module in its own run directory."""
-    home = tmp_path_factory.mktemp("runs")
-    saved = {k: os.environ.get(k) for k in ("WSVG_HOME", "MLFLOW_TRACKING_URI", "RANK", "WSVG_QUIET")}
-    os.environ.update(WSVG_HOME=str(home), WSVG_QUIET="1")
-    for k in ("MLFLOW_TRACKING_URI", "RANK"):
-        os.environ.pop(k, None)
-    from bench import datasets
-
-    data = datasets.open_dataset("synth", "tiny", torch.device("cpu"))
-    yield home, data
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
 
 
 def _ctx(home: Path, data, log, c) -> RunContext:

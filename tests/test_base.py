@@ -119,25 +119,6 @@ def test_learning_rate_warms_up_then_decays_as_inverse_sqrt():
 # -- tiny end-to-end runs ---------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """The tiny synthetic benchmark, built once for this module in its own run directory."""
-    home = tmp_path_factory.mktemp("runs")
-    saved = {k: os.environ.get(k) for k in ("WSVG_HOME", "MLFLOW_TRACKING_URI", "RANK", "WSVG_QUIET")}
-    os.environ.update(WSVG_HOME=str(home), WSVG_QUIET="1")
-    for k in ("MLFLOW_TRACKING_URI", "RANK"):
-        os.environ.pop(k, None)
-    from bench import datasets
-
-    data = datasets.open_dataset("synth", "tiny", torch.device("cpu"))
-    yield home, data
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
-
-
 def _run(name: str, data, workdir: Path, seed: int = 0, profile: str = "tiny", **overrides):
     """One method run outside the CLI, with its own workdir (so checkpoints never leak between runs)."""
     spec = registry.get(name)
@@ -199,14 +180,16 @@ def test_a_killed_run_resumes_and_ends_with_the_uninterrupted_metrics(tiny, tmp_
     _, data = tiny
     whole = _run("base", data, tmp_path / "whole", seed=1, **{"train.epochs": 3})
 
+    real_fit = train.fit
+
     def kill_after_epoch_2(*args, **kwargs):
         def hook(epoch: int) -> None:
             if epoch == 2:
                 raise Killed
 
-        return train.fit(*args, on_epoch_end=hook, **kwargs)
+        return real_fit(*args, on_epoch_end=hook, **kwargs)
 
-    monkeypatch.setattr(base, "fit", kill_after_epoch_2)
+    monkeypatch.setattr(train, "fit", kill_after_epoch_2)  # fit_grounding calls it through the module
     with pytest.raises(Killed):
         _run("base", data, tmp_path / "killed", seed=1, **{"train.epochs": 3})
     state = torch.load(tmp_path / "killed" / train.CHECKPOINT, weights_only=False)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import io
-import os
 import statistics
 import sys
 from pathlib import Path
@@ -33,24 +32,6 @@ sys.modules["bench_latency"] = bench_latency  # dataclasses resolve the module's
 _spec.loader.exec_module(bench_latency)
 
 N_QUERIES = 3
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    home = tmp_path_factory.mktemp("runs")
-    saved = {k: os.environ.get(k) for k in ("WSVG_HOME", "MLFLOW_TRACKING_URI", "RANK", "WSVG_QUIET")}
-    os.environ.update(WSVG_HOME=str(home), WSVG_QUIET="1")
-    for k in ("MLFLOW_TRACKING_URI", "RANK"):
-        os.environ.pop(k, None)
-    from bench import datasets
-
-    data = datasets.open_dataset("synth", "tiny", torch.device("cpu"))
-    yield home, data
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 
 import pytest
 import torch
@@ -160,24 +159,6 @@ def _mask(vc: torch.Tensor) -> torch.Tensor:
 
 
 # -- tiny end-to-end -----------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    home = tmp_path_factory.mktemp("runs")
-    saved = {k: os.environ.get(k) for k in ("WSVG_HOME", "MLFLOW_TRACKING_URI", "RANK", "WSVG_QUIET")}
-    os.environ.update(WSVG_HOME=str(home), WSVG_QUIET="1")
-    for k in ("MLFLOW_TRACKING_URI", "RANK"):
-        os.environ.pop(k, None)
-    from bench import datasets
-
-    data = datasets.open_dataset("synth", "tiny", torch.device("cpu"))
-    yield home, data
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
 
 
 def _run(name, data, home, workdir, seed=0, **overrides):

@@ -213,25 +213,6 @@ def test_scn_reconstruction_rewards_and_proposal_loss_by_hand():
 # -- tiny end-to-end runs (the module fixture and runner of tests/test_base.py) --------------------------------
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """The tiny synthetic benchmark, built once for this module in its own run directory."""
-    home = tmp_path_factory.mktemp("runs")
-    saved = {k: os.environ.get(k) for k in ("WSVG_HOME", "MLFLOW_TRACKING_URI", "RANK", "WSVG_QUIET")}
-    os.environ.update(WSVG_HOME=str(home), WSVG_QUIET="1")
-    for k in ("MLFLOW_TRACKING_URI", "RANK"):
-        os.environ.pop(k, None)
-    from bench import datasets
-
-    data = datasets.open_dataset("synth", "tiny", torch.device("cpu"))
-    yield home, data
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
-
-
 def _run(name: str, data, workdir: Path, seed: int = 0, profile: str = "tiny", **overrides):
     """One method run outside the CLI, with its own workdir; returns the result and the tracked run's id."""
     spec = registry.get(name)

@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from bench.data import grounding, loader
 from bench.data.world import tokenize
 from bench.run import RunContext, RunResult
-from bench.train import Task, fit
+from bench.train import fit_grounding
 from methods.registry import MethodSpec, register
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
@@ -157,19 +157,8 @@ def run_text_grounding(
         data = asr_data(ctx, data, c.asr)
     model = build(data).to(ctx.device)
     ctx.log.log_params({"parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)})
-    train = data.train
-    task = Task(
-        model=model,
-        loss=lambda batch: loss(model, batch),
-        batches=lambda gen, shard: train.batches(
-            shard.batch_size(c.train.batch_size), shuffle=True, generator=gen, rank=shard.rank, world_size=shard.world
-        ),
-        n_batches=-(-len(train) // c.train.batch_size),
-        validate=lambda: evaluate_split(model, data.val, None),
-        test=lambda path: evaluate_split(model, data.test, path),
-    )
-    out = fit(task, c.train, ctx, c.select_on)
-    return RunResult(out.test, out.val_best, out.selected_epoch, out.predictions, data.content_hash)
+    return fit_grounding(ctx, model, lambda batch: loss(model, batch), data, c.train, c.select_on,
+                         lambda split, path: evaluate_split(model, split, path))  # fmt: skip
 
 
 def register_pair(name: str, title: str, run: Callable[[RunContext], RunResult], config: Callable[[str], Any],
