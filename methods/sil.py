@@ -355,12 +355,19 @@ def asp_loss(model: ASPModel, batch: dict[str, Tensor]) -> tuple[Tensor, dict[st
             add("dis", dis_s + dis_w)
     if c.rob and len(enc) == 2:
         t, f = enc["time"], enc["freq"]
-        width = min(t.s_s.shape[1], f.s_s.shape[1])
-        both = (t.s_mask[:, :width] & f.s_mask[:, :width])[..., None].to(t.s_s.dtype)
-        add("rob", ((t.s_s[:, :width] - f.s_s[:, :width]).abs() * both).sum() / (both.sum() * c.d).clamp_min(1.0))
+        add("rob", rob_loss(t.s_s, t.s_mask, f.s_s, f.s_mask))
     weight = {"rob": c.lambda1, "conc": c.lambda2}
     loss = sum(weight.get(k, 1.0) * v for k, v in terms.items())
     return loss, {k: v.item() for k, v in terms.items()}
+
+
+def rob_loss(s_t: Tensor, t_mask: Tensor, s_f: Tensor, f_mask: Tensor) -> Tensor:
+    """Eq. 1: the mean absolute difference of the two domains' semantic features, over the segments both have
+    (in pre-training both are scaled to the word count, so they have the same number)."""
+    width = min(s_t.shape[1], s_f.shape[1])
+    both = (t_mask[:, :width] & f_mask[:, :width])[..., None].to(s_t.dtype)
+    diff = (s_t[:, :width] - s_f[:, :width]).abs() * both
+    return diff.sum() / (both.sum() * s_t.shape[-1]).clamp_min(1.0)
 
 
 def sample_negatives(index: Tensor, n: int, k: int) -> tuple[Tensor, Tensor]:

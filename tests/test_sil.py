@@ -96,6 +96,14 @@ def test_js_mi_loss_hand_value():
     assert float(sil.js_mi_loss(r, pos, torch.zeros_like(neg))) == 0.0  # no negatives: the row does not count
 
 
+def test_rob_loss_is_the_mean_l1_over_the_segments_both_domains_have():
+    s_t = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [9.0, 9.0]]])  # its third segment has no partner: not counted
+    s_f = torch.tensor([[[0.0, 2.0], [3.0, 0.0]]])
+    mask_t, mask_f = torch.tensor([[True, True, True]]), torch.tensor([[True, True]])
+    assert float(sil.rob_loss(s_t, mask_t, s_f, mask_f)) == pytest.approx((1 + 0 + 0 + 4) / 4)
+    assert float(sil.rob_loss(s_t, mask_t, s_f, torch.tensor([[True, False]]))) == pytest.approx(1 / 2)
+
+
 def test_mask_words_masks_half_of_each_row_and_never_padding():
     torch.manual_seed(0)
     m = sil.mask_words(torch.tensor([4, 1, 3]), 4, 0.5)
