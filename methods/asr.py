@@ -427,10 +427,6 @@ def _quiet_transformers() -> None:
     hf_logging.disable_progress_bar()
 
 
-def _use_stage(st: stages.Stage, build: Any, config: Any, inputs: dict[str, str], ctx: RunContext, seed: int) -> None:
-    stages.run_stage(st, build, config=config, inputs=inputs, device=ctx.device, seed=seed, log=ctx.log)
-
-
 def load_asr(ctx: RunContext, c: ASRConfig) -> tuple[Any, Any, dict[str, Any]]:
     """``(model, processor, record)``: the local checkpoint of ``c``, or the ``asr`` stage (trained once, cached).
 
@@ -448,7 +444,8 @@ def load_asr(ctx: RunContext, c: ASRConfig) -> tuple[Any, Any, dict[str, Any]]:
     def build(sctx: stages.StageContext) -> dict[str, Any]:
         return _build_asr(sctx, c, data)
 
-    _use_stage(st, build, _stage_config(c), {"dataset": data.content_hash}, ctx, c.seed)
+    stages.run_stage(st, build, config=_stage_config(c), inputs={"dataset": data.content_hash}, device=ctx.device,
+                     seed=c.seed, log=ctx.log)  # fmt: skip
     model, processor = load_wav2vec2(st.path / "model", str(ctx.device))
     return model, processor, st.record()
 
@@ -529,7 +526,7 @@ def transcripts(ctx: RunContext, asr_cfg: ASRConfig | None = None) -> dict[str, 
         os.replace(tmp, sctx.out / TRANSCRIPTS)
         return {"queries": {s: len(v) for s, v in out.items()}, "asr": inputs["asr"]}
 
-    _use_stage(st, build, config, inputs, ctx, c.seed)
+    stages.run_stage(st, build, config=config, inputs=inputs, device=ctx.device, seed=c.seed, log=ctx.log)
     return json.loads(st.file(TRANSCRIPTS).read_text())
 
 
