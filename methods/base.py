@@ -118,10 +118,7 @@ class BaseNet(nn.Module):
             assert query_dim is not None, "a features query needs its width"
         self.query_gru = BiGRU(query_dim if c.query == "features" else c.d, c.d)
         self.interaction = Interaction(c.d, c.d_att) if c.fusion == "attention" else PoolAdd(c.d)
-        self.map = proposals.ProposalMap(c.n_clips)
-        self.map_dropout = nn.Dropout(c.dropout)
-        self.map_conv = proposals.SparseMapConv(c.d, c.d, c.map_kernel, c.n_clips)
-        self.head = nn.Linear(c.d, 1)
+        self.proposals = proposals.ProposalScorer(c.d, c.map_kernel, c.n_clips, c.dropout)
 
     def encode_video(self, batch: dict[str, Tensor]) -> Tensor:
         return self.video(batch["video"])
@@ -141,12 +138,7 @@ class BaseNet(nn.Module):
         With ``clip_rows = b``, also the clip-level logits ``[b, N]`` of the first ``b`` pairs: the same scorer read
         at the single-clip cells (SIL's AVCL, §3.4).
         """
-        m = self.interaction(v, s, s_mask)
-        cells = self.map_dropout(self.map(m))
-        logits = self.head(self.map_conv(cells)).squeeze(-1)
-        if not clip_rows:
-            return logits
-        return logits, self.head(self.map_conv(cells[:clip_rows], at="clips")).squeeze(-1)
+        return self.proposals(self.interaction(v, s, s_mask), clip_rows)
 
     def forward(self, batch: dict[str, Tensor]) -> Tensor:
         s, mask = self.encode_query(batch)

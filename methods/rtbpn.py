@@ -166,9 +166,7 @@ class RTBPNNet(nn.Module):
         self.gate = CrossGate(c.d)
         self.fuse_gru = BiGRU(2 * c.d, c.d)
         self.fuse_dropout = nn.Dropout(c.dropout)
-        self.map = proposals.ProposalMap(c.n_clips)
-        self.map_conv = proposals.SparseMapConv(c.d, c.d, c.map_kernel, c.n_clips)
-        self.head = nn.Linear(c.d, 1)
+        self.proposals = proposals.ProposalScorer(c.d, c.map_kernel, c.n_clips)
         self.avcl = sil.AVCL(c.d) if c.avcl else None
         spans = proposals.candidate_spans(torch.tensor([float(c.n_clips)]), c.n_clips)[0]  # in clips
         self.register_buffer("cand_iou", evaluate.temporal_iou(spans[:, None], spans[None]), persistent=False)
@@ -183,11 +181,7 @@ class RTBPNNet(nn.Module):
         with ``clip_rows = b`` also the first ``b`` rows' clip-level logits ``[b, N]`` (AVCL's score-based mining)."""
         v, a = self.gate(v, self.attend(v, s, s_mask))
         fused = self.fuse_dropout(self.fuse_gru(torch.cat([v, a], dim=-1)))
-        cells = self.map(fused)
-        logits = self.head(self.map_conv(cells)).squeeze(-1)
-        if not clip_rows:
-            return logits
-        return logits, self.head(self.map_conv(cells[:clip_rows], at="clips")).squeeze(-1)
+        return self.proposals(fused, clip_rows)
 
     def forward(self, batch: dict[str, Tensor]) -> Tensor:
         v = self.video(batch["video"])

@@ -78,11 +78,16 @@ def _base(query: str, supervision: str = "weak", **kw):
     return model, lambda b: loss(model, b)
 
 
-def _sil(**kw):
+# AVCL's clip selection sorts clip scores that a fresh tiny network makes nearly equal, so the last bits of a
+# float sum could swap two clips; with T = N every clip inside the top proposal is a positive and every one outside
+# a negative, and the selection depends only on the top proposal (well separated in these cases).
+ALL_CLIPS = {"T": N_CLIPS}
+
+
+def _sil():
     from methods import sil
 
-    c = sil.sil_config("tiny")
-    c = dataclasses.replace(c, **kw)
+    c = dataclasses.replace(sil.sil_config("tiny"), **ALL_CLIPS)
     model = sil.SILNet(c, VIDEO_DIM, 16)
     return model, lambda b: sil.sil_loss(model, b)
 
@@ -90,7 +95,7 @@ def _sil(**kw):
 def _rtbpn(avcl: bool = False):
     from methods import rtbpn
 
-    model = rtbpn.RTBPNNet(rtbpn.rtbpn_config("tiny", avcl=avcl), VIDEO_DIM, word_vectors())
+    model = rtbpn.RTBPNNet(rtbpn.rtbpn_config("tiny", avcl=avcl, **ALL_CLIPS), VIDEO_DIM, word_vectors())
     return model, lambda b: rtbpn.rtbpn_loss(model, b)
 
 
@@ -133,7 +138,7 @@ def compute(name: str) -> tuple[nn.Module, Tensor]:
     return model, loss.detach()
 
 
-def summarise(model: nn.Module, loss: Tensor, renamed: dict[str, str] | None = None) -> dict[str, object]:
+def summarise(model: nn.Module, loss: Tensor, renamed: Callable[[str], str] | None = None) -> dict[str, object]:
     """The loss, and per parameter ``[grad norm, <grad, fixed random direction>]`` (zeros for no gradient).
 
     ``renamed`` maps a parameter's name today to its name in the recording (the direction is seeded by the name).
@@ -142,7 +147,7 @@ def summarise(model: nn.Module, loss: Tensor, renamed: dict[str, str] | None = N
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        name = (renamed or {}).get(name, name)
+        name = renamed(name) if renamed else name
         grad = p.grad if p.grad is not None else torch.zeros_like(p)
         seed = int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "little")
         direction = torch.randn(p.shape, generator=torch.Generator().manual_seed(seed))

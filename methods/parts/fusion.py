@@ -9,7 +9,13 @@ from methods.parts.encoders import BiGRU
 
 
 class ClipQueryAttention(nn.Module):
-    """delta_ij = u^T tanh(U1 v_i + U2 s_j + b); q_i = sum_j softmax_j(delta_ij) s_j  (eq. 9, masked over j)."""
+    """delta_ij = u^T tanh(U1 v_i + U2 s_j + b); q_i = sum_j softmax_j(delta_ij) s_j  (eq. 9, masked over j).
+
+    The scores are computed by :func:`additive_scores` (the same values and gradients, a few rows at a time and
+    only over each row's real query steps); ``reference = True`` computes the ``[B, N, L, d_att]`` tensor at once.
+    """
+
+    reference: bool = False
 
     def __init__(self, d: int, d_att: int | None = None) -> None:
         super().__init__()
@@ -19,9 +25,66 @@ class ClipQueryAttention(nn.Module):
         self.u = nn.Linear(d_att, 1, bias=False)
 
     def forward(self, v: Tensor, s: Tensor, s_mask: Tensor) -> Tensor:
-        delta = self.u(torch.tanh(self.video(v)[:, :, None] + self.query(s)[:, None])).squeeze(-1)  # [B, N, L]
+        if self.reference:
+            delta = self.u(torch.tanh(self.video(v)[:, :, None] + self.query(s)[:, None])).squeeze(-1)  # [B, N, L]
+        else:
+            delta = additive_scores(self.video(v), self.query(s), self.u.weight[0], s_mask)
         delta = delta.masked_fill(~s_mask[:, None], float("-inf"))
         return torch.softmax(delta, dim=-1) @ s  # [B, N, d]
+
+
+def additive_scores(a: Tensor, c: Tensor, u: Tensor, mask: Tensor, budget: int = 1 << 18) -> Tensor:
+    """``delta[b, i, j] = u . tanh(a[b, i] + c[b, j])`` for the real steps ``j`` of each row (-inf elsewhere).
+
+    ``mask [B, L]`` must mark a prefix of each row (as every query of the harness has). Rows are taken longest
+    first, a few at a time (about ``budget`` elements of the ``tanh`` at once, so they stay in the cache), each group
+    cut to its longest real length; the backward recomputes the ``tanh`` instead of keeping ``B x N x L x d`` values.
+    """
+    lengths = mask.sum(1)
+    if not torch.equal(mask, torch.arange(mask.shape[1], device=mask.device)[None] < lengths[:, None]):
+        raise ValueError("additive_scores needs prefix masks (the real steps of each row first)")
+    return _AdditiveScores.apply(a, c, u, lengths, budget)
+
+
+def _groups(lengths: Tensor, width: int, budget: int) -> list[tuple[Tensor, int]]:
+    """Rows in groups of similar length: (row indices, the group's longest length), longest rows first."""
+    order = lengths.argsort(descending=True, stable=True)
+    sorted_lengths = lengths[order].tolist()
+    groups, start = [], 0
+    while start < len(order):
+        longest = int(sorted_lengths[start])
+        rows = max(1, budget // max(1, width * longest))
+        groups.append((order[start : start + rows], longest))
+        start += rows
+    return groups
+
+
+class _AdditiveScores(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, a: Tensor, c: Tensor, u: Tensor, lengths: Tensor, budget: int) -> Tensor:
+        out = a.new_full((a.shape[0], a.shape[1], c.shape[1]), float("-inf"))
+        groups = _groups(lengths, a.shape[1] * a.shape[2], budget)
+        for rows, n in groups:
+            t = torch.tanh(a[rows][:, :, None] + c[rows, :n][:, None])  # [r, N, n, D]
+            part = out.new_full((len(rows), a.shape[1], c.shape[1]), float("-inf"))
+            part[:, :, :n] = t @ u
+            out[rows] = part
+        ctx.save_for_backward(a, c, u)
+        ctx.groups = groups
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        a, c, u = ctx.saved_tensors
+        grad_a, grad_c, grad_u = torch.zeros_like(a), torch.zeros_like(c), torch.zeros_like(u)
+        for rows, n in ctx.groups:
+            t = torch.tanh(a[rows][:, :, None] + c[rows, :n][:, None])  # recomputed, [r, N, n, D]
+            g = grad[rows][:, :, :n]  # [r, N, n]
+            grad_u += (g.reshape(1, -1) @ t.reshape(-1, t.shape[-1]))[0]
+            pre = (1 - t * t) * (g[..., None] * u)  # d delta / d (a + c)
+            grad_a[rows] = pre.sum(2)
+            grad_c[rows, :n] = pre.sum(1)
+        return grad_a, grad_c, grad_u, None, None
 
 
 class Interaction(nn.Module):

@@ -11,12 +11,27 @@ divisible by 4 for lengths 36, 40, ..., 64. Each cell holds the max over its cli
 Only **153 candidates** are scored (``baselines.md`` §3): lengths 8 and 16 at stride 1, 24 and 32 at stride 2,
 48, 56 and 64 at stride 4 (57 + 49 + 21 + 17 + 5 + 3 + 1).
 
+Other clip counts ``N`` (a multiple of 8; the small profile resamples videos to 32 clips to cut the cost of an
+update, issue 15) scale the same design: scales of ``N/4``, ``N/8`` and ``N/8`` layers at strides 1, 2, 4, with
+offsets ``0``, ``N/4 + 1`` and ``N/2 + 3``, and candidates at the same fractions of the video, lengths ``N/8, N/4``
+(stride 1), ``3N/8, N/2`` (stride 2) and ``3N/4, 7N/8, N`` (stride 4). N = 32 gives 280 valid cells and 80
+candidates, with the same candidate lengths as fractions of the video and starts on a grid half as fine.
+
 :class:`SparseMapConv` is the map convolution of A.3 computed only where it is read: a ``k x k`` convolution
 over the map, evaluated at the 153 candidate cells by gathering each one's ``k x k`` neighbourhood of valid
 cells (invalid or outside cells are zero, as in the dense map) and multiplying by the kernel. It equals
 ``torch.nn.Conv2d`` on the dense map read at the candidates (tested), at about 1/27 of the cost for N = 64,
 k = 5, which is what makes the Base network trainable on a CPU. 2D-TAN's masked re-weighting follows:
 the ReLU output is divided by the number of valid cells in the window (``get_padded_mask_and_weight``).
+
+:class:`ProposalScorer` is the whole of A.3 (map, dropout, convolution, FC) as the grounding networks run it. Its
+fast path (issue 15) computes only the cells that the convolution reads (503 of the 1104 for a 3 x 3 kernel, 651
+for 5 x 5), each cell's max from a sparse table of maxima over power-of-two windows (``max(x[s..e]) =
+max(T_j[s], T_j[e - 2^j + 1])`` with ``2^j <= e - s + 1``: six elementwise maxima build the table, two gathers read
+a cell), in a clips-first layout ``[N, B, C]`` where every gather moves whole ``B x C`` blocks. It gives the values
+and gradients of the straightforward path (:class:`ProposalMap` over every valid cell, dropout over all of them,
+:class:`SparseMapConv`), which ``reference = True`` runs for the tests and the speed benchmark. Dropout is drawn
+on the cells read only; cells never read cannot change the output, so the distribution is the same.
 """
 
 from __future__ import annotations
@@ -27,21 +42,27 @@ import torch
 from torch import Tensor, nn
 
 N_CLIPS = 64
-SCALES: tuple[tuple[int, int, int], ...] = ((16, 1, 0), (8, 2, 17), (8, 4, 35))  # (layers, stride, offset A)
-KEEP: tuple[tuple[int, ...], ...] = ((7, 15), (3, 7), (3, 5, 7))  # layers whose cells are scored candidates
+CANDIDATE_FRACTIONS = (1 / 8, 1 / 4, 3 / 8, 1 / 2, 3 / 4, 7 / 8, 1)  # the scored lengths, as shares of the N clips
+
+
+def scales(n: int) -> tuple[tuple[int, int, int], ...]:
+    """2D-TAN's scales for ``n`` clips as ``(layers, stride, offset A)``: ``((16, 1, 0), (8, 2, 17), (8, 4, 35))``
+    for n = 64 (``NUM_SCALE_LAYERS [16, 8, 8]``)."""
+    if n < 8 or n % 8:
+        raise ValueError(f"the sparse map needs a clip count that is a multiple of 8, got {n}")
+    return ((n // 4, 1, 0), (n // 8, 2, n // 4 + 1), (n // 8, 4, n // 2 + 3))
 
 
 @functools.lru_cache(maxsize=8)
 def _cells(n: int) -> tuple[tuple[tuple[int, int], ...], tuple[tuple[int, int], ...]]:
-    cells, cands = [], []
-    for (layers, stride, offset), keep in zip(SCALES, KEEP, strict=True):
-        for i in range(layers):
-            for s in range(0, n - offset - i * stride, stride):
-                cell = (s, s + offset + i * stride)
-                cells.append(cell)
-                if i in keep:
-                    cands.append(cell)
-    return tuple(cells), tuple(cands)
+    cells = [
+        (s, s + offset + i * stride)
+        for layers, stride, offset in scales(n)
+        for i in range(layers)
+        for s in range(0, n - offset - i * stride, stride)
+    ]
+    lengths = {round(f * n) for f in CANDIDATE_FRACTIONS}
+    return tuple(cells), tuple(c for c in cells if c[1] - c[0] + 1 in lengths)
 
 
 def valid_cells(n: int = N_CLIPS) -> Tensor:
@@ -56,8 +77,13 @@ def candidates(n: int = N_CLIPS) -> Tensor:
 
 def candidate_spans(duration: Tensor, n: int = N_CLIPS) -> Tensor:
     """Every candidate's span in seconds, ``[Q, n_cand, 2]``: ``[s * D / n, (e + 1) * D / n]``."""
-    cand = candidates(n).to(duration.device, duration.dtype)
-    bounds = torch.stack([cand[:, 0], cand[:, 1] + 1], dim=1) / n  # [n_cand, 2] as fractions
+    return cell_spans(duration, candidates(n), n)
+
+
+def cell_spans(duration: Tensor, cells: Tensor, n: int = N_CLIPS) -> Tensor:
+    """The spans in seconds of (start, end inclusive) cells of an ``n``-clip map, ``[Q, n_cells, 2]``."""
+    cells = cells.to(duration.device, duration.dtype)
+    bounds = torch.stack([cells[:, 0], cells[:, 1] + 1], dim=1) / n  # [n_cells, 2] as fractions
     return bounds[None] * duration[:, None, None]
 
 
@@ -141,3 +167,94 @@ def _neighbourhoods(where: Tensor, read: Tensor, kernel: int, n: int, zero: int)
     inside = (rows >= 0) & (rows < n) & (cols >= 0) & (cols < n)
     idx = torch.where(inside, where[rows.clamp(0, n - 1), cols.clamp(0, n - 1)], torch.tensor(zero))
     return idx.reshape(len(read), kernel * kernel)
+
+
+class CellMax(nn.Module):
+    """The max over each given cell's clips, ``[N, B, C]`` (clips first) -> ``[n_cells, B, C]``, by a sparse table.
+
+    Cells are (start, end inclusive) pairs; they are grouped by ``j = floor(log2(length))`` and each read as the
+    max of two overlapping windows of length ``2^j``. :attr:`order` restores the order the cells were given in.
+    """
+
+    def __init__(self, cells: Tensor, n: int) -> None:
+        super().__init__()
+        lengths = cells[:, 1] - cells[:, 0] + 1
+        if bool((cells[:, 0] < 0).any() or (cells[:, 1] >= n).any() or (lengths < 1).any()):
+            raise ValueError("every cell needs 0 <= start <= end < n")
+        level = torch.floor(torch.log2(lengths.double())).long()
+        self.levels = int(level.max()) + 1
+        groups = [torch.nonzero(level == j)[:, 0] for j in range(self.levels)]
+        for j, idx in enumerate(groups):
+            self.register_buffer(f"lo{j}", cells[idx, 0], persistent=False)
+            self.register_buffer(f"hi{j}", cells[idx, 1] - 2**j + 1, persistent=False)
+        self.register_buffer("order", torch.argsort(torch.cat(groups)), persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        parts, table = [], x
+        for j in range(self.levels):
+            if j:  # T_j[s] = max(T_{j-1}[s], T_{j-1}[s + 2^(j-1)]): the max over x[s .. s + 2^j - 1]
+                half = 2 ** (j - 1)
+                table = _max2(table[:-half], table[half:])
+            lo, hi = getattr(self, f"lo{j}"), getattr(self, f"hi{j}")
+            if len(lo):
+                parts.append(_max2(table.index_select(0, lo), table.index_select(0, hi)))
+        return torch.cat(parts).index_select(0, self.order)
+
+
+def _max2(a: Tensor, b: Tensor) -> Tensor:
+    """The elementwise max; as ``torch.where`` its backward is two selections (``torch.maximum``'s is about eight
+    elementwise passes, to split the gradient of exact ties, which real-valued features do not have)."""
+    return torch.where(a >= b, a, b)
+
+
+class ProposalScorer(nn.Module):
+    """A.3 as one module: clip features ``[B, N, C]`` -> the sparse map (each cell the max over its clips) ->
+    dropout -> the ``k x k`` map convolution (ReLU, 2D-TAN's re-weighting) -> a fully connected layer -> one logit
+    per candidate ``[B, n_cand]``; with ``clip_rows = b`` also the first ``b`` rows' logits at the ``N``
+    single-clip cells ``[b, N]`` (SIL's clip-level scores, §3.4). Parameters in ``nn.Conv2d``'s and
+    ``nn.Linear``'s layouts (``conv``, ``head``); the fast path and ``reference = True`` are in the module docstring.
+    """
+
+    reference: bool = False
+
+    def __init__(self, d: int, kernel: int = 5, n: int = N_CLIPS, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.sparse = SparseMapConv(d, d, kernel, n)  # the reference path; its tables say which cells are read
+        self.head = nn.Linear(d, 1)
+        self.dropout = nn.Dropout(dropout)
+        self.map = ProposalMap(n)
+        for name in ("", "clip_"):
+            neighbours = getattr(self.sparse, f"{name}neighbours")  # [n_out, k*k] rows of valid_cells, n_cells = zero
+            read = torch.unique(neighbours[neighbours < self.sparse.n_cells])  # the valid cells the conv reads
+            local = torch.full((self.sparse.n_cells + 1,), len(read), dtype=torch.long)
+            local[read] = torch.arange(len(read))  # valid-cell row -> row among the read cells (len(read) = zero)
+            setattr(self, f"{name}cells", CellMax(valid_cells(n)[read], n))
+            self.register_buffer(f"{name}neighbours", local[neighbours], persistent=False)
+            self.register_buffer(f"{name}scale", getattr(self.sparse, f"{name}scale"), persistent=False)
+
+    @property
+    def conv(self) -> nn.Conv2d:
+        return self.sparse.conv
+
+    def forward(self, m: Tensor, clip_rows: int = 0) -> Tensor | tuple[Tensor, Tensor]:
+        if self.reference:
+            cells = self.dropout(self.map(m))
+            logits = self.head(self.sparse(cells)).squeeze(-1)
+            clips = self.head(self.sparse(cells[:clip_rows], at="clips")).squeeze(-1) if clip_rows else None
+        else:
+            x = m.transpose(0, 1).contiguous()  # [N, B, C]: every gather below moves whole B x C blocks
+            logits = self._read(x, "")
+            clips = self._read(x[:, :clip_rows], "clip_") if clip_rows else None
+        return logits if clips is None else (logits, clips)
+
+    def _read(self, x: Tensor, name: str) -> Tensor:
+        """Logits ``[B, n_out]`` at the candidates (``name=""``) or the single-clip cells (``"clip_"``)."""
+        cells = self.dropout(getattr(self, f"{name}cells")(x))  # [n_read, B, C]
+        padded = torch.cat([cells, cells.new_zeros(1, *cells.shape[1:])])  # the "zero" cell last
+        neighbours, w = getattr(self, f"{name}neighbours"), self.conv.weight  # w: [C_out, C_in, k, k]
+        k = w.shape[-1]
+        out = self.conv.bias
+        for t in range(k * k):  # the convolution as a sum over the window's offsets of gathered cells @ W_offset
+            out = out + padded.index_select(0, neighbours[:, t]) @ w[:, :, t // k, t % k].T
+        out = torch.relu(out) * getattr(self, f"{name}scale")[:, None, None]
+        return self.head(out).squeeze(-1).T
