@@ -6,6 +6,7 @@ import json
 import math
 import os
 import random
+import re
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
@@ -613,3 +614,26 @@ def test_empty_file_is_an_error(tmp_path: Path) -> None:
     path.write_text("\n\n")
     with pytest.raises(ValueError, match="empty.jsonl"):
         read_predictions(path)
+
+
+def test_cli_evaluate_reports_exact_ties_and_labels_float_ties(tmp_path: Path, capsys) -> None:
+    from bench import cli
+
+    path = tmp_path / "ties.jsonl"
+    lines = [
+        {"qid": "issue19#0", "duration": 84.8, "gt": [0.0, 84.8], "pred": [[11.34, 36.78]]},  # IoU 3/10 exactly
+        {"qid": "half#1", "duration": 70.0, "gt": [0.75, 63.21], "pred": [[28.86, 60.09]]},  # IoU 1/2 exactly
+    ]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert cli.main(["evaluate", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "ties exact" in out and "FLOAT TIES" not in out
+    assert "IoU=0.1: 0, IoU=0.3: 1, IoU=0.5: 1, IoU=0.7: 0" in out
+    assert re.search(r"R@1 IoU=0.3 +50.00", out) and re.search(r"R@1 IoU=0.5 +0.00", out)
+    assert cli.main(["evaluate", str(path), "--float-ties"]) == 0
+    out = capsys.readouterr().out
+    assert "WARNING: FLOAT TIES" in out and re.search(r"R@1 IoU=0.3 +100.00", out)
+    assert cli.main(["evaluate", str(path), "--json", "--float-ties"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["ties"] == "float" and "FLOAT TIES" in data["evaluator"] and data["n_tied@0.3"] == 1
+    assert data["R1@0.5"] == 0.5  # float64 counts the 1/2 tie as a hit (exactly: 0)
