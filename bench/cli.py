@@ -21,6 +21,12 @@ def _add_view_options(p: argparse.ArgumentParser) -> None:
         help="whose runs fill the 'ours' lines (default: synth)",
     )
     p.add_argument("--profile", default="small", choices=cfg.PROFILES, help="default: small")
+    p.add_argument(
+        "--split",
+        default="val_2",
+        choices=("val_2", "test-ood"),
+        help="the test split whose logged metrics fill the cells: val_2 (test/) or test-ood (test_ood/); default val_2",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,6 +102,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="inflated-original: the original code's (inter+1)/(union+1); not comparable to papers",
     )
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.add_argument(
+        "--float-ties",
+        action="store_true",
+        help="decide IoU = threshold ties in float64 as evaluator v1 and other code bases do (labelled in the output);"
+        " default: exact",
+    )
+
+    p = sub.add_parser(
+        "compare",
+        help="paired difference of two methods over the same test queries and seeds, with a bootstrap interval",
+        epilog=EPILOG,
+        description="Read the newest FINISHED run per seed of methods A and B, score each run's test predictions query "
+        "by query with the one evaluator, pair them by seed and query id, and print each method's mean ± std over "
+        "seeds, the mean paired difference A − B and its 95 % bootstrap interval (10,000 resamples of the queries, "
+        "seeds kept paired); 'inside noise' when the interval contains 0. A seed-free blind method (prior, "
+        "whole-video) with one run is paired with every seed of the other.",
+    )
+    p.add_argument("a", metavar="A", help="registry name of the first method")
+    p.add_argument("b", metavar="B", help="registry name of the second method")
+    _add_view_options(p)
+    p.add_argument("--metric", default="R1@0.5", help="R1@0.5 (default), R5@0.7, mIoU, dR1@0.7, ...")
+    p.add_argument("--seeds", help="only these seeds, e.g. 0,1,2 or 0-4 (default: every seed both have)")
 
     p = sub.add_parser(
         "wer",
@@ -165,14 +193,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_table(args: argparse.Namespace) -> int:
     from bench import tables
 
-    print(tables.render(args.number, args.format, args.dataset, args.profile), end="")
+    print(tables.render(args.number, args.format, args.dataset, args.profile, split=args.split), end="")
+    hint = tables.empty_hint(args.number, args.dataset, args.profile, args.split)
+    if hint:
+        print(f"bench table: {hint}", file=sys.stderr)
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from bench import report
 
-    written = report.write_report(args.out, args.dataset, args.profile)
+    written = report.write_report(args.out, args.dataset, args.profile, args.split)
     for path in written:
         print(path)
     return 0
@@ -242,18 +273,42 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from bench import evaluate, tables
 
     nms = evaluate.NMS_THRESHOLD if args.nms is None else args.nms
-    metrics = evaluate.evaluate_file(args.predictions, nms_threshold=nms, iou_mode=args.iou)
+    ties = "float" if args.float_ties else "exact"
+    metrics = evaluate.evaluate_file(args.predictions, nms_threshold=nms, iou_mode=args.iou, ties=ties)
     if args.json:
-        print(json.dumps({"file": str(args.predictions), "nms": nms, "iou": args.iou, **metrics}, indent=2))
+        out = {"file": str(args.predictions), "nms": nms, "iou": args.iou, "ties": ties, **metrics}
+        print(json.dumps({**out, "evaluator": evaluate.definition(ties)}, indent=2))
         return 0
-    print(f"{args.predictions}: {int(metrics['n'])} queries, NMS {nms}, IoU {args.iou}")
+    print(f"{args.predictions}: {int(metrics['n'])} queries, NMS {nms}, IoU {args.iou}, ties {ties}")
     if args.iou != "standard":
         print("WARNING: inflated IoU (inter+1)/(union+1) of the original code; not comparable to standard IoU")
+    if ties == "float":
+        print("WARNING: FLOAT TIES: IoU = threshold decided in float64 (evaluator v1, other code); not the suite's")
     for key in (*evaluate.METRIC_KEYS, *evaluate.DIAGNOSTIC_KEYS):
         print(f"  {tables.METRIC_LABELS[key]:14s} {metrics[key] * 100:6.2f}")
+    tied = ", ".join(f"IoU={m}: {int(metrics[f'n_tied@{m}'])}" for m in evaluate.IOU_THRESHOLDS)
+    how = "float rounding decides them" if ties == "float" else "misses: IoU > m is strict"
+    print(f"  queries whose top-1 IoU equals a threshold exactly ({how}): {tied}")
     for key in ("n_clipped_pred", "n_clipped_gt"):
         if metrics.get(key):
             print(f"  {key}: {int(metrics[key])} queries had a span clipped to [0, duration]")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from bench import compare, run
+
+    seeds = run.parse_seeds(args.seeds) if args.seeds else None
+    result = compare.compare(
+        args.a,
+        args.b,
+        dataset=args.dataset,
+        profile=args.profile,
+        split=args.split,
+        metric=args.metric,
+        seeds=seeds,
+    )
+    print(compare.format_comparison(result))
     return 0
 
 
@@ -284,6 +339,7 @@ VERBS = {
     "data": cmd_data,
     "ui": cmd_ui,
     "evaluate": cmd_evaluate,
+    "compare": cmd_compare,
     "wer": cmd_wer,
 }
 

@@ -1,11 +1,18 @@
 """The paper's tables as data (``tables/tableNN.toml``), joined with tracked runs, rendered as Markdown or LaTeX.
 
 This module reads runs; it never trains. For every row it shows three lines: the paper's number, ours
-(mean ± std over the seeds of FINISHED runs of the row's method on the chosen dataset and profile) and
+(mean ± sample standard deviation over the seeds of FINISHED runs of the row's method on the chosen dataset and
+profile, with the number of seeds n in the line's label; a single seed shows its value alone, never "± 0.00") and
 the difference. A row with no finished run shows ``missing``, never a number. Under every grounding
 table come the blind rows (random, fixed-span prior, whole video), which see neither video nor query,
 and every "ours" line carries two diagnostics: the share of top-1 centres inside the true moment and the
-mean predicted length as a share of the video.
+mean predicted length as a share of the video. Every grounding table also shows the discounted recall dR@1 at
+IoU 0.5 and 0.7 (Yuan et al. 2021, :mod:`bench.evaluate`) beside R@1: columns of this suite, with no paper number.
+
+Test splits (:data:`TEST_SPLITS`). A grounding run logs its test metrics on val_2 under ``test/`` and, where the
+dataset has the debiased split, those on test-ood under ``test_ood/``, with the predictions artifacts
+``predictions/test_predictions.jsonl`` and ``predictions/test_ood_predictions.jsonl``. ``split`` chooses which
+one a table shows, and the caption names it.
 
 When several finished runs exist for one seed, the newest is used; older ones stay in the store.
 """
@@ -15,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import statistics
 import tomllib
 from dataclasses import dataclass, field
@@ -29,6 +37,7 @@ TABLE_NUMBERS = tuple(range(1, 12))
 METRIC_LABELS: dict[str, str] = {
     **{f"R{n}@{m}": f"R@{n} IoU={m}" for n in (1, 5) for m in (0.1, 0.3, 0.5, 0.7)},
     "mIoU": "mIoU",
+    **{f"dR1@{m}": f"dR@1 IoU={m}" for m in (0.1, 0.3, 0.5, 0.7)},
     "mIoU_finetune": "mIoU (finetune)",
     "latency_s": "Latency (s)",
     "speedup": "Speed-up",
@@ -37,7 +46,11 @@ METRIC_LABELS: dict[str, str] = {
     "pred_len": "pred. len",
 }
 # Runs log fractions for recalls, IoUs, WER and the diagnostics; the paper prints percentages.
-PERCENT_METRICS = {k for k in METRIC_LABELS if k.startswith(("R1@", "R5@", "mIoU"))} | {"WER", "centre_in", "pred_len"}
+PERCENT_METRICS = {k for k in METRIC_LABELS if k.startswith(("R1@", "R5@", "mIoU", "dR1@"))} | {
+    "WER",
+    "centre_in",
+    "pred_len",
+}
 DECIMALS = {"latency_s": 3, "WER": 4}
 DIAGNOSTICS = ("centre_in", "pred_len")
 BLIND_METHODS = ("random", "prior", "whole-video")
@@ -45,6 +58,41 @@ BLIND_METHODS = ("random", "prior", "whole-video")
 REAL_ANNOTATIONS = "activitynet-captions"
 """The dataset whose 'ours' lines are real-data rows (annotations only); its tables say so in the caption."""
 GROUNDING_METRICS = {k for k in METRIC_LABELS if k.startswith(("R1@", "R5@", "mIoU"))}
+OURS_METRICS = ("dR1@0.5", "dR1@0.7")
+"""Columns every grounding table gets beside R@1 although the paper reports none: ours, marked with OURS_MARK."""
+OURS_MARK = "†"
+
+
+@dataclass(frozen=True)
+class TestSplit:
+    """Where a run keeps one test split's numbers: the metric prefix and the predictions artifact."""
+
+    name: str
+    prefix: str
+    artifact: str
+    description: str
+
+
+TEST_SPLITS: dict[str, TestSplit] = {
+    "val_2": TestSplit(
+        "val_2", "test/", "predictions/test_predictions.jsonl", "val_2, the test split (metrics logged under test/)"
+    ),
+    "test-ood": TestSplit(
+        "test-ood",
+        "test_ood/",
+        "predictions/test_ood_predictions.jsonl",
+        "test-ood, the debiased test split whose moments sit where training moments rarely do (metrics logged under"
+        " test_ood/)",
+    ),
+}
+DEFAULT_SPLIT = "val_2"
+
+
+def test_split(name: str) -> TestSplit:
+    """The :class:`TestSplit` called ``name`` (``val_2`` or ``test-ood``); an unknown name is a clear error."""
+    if name not in TEST_SPLITS:
+        raise ValueError(f"unknown test split {name!r}; choose one of {', '.join(TEST_SPLITS)}")
+    return TEST_SPLITS[name]
 
 
 @dataclass(frozen=True)
@@ -155,7 +203,8 @@ def load_all() -> list[Table]:
 
 @dataclass(frozen=True)
 class Reproduced:
-    """Mean ± std over seeds of one method's finished runs (fractions as logged)."""
+    """Mean ± sample std over seeds of one method's finished runs (fractions as logged); ``counts`` says over how
+    many runs each metric was averaged (``n`` unless latency runs of other seeds supplied it)."""
 
     mean: dict[str, float]
     std: dict[str, float]
@@ -163,28 +212,33 @@ class Reproduced:
     commits: list[str]
     run_ids: list[str]
     dataset_hashes: list[str]
+    counts: dict[str, int] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
         return len(self.seeds)
 
+    def count(self, metric: str) -> int:
+        return self.counts.get(metric, self.n)
 
-def collect(runs, method: str) -> Reproduced | None:
-    """Aggregate the newest FINISHED run per seed of ``method`` in the ``runs`` DataFrame.
+
+def collect(runs, method: str, split: str = DEFAULT_SPLIT) -> Reproduced | None:
+    """Aggregate the newest FINISHED run per seed of ``method`` in the ``runs`` DataFrame, on test split ``split``.
 
     Latency measurements (``scripts/bench_latency.py``, param ``measure = latency``) are separate runs of the same
     method: they are aggregated apart and contribute only the metrics the accuracy runs lack (Table 2's latency and
     speed-up), so a newer latency run never hides a training run of the same seed.
     """
+    prefix = test_split(split).prefix
     if runs is None or len(runs) == 0 or "params.method" not in runs:
         return None
     mine = runs[runs["params.method"] == method]
     if len(mine) == 0:
         return None
     if "params.measure" not in mine:
-        return _aggregate(mine)
+        return _aggregate(mine, prefix)
     latency = mine["params.measure"] == "latency"
-    accuracy, timing = _aggregate(mine[~latency]), _aggregate(mine[latency])
+    accuracy, timing = _aggregate(mine[~latency], prefix), _aggregate(mine[latency], prefix)
     if accuracy is None or timing is None:
         return accuracy or timing
     extra = [k for k in timing.mean if k not in accuracy.mean]
@@ -192,12 +246,13 @@ def collect(runs, method: str) -> Reproduced | None:
         accuracy,
         mean={**accuracy.mean, **{k: timing.mean[k] for k in extra}},
         std={**accuracy.std, **{k: timing.std[k] for k in extra}},
+        counts={**accuracy.counts, **{k: timing.count(k) for k in extra}},
         commits=sorted(set(accuracy.commits) | set(timing.commits)),
         run_ids=accuracy.run_ids + timing.run_ids,
     )
 
 
-def _aggregate(mine) -> Reproduced | None:
+def _aggregate(mine, prefix: str = "test/") -> Reproduced | None:
     if len(mine) == 0:
         return None
     mine = mine.sort_values("start_time", ascending=False).drop_duplicates("params.seed")
@@ -205,7 +260,7 @@ def _aggregate(mine) -> Reproduced | None:
     mean: dict[str, float] = {}
     std: dict[str, float] = {}
     for metric in METRIC_LABELS:
-        col = f"metrics.test/{tracking.mlflow_key(metric)}"
+        col = f"metrics.{prefix}{tracking.mlflow_key(metric)}"
         if col not in mine:
             continue
         values = [float(v) for v in mine[col] if v is not None and not math.isnan(float(v))]
@@ -228,12 +283,17 @@ def _aggregate(mine) -> Reproduced | None:
         commits=sorted(set(commits)),
         run_ids=list(mine["run_id"]),
         dataset_hashes=sorted(set(column("params.dataset_hash"))),
+        counts=dict.fromkeys(mean, len(mine)),
     )
 
 
 @dataclass
 class Rendered:
-    """A table ready to print: header, body lines (each a list of cells) and caption."""
+    """A table ready to print: header, body lines (each a list of cells) and caption.
+
+    ``title`` heads the caption in LaTeX (whose ``\\caption`` numbers the table itself); ``n_reproduced`` counts
+    the rows with at least one finished run, so that a caller can say when none matched.
+    """
 
     header: list[str]
     lines: list[list[str]]
@@ -241,10 +301,29 @@ class Rendered:
     provenance: list[str]
     align: str
     notes: list[str] = field(default_factory=list)
+    title: str = ""
+    n_reproduced: int = 0
 
 
-def build(table: Table, dataset: str, profile: str, runs=None) -> Rendered:
-    """Lay out ``table`` with the paper's numbers and the runs of ``dataset``/``profile``."""
+def table_metrics(table: Table) -> list[str]:
+    """The columns of ``table``: the paper's metrics, then in a grounding table our dR@1 columns right after the last
+    R@1 column (they have no paper number) and the two diagnostics."""
+    metrics = list(table.metrics)
+    if not table.is_grounding:
+        return metrics
+    r1 = [i for i, m in enumerate(metrics) if m.startswith("R1@")]
+    at = r1[-1] + 1 if r1 else len(metrics)
+    extra = [m for m in OURS_METRICS if m not in metrics]
+    return metrics[:at] + extra + metrics[at:] + list(DIAGNOSTICS)
+
+
+def header_label(metric: str) -> str:
+    return METRIC_LABELS[metric] + (f" {OURS_MARK}" if metric in OURS_METRICS else "")
+
+
+def build(table: Table, dataset: str, profile: str, runs=None, split: str = DEFAULT_SPLIT) -> Rendered:
+    """Lay out ``table`` with the paper's numbers and the runs of ``dataset``/``profile`` on test split ``split``."""
+    test_split(split)
     if table.kind == "config":
         return _build_config(table)
     if runs is None:
@@ -255,15 +334,16 @@ def build(table: Table, dataset: str, profile: str, runs=None) -> Rendered:
             Row(id=m, label=_blind_label(m), method=m, group="Blind rows (no video, no query)", blind=True)
             for m in BLIND_METHODS
         ]
-    metrics = list(table.metrics) + (list(DIAGNOSTICS) if table.is_grounding else [])
+    metrics = table_metrics(table)
     info_keys = [k for k, _ in table.info]
-    header = ["Method", *[label for _, label in table.info], "", *[METRIC_LABELS[m] for m in metrics]]
+    header = ["Method", *[label for _, label in table.info], "", *[header_label(m) for m in metrics]]
     lines: list[list[str]] = []
     provenance: list[str] = []
     seeds: set[int] = set()
     commits: set[str] = set()
     hashes: set[str] = set()
     group = None
+    n_reproduced = 0
     for row in rows:
         if row.group and row.group != group:
             lines.append([f"*{row.group}*"] + [""] * (len(header) - 1))
@@ -271,7 +351,7 @@ def build(table: Table, dataset: str, profile: str, runs=None) -> Rendered:
         info = [_info_cell(row.info.get(k, "")) for k in info_keys]
         if not row.blind:
             lines.append([row.label, *info, "paper", *[_fmt(m, row.paper.get(m), scale=False) for m in metrics]])
-        repro = collect(runs, row.method) if row.method else None
+        repro = collect(runs, row.method, split) if row.method else None
         label = row.label if row.blind else ""
         blank_info = info if row.blind else [""] * len(info)
         if row.not_reproducible:
@@ -281,6 +361,7 @@ def build(table: Table, dataset: str, profile: str, runs=None) -> Rendered:
         if repro is None:
             lines.append([label, *blank_info, "ours", *["missing"] * len(metrics)])
         else:
+            n_reproduced += 1
             seeds.update(repro.seeds)
             commits.update(repro.commits)
             hashes.update(repro.dataset_hashes)
@@ -289,9 +370,9 @@ def build(table: Table, dataset: str, profile: str, runs=None) -> Rendered:
             provenance.append(f"{row.id}: runs {', '.join(repro.run_ids)}")
         if not row.blind:
             lines.append(["", *[""] * len(info), "Δ", *[_fmt_delta(m, row.paper.get(m), repro) for m in metrics]])
-    caption = _caption(table, dataset, profile, sorted(seeds), sorted(commits), sorted(hashes))
+    caption = _caption(table, dataset, profile, split, sorted(seeds), sorted(commits), sorted(hashes))
     align = "l" * (len(info_keys) + 2) + "r" * len(metrics)
-    return Rendered(header, lines, caption, provenance, align, table.notes)
+    return Rendered(header, lines, caption, provenance, align, table.notes, table.title, n_reproduced)
 
 
 def _blind_label(method: str) -> str:
@@ -301,8 +382,8 @@ def _blind_label(method: str) -> str:
 def _build_config(table: Table) -> Rendered:
     header = ["Setting", *table.columns]
     lines = [[r.label, *[_config_cell(r.values.get(c)) for c in table.columns]] for r in table.rows]
-    caption = f"Table {table.number} of SIL (ACL 2023): {table.title}. A configuration table: no runs enter it."
-    return Rendered(header, lines, caption, [], "l" * len(header), table.notes)
+    caption = f"The SIL paper's (ACL 2023) Table {table.number}, a configuration table: no runs enter it."
+    return Rendered(header, lines, caption, [], "l" * len(header), table.notes, table.title)
 
 
 def _config_cell(value: Any) -> str:
@@ -311,14 +392,19 @@ def _config_cell(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _caption(table: Table, dataset: str, profile: str, seeds: list[int], commits: list[str], hashes: list[str]) -> str:
+def _caption(
+    table: Table, dataset: str, profile: str, split: str, seeds: list[int], commits: list[str], hashes: list[str]
+) -> str:
+    """The caption under the table (its title is the heading above it, or LaTeX's caption head: not repeated)."""
     seed_text = ", ".join(map(str, seeds)) if seeds else "none"
     text = (
-        f"Table {table.number} of SIL (ACL 2023): {table.title}. "
-        f"'paper': the numbers the paper reports on {table.paper_dataset or 'its data'}. "
-        f"'ours': mean ± std over seeds of finished runs on dataset {dataset}"
+        f"'paper': the numbers SIL (ACL 2023) reports in its Table {table.number} on "
+        f"{table.paper_dataset or 'its data'}. "
+        f"'ours': finished runs on dataset {dataset}"
         f"{' (content hash ' + ', '.join(hashes) + ')' if hashes else ''}, profile {profile}, seeds {seed_text}, "
-        f"commit {', '.join(commits) if commits else 'none'}; 'missing' means no finished run. Δ = ours − paper."
+        f"commit {', '.join(commits) if commits else 'none'}, scored on test split {test_split(split).description};"
+        " each cell is the mean ± sample standard deviation over the n seeds of its line, ours (n=...); a single"
+        " seed (n=1) shows its one value. 'missing' means no finished run logged that metric. Δ = ours − paper."
     )
     if dataset == "synth":
         text += (
@@ -334,6 +420,9 @@ def _caption(table: Table, dataset: str, profile: str, seeds: list[int], commits
         )
     if table.is_grounding:
         text += (
+            f" {OURS_MARK} Columns of this suite, not of the paper (no paper number): dR@1 IoU=m is the discounted"
+            " recall of Yuan et al. 2021, each R@1 hit weighted by (1 − |Δstart|)(1 − |Δend|) with Δ in fractions"
+            " of the video. IoU ties with a threshold are decided exactly (bench.evaluate)."
             " Blind rows see neither video nor query; the fixed-span prior is the span chosen on train for R@1"
             " IoU=0.5 (the priors tuned for the other metrics are in `bench report`). centre-in: share of queries"
             " whose top-1 centre lies inside the true moment; pred. len: mean top-1 length as a share of the video."
@@ -358,11 +447,14 @@ def _fmt(metric: str, value: float | None, scale: bool) -> str:
 
 
 def fmt_repro(metric: str, repro: Reproduced) -> str:
-    """``mean ± std`` in the table's units, or ``missing`` when some seed lacks the metric."""
+    """``mean ± std`` in the table's units, the single value when one seed gave it (a std of one run is not 0), or
+    ``missing`` when some seed lacks the metric. A count other than the line's n is named: ``0.016 (n=1)``."""
     if metric not in repro.mean:
         return "missing"
-    mean, std = _fmt(metric, repro.mean[metric], True), _fmt(metric, repro.std[metric], True)
-    return f"{mean} ± {std}"
+    count = repro.count(metric)
+    mean = _fmt(metric, repro.mean[metric], True)
+    text = mean if count == 1 else f"{mean} ± {_fmt(metric, repro.std[metric], True)}"
+    return text if count == repro.n else f"{text} (n={count})"
 
 
 def _fmt_delta(metric: str, paper: float | None, repro: Reproduced | None) -> str:
@@ -402,7 +494,15 @@ _LATEX_ESCAPES = {
     "~": r"\textasciitilde{}",
     "^": r"\textasciicircum{}",
 }
-_LATEX_SYMBOLS = {"±": r"$\pm$", "✓": r"\checkmark", "✗": r"$\times$", "Δ": r"$\Delta$", "–": "--", "−": "-"}
+_LATEX_SYMBOLS = {
+    "±": r"$\pm$",
+    "✓": r"\checkmark",
+    "✗": r"$\times$",
+    "Δ": r"$\Delta$",
+    "–": "--",
+    "−": "$-$",
+    "†": r"$^\dagger$",
+}
 
 
 def latex_escape(text: str) -> str:
@@ -412,9 +512,20 @@ def latex_escape(text: str) -> str:
     return out
 
 
+LATEX_PACKAGES = "booktabs,amssymb"
+"""What the LaTeX output needs (``\\toprule``..., ``\\checkmark``); its first line says so."""
+
+
+def _latex_cell(cell: str) -> str:
+    """A cell in LaTeX; a leading minus of a number is a math minus, not a hyphen."""
+    text = latex_escape(cell)
+    return "$-$" + text[1:] if re.match(r"-\d", cell) else text
+
+
 def to_latex(r: Rendered, label: str) -> str:
     """A booktabs table (needs ``\\usepackage{booktabs,amssymb}``), provenance as ``%`` comments."""
     out = [
+        rf"% needs \usepackage{{{LATEX_PACKAGES}}}",
         r"\begin{table*}[t]",
         r"\centering",
         r"\small",
@@ -427,11 +538,11 @@ def to_latex(r: Rendered, label: str) -> str:
         if line[0].startswith("*") and not any(line[1:]):
             out.append(rf"\multicolumn{{{len(r.header)}}}{{l}}{{\textit{{{latex_escape(line[0].strip('*'))}}}}} \\")
         else:
-            out.append(" & ".join(latex_escape(c) for c in line) + r" \\")
+            out.append(" & ".join(_latex_cell(c) for c in line) + r" \\")
     out += [
         r"\bottomrule",
         r"\end{tabular}",
-        rf"\caption{{{latex_escape(r.caption)}}}",
+        rf"\caption{{{latex_escape(_latex_caption(r))}}}",
         rf"\label{{{label}}}",
         r"\end{table*}",
     ]
@@ -440,11 +551,48 @@ def to_latex(r: Rendered, label: str) -> str:
     return "\n".join(out) + "\n"
 
 
-def render(number: int, fmt: str = "md", dataset: str = "synth", profile: str = "small", runs=None) -> str:
+def _latex_caption(r: Rendered) -> str:
+    """LaTeX numbers the table itself ("Table 3:"), so the caption starts with the title, not a second number."""
+    return f"{r.title}. {r.caption}" if r.title else r.caption
+
+
+def render(
+    number: int, fmt: str = "md", dataset: str = "synth", profile: str = "small", runs=None, split: str = DEFAULT_SPLIT
+) -> str:
     table = load_table(number)
-    rendered = build(table, dataset, profile, runs)
+    rendered = build(table, dataset, profile, runs, split)
     if fmt == "md":
         return f"### Table {number}: {table.title}\n\n" + to_markdown(rendered)
     if fmt == "latex":
         return to_latex(rendered, label=f"tab:sil-{number}")
     raise ValueError(f"unknown format {fmt!r}; choose md or latex")
+
+
+def empty_hint(
+    number: int, dataset: str, profile: str, split: str = DEFAULT_SPLIT, runs=None, store=None
+) -> str | None:
+    """What to say when table ``number`` finds no finished run for ``dataset``/``profile``/``split``: what the
+    tracking store holds instead and how to show it; ``None`` when some row has runs (or the table takes none).
+
+    ``runs`` are the store's finished runs of ``dataset``/``profile`` and ``store`` all of them (both read from the
+    store when not given).
+    """
+    table = load_table(number)
+    if table.kind == "config":
+        return None
+    rendered = build(table, dataset, profile, runs, split)
+    if rendered.n_reproduced:
+        return None
+    store = tracking.finished_runs() if store is None else store
+    shown = f"dataset {dataset}, profile {profile}, test split {split}"
+    if store is None or len(store) == 0 or "params.dataset" not in store:
+        return (
+            f"Table {number}: no finished run for {shown}; the tracking store {tracking.tracking_uri()} holds no "
+            f"finished run at all. `bench run --table {number} --dataset {dataset} --profile {profile}` makes them."
+        )
+    counts = store.groupby(["params.dataset", "params.profile"]).size()
+    held = ", ".join(f"{d}/{p} ({n} run{'s' * (n != 1)})" for (d, p), n in counts.items())
+    text = f"Table {number}: no finished run of its rows for {shown}. The store holds finished runs of {held}"
+    if (dataset, profile) in counts.index:
+        text += f"; those of {dataset}/{profile} are of other methods or logged no {test_split(split).prefix} metrics"
+    return text + ". Choose with --dataset, --profile and --split."

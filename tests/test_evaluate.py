@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
+import re
+from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -12,21 +16,32 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bench.data.activitynet import read_captions
+from bench.data.errors import SkipPolicy
 from bench.evaluate import (
+    DEFINITION,
     DIAGNOSTIC_KEYS,
+    DR_KEYS,
     IOU_THRESHOLDS,
     METRIC_KEYS,
     NMS_THRESHOLD,
     RECALL_AT,
+    TIE_KEYS,
+    TIME_GRID,
+    definition,
     evaluate,
     evaluate_file,
+    iou_exceeds,
     nms,
     read_predictions,
+    score_queries,
     temporal_iou,
+    to_grid,
     write_predictions,
 )
 
 DATA = Path(__file__).parent / "data"
+SHARED = Path(os.environ.get("WSVG_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
 
 
 def f64(x) -> torch.Tensor:
@@ -54,7 +69,11 @@ def assert_metrics(result: dict[str, float], expected: dict[str, float]) -> None
         assert result[key] == pytest.approx(value, abs=1e-12), key
 
 
-# ---------------------------------------------------------------- pure-Python reference (scalar loops)
+# ---------------------------------------------------------------- pure-Python references (scalar loops)
+#
+# The exact reference works in rationals: every time is put on the evaluator's 1 ns grid (Python's round(), half to
+# even like torch.round) and every threshold is the Fraction of its decimal, so "IoU > m" is decided without any
+# float. The float reference is evaluator v1 (float64 comparisons), which ties="float" must reproduce.
 
 
 def ref_iou(a: list[float], b: list[float]) -> float:
@@ -63,18 +82,34 @@ def ref_iou(a: list[float], b: list[float]) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def ref_nms(spans: list[list[float]], threshold: float, top_k: int = 5) -> list[list[float]]:
+def on_grid(t: float) -> Fraction:
+    return Fraction(round(t * TIME_GRID), TIME_GRID)
+
+
+def ref_iou_exact(a, b) -> Fraction:
+    inter = max(Fraction(0), min(a[1], b[1]) - max(a[0], b[0]))
+    union = max(a[1], b[1]) - min(a[0], b[0])
+    return inter / union if union > 0 else Fraction(0)
+
+
+def ref_nms(spans: list[list[float]], threshold: float, top_k: int = 5, exact: bool = False) -> list[list[float]]:
+    def exact_iou(a, b) -> Fraction:
+        return ref_iou_exact(*[[t if isinstance(t, Fraction) else on_grid(t) for t in span] for span in (a, b)])
+
+    iou, limit = (exact_iou, Fraction(str(threshold))) if exact else (ref_iou, threshold)
     kept: list[list[float]] = []
     for span in spans:
         if len(kept) == top_k:
             break
-        if all(ref_iou(span, k) <= threshold for k in kept):
+        if all(iou(span, k) <= limit for k in kept):
             kept.append(span)
     return kept
 
 
-def ref_evaluate(queries, nms_threshold: float = NMS_THRESHOLD) -> dict[str, float]:
-    hits = {key: 0 for key in METRIC_KEYS[:-1]}
+def ref_evaluate(queries, nms_threshold: float = NMS_THRESHOLD, exact: bool = True) -> dict[str, float]:
+    """Evaluator v2 by scalar loops: exact (rationals on the grid) or, with ``exact=False``, v1's float64."""
+    hits = {key: 0.0 for key in METRIC_KEYS if key != "mIoU"}
+    tied = dict.fromkeys(IOU_THRESHOLDS, 0)
     sum_iou = sum_centre = sum_len = 0.0
     n_clipped_pred = n_clipped_gt = 0
     for duration, gt, spans in queries:
@@ -85,18 +120,33 @@ def ref_evaluate(queries, nms_threshold: float = NMS_THRESHOLD) -> dict[str, flo
         g, preds = clip(gt), [clip(s) for s in spans]
         n_clipped_gt += g != list(gt)
         n_clipped_pred += any(p != list(s) for p, s in zip(preds, spans, strict=True))
-        ious = [ref_iou(k, g) for k in ref_nms(preds, nms_threshold)]
-        for n in RECALL_AT:
-            for m in IOU_THRESHOLDS:
-                hits[f"R{n}@{m}"] += any(iou > m for iou in ious[:n])
+        if exact:
+            d, g, preds = on_grid(duration), [on_grid(t) for t in g], [[on_grid(t) for t in p] for p in preds]
+        else:
+            d = duration
+        kept = ref_nms(preds, nms_threshold, exact=exact)
+        exact_ious = [ref_iou_exact(k, g) for k in kept] if exact else None
+        ious = [float(x) for x in exact_ious] if exact_ious is not None else [ref_iou(k, g) for k in kept]
         top1 = preds[0]
+        tie_iou = (
+            ref_iou_exact(top1, g) if exact else ref_iou_exact([on_grid(t) for t in top1], [on_grid(t) for t in g])
+        )
+        discount = float((1 - abs(top1[0] - g[0]) / d) * (1 - abs(top1[1] - g[1]) / d))
+        for m in IOU_THRESHOLDS:
+            limit = Fraction(str(m))
+            over = [x > limit for x in exact_ious] if exact_ious is not None else [x > m for x in ious]
+            for n in RECALL_AT:
+                hits[f"R{n}@{m}"] += any(over[:n])
+            hits[f"dR1@{m}"] += over[0] * discount
+            tied[m] += tie_iou == limit
         sum_iou += ious[0]
         sum_centre += g[0] <= (top1[0] + top1[1]) / 2 <= g[1]
-        sum_len += (top1[1] - top1[0]) / duration
+        sum_len += float((top1[1] - top1[0]) / d)
     n = len(queries)
     result = {key: count / n for key, count in hits.items()}
     result.update(mIoU=sum_iou / n, centre_in=sum_centre / n, pred_len=sum_len / n)
     result.update(n=n, n_clipped_pred=n_clipped_pred, n_clipped_gt=n_clipped_gt)
+    result.update({f"n_tied@{m}": count for m, count in tied.items()})
     return result
 
 
@@ -105,7 +155,20 @@ def ref_evaluate(queries, nms_threshold: float = NMS_THRESHOLD) -> dict[str, flo
 coord = st.integers(-4, 30).map(lambda i: i / 2)
 span_st = st.tuples(coord, coord).map(sorted)
 query_st = st.tuples(st.integers(1, 24).map(lambda i: i / 2), span_st, st.lists(span_st, min_size=1, max_size=8))
-batch_st = st.lists(query_st, min_size=1, max_size=6)
+
+
+@st.composite
+def batch_st(draw) -> list:
+    """Queries whose times are integer multiples of one decimal unit per batch (0.5 s as above, or 0.1, 0.07, 0.13,
+    0.01 s): IoU ties stay frequent, and with the units that are no binary fractions float64 rounds the times (as
+    84.8 s is rounded), so the exact and the float comparisons can disagree."""
+    unit = Decimal(draw(st.sampled_from(["0.5", "0.1", "0.07", "0.13", "0.01"])))
+    at = st.integers(-4, 30).map(lambda i: float(i * unit))
+    spans = st.tuples(at, at).map(sorted)
+    queries = st.tuples(
+        st.integers(1, 24).map(lambda i: float(i * unit)), spans, st.lists(spans, min_size=1, max_size=8)
+    )
+    return draw(st.lists(queries, min_size=1, max_size=6))
 
 
 # ---------------------------------------------------------------- constants and the golden vector
@@ -113,7 +176,8 @@ batch_st = st.lists(query_st, min_size=1, max_size=6)
 
 def test_metric_keys_order() -> None:
     expected = ("R1@0.1", "R1@0.3", "R1@0.5", "R1@0.7", "R5@0.1", "R5@0.3", "R5@0.5", "R5@0.7", "mIoU")
-    assert expected == METRIC_KEYS
+    assert expected + ("dR1@0.1", "dR1@0.3", "dR1@0.5", "dR1@0.7") == METRIC_KEYS
+    assert METRIC_KEYS[-4:] == DR_KEYS and TIE_KEYS == ("n_tied@0.1", "n_tied@0.3", "n_tied@0.5", "n_tied@0.7")
     assert DIAGNOSTIC_KEYS == ("centre_in", "pred_len")
     assert NMS_THRESHOLD == 0.45
 
@@ -169,6 +233,132 @@ def test_iou_equal_to_threshold_does_not_count() -> None:
     # gt [0,10], pred [0,5]: inter 5, union 10 -> IoU exactly 0.5; "IoU > m" is strict.
     result = run([(10.0, [0.0, 10.0], [[0.0, 5.0]])])
     assert_metrics(result, {"R1@0.3": 1.0, "R1@0.5": 0.0, "R5@0.5": 0.0, "mIoU": 0.5})
+
+
+# Decimal spans whose IoU is exactly a threshold, but whose float64 IoU comes out one ulp or so above it
+# (found by a search over 2-decimal spans): (duration, gt, tied prediction, the same prediction 0.01 s longer).
+EXACT_TIES = {
+    0.3: (84.8, [0.0, 84.8], [11.34, 36.78], [11.34, 36.79]),  # issue 19: 25.44 / 84.8 = 3/10
+    0.5: (70.0, [0.75, 63.21], [28.86, 60.09], [28.86, 60.10]),  # 31.23 / 62.46 = 1/2
+    0.7: (120.0, [44.95, 106.35], [46.72, 89.7], [46.72, 89.71]),  # 42.98 / 61.4 = 7/10
+}
+
+
+@pytest.mark.parametrize("m", sorted(EXACT_TIES))
+def test_exact_ties_are_misses_and_just_above_is_a_hit(m: float) -> None:
+    duration, gt, tied, above = EXACT_TIES[m]
+    assert temporal_iou(f64(tied), f64(gt)).item() > m  # the float rounding the exact comparison is there for
+    exact, floating = run([(duration, gt, [tied])]), run([(duration, gt, [tied])], ties="float")
+    assert exact[f"R1@{m}"] == 0.0 and exact[f"R5@{m}"] == 0.0 and exact[f"dR1@{m}"] == 0.0
+    assert floating[f"R1@{m}"] == 1.0 and floating[f"R5@{m}"] == 1.0  # v1 counted the tie as a hit
+    assert exact[f"n_tied@{m}"] == floating[f"n_tied@{m}"] == 1  # reported in both modes
+    assert exact["mIoU"] == m  # inter / union from the grid: the exact decimal, not 0.30000000000000004
+    hit = run([(duration, gt, [above])])
+    assert hit[f"R1@{m}"] == 1.0 and hit[f"n_tied@{m}"] == 0
+    # the lower thresholds are hits either way, the higher ones misses
+    for other in IOU_THRESHOLDS:
+        if other != m:
+            assert exact[f"R1@{other}"] == floating[f"R1@{other}"] == float(other < m)
+    assert bool(iou_exceeds(f64(tied), f64(gt), m)) is False and bool(iou_exceeds(f64(above), f64(gt), m)) is True
+
+
+def test_nms_threshold_tie_is_exact() -> None:
+    # [37.19, 42.59] inside [33.3, 45.3]: IoU 5.4 / 12 = 0.45 exactly, float64 0.45000000000000046. NMS drops a span
+    # only when its IoU with a kept one is > 0.45, so exactly it is kept; v1's float NMS suppressed it.
+    spans = [[33.3, 45.3], [37.19, 42.59]]
+    kept, kept_valid = nms(f64([spans]))
+    assert kept_valid[0].tolist() == [True, True, False, False, False]
+    kept, kept_valid = nms(f64([spans]), ties="float")
+    assert kept_valid[0].tolist() == [True, False, False, False, False]
+    # gt = the second span: top-1 IoU 0.45 (R1@0.3 hit, R1@0.5 miss); the second span's IoU 1 reaches R@5 only if
+    # NMS keeps it.
+    query = [(120.0, [37.19, 42.59], spans)]
+    assert_metrics(run(query), {"R1@0.3": 1.0, "R1@0.5": 0.0, "R5@0.7": 1.0, "mIoU": 0.45})
+    assert_metrics(run(query, ties="float"), {"R1@0.3": 1.0, "R1@0.5": 0.0, "R5@0.7": 0.0})
+
+
+def test_centre_in_is_exact() -> None:
+    # top-1 [0.1, 0.2]: centre 0.15 exactly, the ground truth's end; float64 (0.1 + 0.2) / 2 = 0.15000000000000002.
+    result = run([(10.0, [0.0, 0.15], [[0.1, 0.2]])])
+    assert result["centre_in"] == 1.0
+    assert run([(10.0, [0.0, 0.15], [[0.1, 0.2]])], ties="float")["centre_in"] == 0.0
+
+
+def test_the_grid_and_its_limits() -> None:
+    grid = to_grid(f64([84.8, 0.15 * 84.8, 11 * 84.8 / 64, 84.8 / 3]))  # float64 12.719999999999999, 14.575000000000001
+    assert grid.tolist() == [84_800_000_000, 12_720_000_000, 14_575_000_000, 28_266_666_667]
+    assert TIME_GRID == 10**9
+    with pytest.raises(ValueError, match="beyond"):
+        to_grid(f64([2e6]))
+    with pytest.raises(ValueError, match="3 decimal places"):
+        run([(10.0, [0.0, 5.0], [[0.0, 5.0]])], nms_threshold=0.12345)
+    assert run([(10.0, [0.0, 5.0], [[0.0, 5.0]])], nms_threshold=0.12345, ties="float")["R1@0.7"] == 1.0
+    with pytest.raises(ValueError, match="unknown ties mode"):
+        run([(10.0, [0.0, 5.0], [[0.0, 5.0]])], ties="round")
+    assert "exactly" in DEFINITION and "v2" in DEFINITION and definition() == DEFINITION
+    assert "FLOAT TIES" in definition("float")
+
+
+def test_discounted_recall_by_hand() -> None:
+    queries = [
+        # D 100, gt [20, 60], top-1 [25, 55]: IoU 30/40 = 0.75, a hit at every m. Discount (1 - 5/100)(1 - 5/100).
+        (100.0, [20.0, 60.0], [[25.0, 55.0]]),
+        # D 50, gt [0, 50], top-1 [0, 20]: IoU 0.4 (hits at 0.1 and 0.3). Discount (1 - 0)(1 - 30/50) = 0.4.
+        (50.0, [0.0, 50.0], [[0.0, 20.0]]),
+        # D 10, gt [0, 1], top-1 [5, 6]: IoU 0, no hit, so nothing to discount. The second span would hit at R@5,
+        # which dR@1 never sees.
+        (10.0, [0.0, 1.0], [[5.0, 6.0], [0.0, 1.0]]),
+    ]
+    expected = {
+        "dR1@0.1": (0.9025 + 0.4) / 3, "dR1@0.3": (0.9025 + 0.4) / 3, "dR1@0.5": 0.9025 / 3, "dR1@0.7": 0.9025 / 3,
+        "R1@0.3": 2 / 3, "R1@0.5": 1 / 3, "R5@0.7": 2 / 3,
+    }  # fmt: skip
+    assert_metrics(run(queries), expected)
+    per_query = score_queries(*batch(queries, pad=0.0))
+    assert per_query.values["dR1@0.3"].tolist() == pytest.approx([0.9025, 0.4, 0.0], abs=1e-15)
+    for key in METRIC_KEYS + DIAGNOSTIC_KEYS:  # evaluate() is the mean of the per-query values
+        assert run(queries)[key] == pytest.approx(per_query.values[key].mean().item(), abs=1e-15)
+    # dR never exceeds R: the discount lies in [0, 1]
+    for m in IOU_THRESHOLDS:
+        assert run(queries)[f"dR1@{m}"] <= run(queries)[f"R1@{m}"]
+
+
+VAL_2 = SHARED / "data" / "activitynet-captions" / "val_2.json"
+
+
+@pytest.mark.skipif(not VAL_2.is_file(), reason=f"the real val_2 annotations are not at {VAL_2} (set WSVG_SHARED)")
+def test_real_val_2_fixed_span_ties() -> None:
+    """The fixed span [0.15, 0.85] of every video (70 %, as the blind prior predicts it: fractions times the float64
+    duration) on the real val_2: every whole-video moment has IoU 0.7 exactly with it. Measured here: 631 of the
+    17,031 queries (3.7 %) sit exactly on 0.7; float64 counts 184 of them (1.08 % of all queries) as hits.
+
+    The exact evaluator must agree, query by query and at every threshold, with rational arithmetic on the decimals
+    of the file (the span's decimal is 0.15 D and 0.85 D)."""
+    moments = read_captions(VAL_2, "val_2", SkipPolicy(skip=True)).moments
+    duration = f64([m.duration for m in moments])
+    gt = f64([[m.start, m.end] for m in moments])
+    pred = (f64([0.15, 0.85])[None, :] * duration[:, None])[:, None, :]  # as methods/blind.fixed_span
+    exact, floating = score_queries(pred, gt, duration), score_queries(pred, gt, duration, ties="float")
+    truth = []
+    for m in moments:
+        d = Fraction(str(m.duration))  # the file's decimal (298 durations carry float noise: 150.42000000000002)
+        s, e = Fraction(str(m.start)), min(Fraction(str(m.end)), d)
+        ps, pe = Fraction(15, 100) * d, Fraction(85, 100) * d
+        s, e, ps, pe = (Fraction(round(t * TIME_GRID), TIME_GRID) for t in (s, e, ps, pe))  # the 1 ns grid
+        truth.append((max(Fraction(0), min(e, pe) - max(s, ps))) / (max(e, pe) - min(s, ps)))
+    for m in IOU_THRESHOLDS:
+        limit = Fraction(str(m))
+        assert exact.values[f"R1@{m}"].bool().tolist() == [iou > limit for iou in truth], m
+        assert exact.tied[m].tolist() == [iou == limit for iou in truth], m
+    n_query, tied = len(moments), exact.tied[0.7]
+    assert int(tied.sum()) == sum(iou == Fraction(7, 10) for iou in truth) == 645
+    assert exact.values["R1@0.7"][tied].sum() == 0  # every exact tie is a miss ...
+    float_tie_hits = int(floating.values["R1@0.7"][tied].sum())
+    assert float_tie_hits == 197  # ... and float64 counted 197 of them as hits
+    assert 0.009 < float_tie_hits / n_query < 0.013  # R@1 IoU=0.7 moves by about a point on rounding alone
+    untied = ~tied
+    assert torch.equal(exact.values["R1@0.7"][untied], floating.values["R1@0.7"][untied])
+    assert exact.means()["n_tied@0.7"] == floating.means()["n_tied@0.7"] == 645
 
 
 def test_zero_length_spans() -> None:
@@ -306,17 +496,20 @@ def test_iou_symmetric_and_bounded(a, b, mode: str) -> None:
 def test_nms_kept_spans_do_not_overlap_beyond_threshold(spans, threshold: float) -> None:
     kept, kept_valid = nms(f64([spans]), threshold=threshold)
     kept_spans = kept[0][kept_valid[0]].tolist()
-    assert kept_spans == ref_nms(spans, threshold)
+    assert kept_spans == ref_nms(spans, threshold, exact=True)
     for i, a in enumerate(kept_spans):
         for b in kept_spans[i + 1 :]:
-            assert ref_iou(a, b) <= threshold
+            assert ref_iou_exact([on_grid(t) for t in a], [on_grid(t) for t in b]) <= Fraction(str(threshold))
+    kept, kept_valid = nms(f64([spans]), threshold=threshold, ties="float")
+    assert kept[0][kept_valid[0]].tolist() == ref_nms(spans, threshold)  # v1's float NMS, kept for comparison
 
 
 @settings(max_examples=200, deadline=None)
-@given(queries=batch_st, threshold=st.sampled_from([0.3, 0.45, 0.5]))
+@given(queries=batch_st(), threshold=st.sampled_from([0.3, 0.45, 0.5]))
 def test_batched_evaluate_equals_the_reference(queries, threshold: float) -> None:
     result = run(queries, nms_threshold=threshold)
     assert_metrics(result, ref_evaluate(queries, threshold))
+    assert_metrics(run(queries, nms_threshold=threshold, ties="float"), ref_evaluate(queries, threshold, exact=False))
     for m in IOU_THRESHOLDS:
         assert result[f"R5@{m}"] >= result[f"R1@{m}"]
     for n in RECALL_AT:
@@ -326,11 +519,11 @@ def test_batched_evaluate_equals_the_reference(queries, threshold: float) -> Non
 
 
 @settings(max_examples=100, deadline=None)
-@given(queries=batch_st, data=st.data())
+@given(queries=batch_st(), data=st.data())
 def test_permuting_queries_does_not_change_the_metrics(queries, data) -> None:
     order = data.draw(st.permutations(range(len(queries))))
     result, permuted = run(queries), run([queries[i] for i in order])
-    for key in METRIC_KEYS + DIAGNOSTIC_KEYS + ("n", "n_clipped_pred", "n_clipped_gt"):
+    for key in METRIC_KEYS + DIAGNOSTIC_KEYS + TIE_KEYS + ("n", "n_clipped_pred", "n_clipped_gt"):
         assert permuted[key] == pytest.approx(result[key], abs=1e-12)
 
 
@@ -421,3 +614,26 @@ def test_empty_file_is_an_error(tmp_path: Path) -> None:
     path.write_text("\n\n")
     with pytest.raises(ValueError, match="empty.jsonl"):
         read_predictions(path)
+
+
+def test_cli_evaluate_reports_exact_ties_and_labels_float_ties(tmp_path: Path, capsys) -> None:
+    from bench import cli
+
+    path = tmp_path / "ties.jsonl"
+    lines = [
+        {"qid": "issue19#0", "duration": 84.8, "gt": [0.0, 84.8], "pred": [[11.34, 36.78]]},  # IoU 3/10 exactly
+        {"qid": "half#1", "duration": 70.0, "gt": [0.75, 63.21], "pred": [[28.86, 60.09]]},  # IoU 1/2 exactly
+    ]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert cli.main(["evaluate", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "ties exact" in out and "FLOAT TIES" not in out
+    assert "IoU=0.1: 0, IoU=0.3: 1, IoU=0.5: 1, IoU=0.7: 0" in out
+    assert re.search(r"R@1 IoU=0.3 +50.00", out) and re.search(r"R@1 IoU=0.5 +0.00", out)
+    assert cli.main(["evaluate", str(path), "--float-ties"]) == 0
+    out = capsys.readouterr().out
+    assert "WARNING: FLOAT TIES" in out and re.search(r"R@1 IoU=0.3 +100.00", out)
+    assert cli.main(["evaluate", str(path), "--json", "--float-ties"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["ties"] == "float" and "FLOAT TIES" in data["evaluator"] and data["n_tied@0.3"] == 1
+    assert data["R1@0.5"] == 0.5  # float64 counts the 1/2 tie as a hit (exactly: 0)

@@ -246,13 +246,13 @@ def test_cli_puts_the_real_rows_beside_the_papers_with_a_real_data_caption(real)
     for text in (real.run_output, real.table_output):
         cells = prior_line(text)
         assert cells[6] == "ours (n=1)"
-        assert cells[9] == f"{r['metrics.test/R1_IoU0.5'] * 100:.2f} ± 0.00"  # R@1 IoU=0.5 column
+        assert cells[9] == f"{r['metrics.test/R1_IoU0.5'] * 100:.2f}"  # R@1 IoU=0.5 column; n = 1: no "± 0.00"
         assert "real-data rows" in text and "val_2" in text and "not reproduced" in text
         assert "| SIL (Base+L_AVCL, L_ASP) | E2E(Ours) |" in text and "30.26" in text  # the paper's row beside it
         assert r["params.dataset_hash"] in text
     # the synth table keeps its own rows and caption: the real prior never leaks into it
     assert "real-data rows" not in real.synth_table_output and "not a reproduction" in real.synth_table_output
-    assert prior_line(real.synth_table_output)[9] == "50.00 ± 0.00"  # the hand case of FAKE_SYNTH
+    assert prior_line(real.synth_table_output)[9] == "50.00"  # the hand case of FAKE_SYNTH
 
 
 def test_priors_tuned_for_other_metrics_on_real_train_each_win_their_own_metric(real):
@@ -293,12 +293,13 @@ def test_report_shows_both_benchmarks_prior_rows_and_the_moment_length_histogram
     lines = {(c[0], c[1]): c for c in ([x.strip() for x in li.split("|")[1:-1]] for li in text.splitlines()) if c}
     synth_prior = lines[("prior", "synth/tiny")]
     assert synth_prior[2] == "[0.00, 0.26]" and synth_prior[3] == "ours (n=1)"  # the hand case of FAKE_SYNTH
-    # R@1 at 0.1 / 0.3 / 0.5 / 0.7, mIoU, centre-in, pred. len: IoUs 1 and 0.5; centres 13 and 26 lie inside
-    assert synth_prior[4:] == [f"{v:.2f} ± 0.00" for v in (100, 100, 50, 50, 75, 100, 26)]
+    # R@1 at 0.1 / 0.3 / 0.5 / 0.7, dR@1 at 0.5 / 0.7, mIoU, centre-in, pred. len: IoUs 1 (a hit with discount 1)
+    # and 0.5 (no hit at 0.5); centres 13 and 26 lie inside. One seed: the values alone.
+    assert synth_prior[4:] == [f"{v:.2f}" for v in (100, 100, 50, 50, 50, 50, 75, 100, 26)]
     r = real.runs[real.runs["params.dataset"] == "activitynet-captions"].iloc[0]
     real_prior = lines[("prior", "activitynet-captions (real)")]
     assert real_prior[2] == f"[{float(r['params.prior_start']):.2f}, {float(r['params.prior_end']):.2f}]"
-    assert real_prior[6] == f"{r['metrics.test/R1_IoU0.5'] * 100:.2f} ± 0.00"
+    assert real_prior[6] == f"{r['metrics.test/R1_IoU0.5'] * 100:.2f}"
     assert lines[("prior-miou", "synth/tiny")][3] == "ours"  # not run here: shown as missing, never as a number
     assert "[moment_lengths.csv]" in text and "![moment length histogram](moment_lengths.png)" in text
     assert "blind.md" in (rep / "index.md").read_text()

@@ -1,7 +1,9 @@
-"""The paper's tables as data: schema, golden cells typed by hand, and every number checked against the paper.
+"""The paper's tables as data: schema, golden cells typed by hand, and every number checked against the paper;
+then the tables rendered from a hand-made tracking store (splits, n, our dR@1 columns, captions, hints).
 
 Reads ``tables/tableNN.toml`` and ``tables/figures.toml`` with ``tomllib`` directly (not through
-``bench.tables``), so that the data files are checked on their own. The paper-text checks need
+``bench.tables``), so that the data files are checked on their own; the last section renders through
+``bench.tables`` and ``bench.report``. The paper-text checks need
 ``shared/paper/sil-acl2023.txt`` next to the repository (or under ``$WSVG_SHARED/paper/``) and are
 skipped, with the reason, where it is absent.
 """
@@ -447,3 +449,109 @@ def test_figure_series(figures: list[dict]) -> None:
 def test_figure_x_values_are_in_the_paper(figures: list[dict], paper_numbers: list[float]) -> None:
     missing = [(f["id"], x) for f in figures for x in f["x"] if _is_number(x) and not _contains(paper_numbers, x)]
     assert not missing
+
+
+# ----------------------------------------------------------------------------------------------------
+# Rendering from tracked runs (bench.tables, bench.report): a hand-made store whose runs log val_2 metrics under
+# test/ and test-ood metrics under test_ood/, as the harness does; the numbers are chosen so that every cell can be
+# read off by hand.
+
+# (method, seed) -> (val_2 metrics, test-ood metrics), fractions as logged
+LOGGED = {
+    ("sil", 0): ({"R1@0.5": 0.30, "R1@0.7": 0.10, "dR1@0.5": 0.20, "mIoU": 0.35}, {"R1@0.5": 0.12, "mIoU": 0.20}),
+    ("sil", 1): ({"R1@0.5": 0.40, "R1@0.7": 0.20, "dR1@0.5": 0.30, "mIoU": 0.45}, {"R1@0.5": 0.18, "mIoU": 0.30}),
+    ("base", 0): ({"R1@0.5": 0.25, "R1@0.7": 0.05, "dR1@0.5": 0.125, "mIoU": 0.3}, {}),  # no test-ood logged
+}
+
+
+def _cells(text: str, after: str) -> list[str]:
+    """The cells of the 'ours' line that follows the paper line starting with ``after`` (Markdown)."""
+    lines = text.splitlines()
+    start = next(i for i, li in enumerate(lines) if li.startswith(after))
+    ours = next(li for li in lines[start + 1 :] if "| ours" in li)
+    return [c.strip() for c in ours.split("|")[1:-1]]
+
+
+@pytest.fixture
+def logged_store(home):
+    from bench import tracking
+
+    for (method, seed), (val, ood) in LOGGED.items():
+        params = {"method": method, "dataset": "synth", "profile": "small", "seed": seed, "dataset_hash": "hash0001"}
+        with tracking.start_run(f"{method}/seed{seed}", params) as log:
+            log.log_metrics(val, prefix="test/")
+            log.log_metrics(ood, prefix="test_ood/")
+    return home
+
+
+def test_tables_show_the_chosen_split_with_n_and_our_dr_columns(logged_store):
+    from bench import tables
+
+    table = tables.load_table(1)
+    header = tables.build(table, "synth", "small").header
+    col = {h: i for i, h in enumerate(header)}
+    # our dR@1 columns sit right after the paper's R@1 columns, marked as ours
+    assert header[col["R@1 IoU=0.7"] + 1 : col["R@1 IoU=0.7"] + 3] == ["dR@1 IoU=0.5 †", "dR@1 IoU=0.7 †"]
+    assert header.index("R@5 IoU=0.1") == col["R@1 IoU=0.7"] + 3
+    val = tables.render(1, "md", "synth", "small")
+    sil = _cells(val, "| SIL (Base+L_AVCL")
+    assert sil[col[""]] == "ours (n=2)"
+    assert sil[col["R@1 IoU=0.5"]] == "35.00 ± 7.07"  # mean of 30 and 40, sample std 10 / sqrt(2)
+    assert sil[col["dR@1 IoU=0.5 †"]] == "25.00 ± 7.07" and sil[col["dR@1 IoU=0.7 †"]] == "missing"
+    base = _cells(val, "| Base |")
+    assert base[col[""]] == "ours (n=1)" and base[col["R@1 IoU=0.5"]] == "25.00"  # one seed: no "± 0.00"
+    assert base[col["dR@1 IoU=0.5 †"]] == "12.50"
+    paper_sil = next(li for li in val.splitlines() if li.startswith("| SIL (Base+L_AVCL"))
+    assert [c.strip() for c in paper_sil.split("|")[1:-1]][col["dR@1 IoU=0.5 †"]] == "–"  # the paper has none
+    assert "test split val_2, the test split (metrics logged under test/)" in val
+    assert "† Columns of this suite, not of the paper" in val and "sample standard deviation" in val
+    # the debiased split: the same runs, their test_ood/ metrics; Base logged none there
+    ood = tables.render(1, "md", "synth", "small", split="test-ood")
+    sil = _cells(ood, "| SIL (Base+L_AVCL")
+    assert sil[col["R@1 IoU=0.5"]] == "15.00 ± 4.24" and sil[col["mIoU"]] == "25.00 ± 7.07"
+    assert all(c == "missing" for c in _cells(ood, "| Base |")[col["R@1 IoU=0.1"] :])
+    assert "test split test-ood, the debiased test split" in ood and "test_ood/" in ood
+    with pytest.raises(ValueError, match="unknown test split"):
+        tables.render(1, "md", "synth", "small", split="val_1")
+
+
+def test_captions_do_not_repeat_the_table_number_and_latex_says_what_it_needs(logged_store):
+    from bench import tables
+
+    md = tables.render(3, "md", "synth", "small")
+    assert md.startswith("### Table 3: ") and "Table 3: Table 3" not in md
+    caption = next(li for li in md.splitlines() if li.startswith("'paper':"))
+    assert "SIL (ACL 2023) reports in its Table 3" in caption
+    latex = tables.render(3, "latex", "synth", "small")
+    title = tables.load_table(3).title
+    assert latex.splitlines()[0] == r"% needs \usepackage{booktabs,amssymb}"
+    assert rf"\caption{{{tables.latex_escape(title)}. 'paper': the numbers" in latex  # LaTeX adds "Table N:" itself
+    assert "$^\\dagger$" in latex and "ours (n=2)" in latex
+    # a negative Δ is a math minus in LaTeX, never a hyphen
+    delta_cells = [c.strip() for li in latex.splitlines() if "$\\Delta$" in li for c in li.split("&")]
+    assert any(c.startswith("$-$") for c in delta_cells) and not any(re.match(r"-\d", c) for c in delta_cells)
+
+
+def test_an_empty_table_says_what_the_store_holds(logged_store, capsys):
+    from bench import cli, tables
+
+    assert tables.empty_hint(1, "synth", "small") is None  # SIL and Base have runs here
+    hint = tables.empty_hint(1, "synth", "tiny")
+    assert "no finished run of its rows for dataset synth, profile tiny" in hint
+    assert "synth/small (3 runs)" in hint and "--profile" in hint
+    assert tables.empty_hint(7, "synth", "tiny") is None  # a configuration table takes no runs
+    assert cli.main(["table", "1", "--profile", "tiny"]) == 0
+    captured = capsys.readouterr()
+    assert "synth/small (3 runs)" in captured.err and "missing" in captured.out
+    assert cli.main(["table", "1"]) == 0 and capsys.readouterr().err == ""  # runs found: no hint
+
+
+def test_report_follows_the_split(logged_store, tmp_path):
+    from bench import cli
+
+    assert cli.main(["report", "--out", str(tmp_path / "ood"), "--split", "test-ood"]) == 0
+    index = (tmp_path / "ood" / "index.md").read_text()
+    assert "test split **test-ood**" in index
+    table1 = (tmp_path / "ood" / "table01.md").read_text()
+    assert "15.00 ± 4.24" in table1 and "35.00 ± 7.07" not in table1
+    assert "| Method | Benchmark (test: test-ood) |" in (tmp_path / "ood" / "blind.md").read_text()

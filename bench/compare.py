@@ -1,0 +1,234 @@
+"""``bench compare A B``: are two methods apart, on the same test queries and seeds, beyond the noise?
+
+A table shows each method's mean ± std over seeds; whether two such numbers differ is a question of the
+difference, with the test queries they share. For methods ``A`` and ``B`` this module
+
+1. takes the newest FINISHED run per seed of each (as the tables do; latency runs left out) on the chosen dataset
+   and profile, optionally only some seeds;
+2. downloads each run's predictions artifact of the chosen test split (``predictions/test_predictions.jsonl`` for
+   val_2, ``predictions/test_ood_predictions.jsonl`` for test-ood; :data:`bench.tables.TEST_SPLITS`);
+3. scores it query by query with the one evaluator (:func:`bench.evaluate.score_file`, exact ties): a 0/1 hit for
+   R@n, the top-1 IoU for mIoU, the discounted hit for dR@1;
+4. pairs the two methods by seed (the seeds both have) and by query id (the queries every run has). A method whose
+   predictions do not depend on the seed (:data:`SEED_FREE`: the fixed-span priors and the whole video) and that
+   has a single run is paired with every seed of the other;
+5. prints each method's mean ± std over its paired runs (n), the mean paired difference A - B, and the 95 %
+   bootstrap interval of :func:`bench.stats.paired_bootstrap` (10,000 resamples of the queries, seeds kept paired,
+   bootstrap seed 0), saying "inside noise" when it contains 0.
+
+The numbers are recomputed from the predictions files, so they follow the current evaluator even for runs logged
+by an older one; for ``random`` the file holds its first draw, while its logged metric averages 100 draws.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bench import evaluate, stats, tables, tracking
+
+SEED_FREE = ("prior", "whole-video")
+"""Blind methods whose predictions do not depend on the seed (``methods/blind.py``): every ``prior`` variant is
+fitted on train by a deterministic grid search, the whole video is fixed. ``random`` draws with its seed."""
+METRICS: tuple[str, ...] = evaluate.METRIC_KEYS + evaluate.DIAGNOSTIC_KEYS
+
+
+def seed_free(method: str) -> bool:
+    return any(method == name or method.startswith(name + "-") for name in SEED_FREE)
+
+
+def metric_key(name: str) -> str:
+    """``R1@0.5`` (or its MLflow spelling ``R1_IoU0.5``) -> ``R1@0.5``; an unknown metric is a clear error."""
+    key = tracking.metric_name(name)
+    if key not in METRICS:
+        raise ValueError(f"unknown metric {name!r}; choose one of {', '.join(METRICS)}")
+    return key
+
+
+@dataclass(frozen=True)
+class Run:
+    method: str
+    seed: int
+    run_id: str
+
+
+@dataclass(frozen=True)
+class Side:
+    """One method of a comparison: its paired runs and their values (fractions), one per distinct run."""
+
+    method: str
+    runs: list[Run]
+    summary: stats.Summary
+
+
+@dataclass(frozen=True)
+class Comparison:
+    a: Side
+    b: Side
+    pairs: list[tuple[int, int]]  # (seed of A, seed of B)
+    difference: stats.PairedDifference
+    metric: str
+    dataset: str
+    profile: str
+    split: str
+    dropped_queries: int
+
+
+def newest_runs(runs, method: str, seeds: Sequence[int] | None = None) -> dict[int, Run]:
+    """The newest FINISHED run per seed of ``method`` in the ``runs`` DataFrame (latency runs excluded)."""
+    if runs is None or len(runs) == 0 or "params.method" not in runs:
+        return {}
+    mine = runs[runs["params.method"] == method]
+    if "params.measure" in mine:
+        mine = mine[mine["params.measure"] != "latency"]
+    mine = mine.sort_values("start_time", ascending=False).drop_duplicates("params.seed")
+    pairs = zip(mine["params.seed"], mine["run_id"], strict=True)
+    found = {int(seed): Run(method, int(seed), run_id) for seed, run_id in pairs}
+    if seeds is not None and not (seed_free(method) and len(found) == 1):
+        found = {s: r for s, r in found.items() if s in set(seeds)}
+    return dict(sorted(found.items()))
+
+
+def pair_seeds(a: dict[int, Run], b: dict[int, Run], method_a: str, method_b: str) -> list[tuple[int, int]]:
+    """Seed pairs ``(seed of A, seed of B)``: the seeds both have, or every seed of one method against the single
+    run of a seed-free one (:data:`SEED_FREE`)."""
+    for runs, method in ((a, method_a), (b, method_b)):
+        if not runs:
+            raise ValueError(f"no finished run of {method!r} found; `bench run --method {method}` makes them")
+    if len(a) == 1 and seed_free(method_a):
+        (only,) = a
+        return [(only, s) for s in b]
+    if len(b) == 1 and seed_free(method_b):
+        (only,) = b
+        return [(s, only) for s in a]
+    common = sorted(set(a) & set(b))
+    if not common:
+        raise ValueError(
+            f"{method_a} has seeds {sorted(a)} and {method_b} seeds {sorted(b)}: no seed in common to pair; run the "
+            "missing seeds (`bench run --method M --seeds ...`)"
+        )
+    return [(s, s) for s in common]
+
+
+def _download(run: Run, artifact: str, into: Path) -> Path:
+    """The run's artifact as a local file; a run without it is a clear error."""
+    mlflow = tracking._mlflow()  # the store's client comes from tracking, the one module that configures mlflow
+    quiet = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"  # no progress bar per file on stderr
+    saved = os.environ.get(quiet)
+    os.environ[quiet] = "false"
+    try:
+        return Path(mlflow.artifacts.download_artifacts(run_id=run.run_id, artifact_path=artifact, dst_path=str(into)))
+    except Exception as err:  # noqa: BLE001 - mlflow raises several types for a missing artifact
+        raise FileNotFoundError(
+            f"run {run.run_id} ({run.method}, seed {run.seed}) has no artifact {artifact} ({type(err).__name__}); "
+            "runs of this split log it (re-run the method)"
+        ) from None
+    finally:
+        if saved is None:
+            os.environ.pop(quiet, None)
+        else:
+            os.environ[quiet] = saved
+
+
+def _values(path: Path, metric: str) -> dict[str, float]:
+    qids, scores = evaluate.score_file(path)
+    return dict(zip(qids, scores.values[metric].tolist(), strict=True))
+
+
+def compare(
+    method_a: str,
+    method_b: str,
+    *,
+    dataset: str = "synth",
+    profile: str = "small",
+    split: str = tables.DEFAULT_SPLIT,
+    metric: str = "R1@0.5",
+    seeds: Sequence[int] | None = None,
+    resamples: int = stats.RESAMPLES,
+    bootstrap_seed: int = stats.BOOTSTRAP_SEED,
+    runs=None,
+) -> Comparison:
+    """Compare ``method_a`` and ``method_b`` on ``metric`` (module docstring); ``runs`` defaults to the store's."""
+    metric = metric_key(metric)
+    artifact = tables.test_split(split).artifact
+    if runs is None:
+        runs = tracking.finished_runs({"dataset": dataset, "profile": profile})
+    runs_a, runs_b = newest_runs(runs, method_a, seeds), newest_runs(runs, method_b, seeds)
+    pairs = pair_seeds(runs_a, runs_b, method_a, method_b)
+    used = {(method_a, s) for s, _ in pairs} | {(method_b, s) for _, s in pairs}
+    values: dict[tuple[str, int], dict[str, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-compare-") as tmp:
+        for i, (method, seed) in enumerate(sorted(used)):
+            run = (runs_a if method == method_a else runs_b)[seed]
+            values[(method, seed)] = _values(_download(run, artifact, Path(tmp) / str(i)), metric)
+    shared = set.intersection(*(set(v) for v in values.values()))
+    if not shared:
+        raise ValueError(f"the predictions of {method_a} and {method_b} share no query id: are they of one dataset?")
+    qids = sorted(shared)
+    dropped = max(len(v) for v in values.values()) - len(qids)
+
+    def matrix(method: str, seeds_: list[int]) -> np.ndarray:
+        return np.array([[values[(method, s)][q] for q in qids] for s in seeds_], dtype=np.float64)
+
+    a, b = matrix(method_a, [s for s, _ in pairs]), matrix(method_b, [s for _, s in pairs])
+    difference = stats.paired_bootstrap(a, b, resamples=resamples, seed=bootstrap_seed)
+
+    def side(method: str, seeds_: list[int], found: dict[int, Run]) -> Side:
+        distinct = sorted(set(seeds_))
+        per_run = [float(np.mean([values[(method, s)][q] for q in qids])) for s in distinct]
+        return Side(method, [found[s] for s in distinct], stats.summarise(per_run))
+
+    return Comparison(
+        a=side(method_a, [s for s, _ in pairs], runs_a),
+        b=side(method_b, [s for _, s in pairs], runs_b),
+        pairs=pairs,
+        difference=difference,
+        metric=metric,
+        dataset=dataset,
+        profile=profile,
+        split=split,
+        dropped_queries=dropped,
+    )
+
+
+def _points(value: float, signed: bool = False) -> str:
+    return f"{value * 100:+.2f}" if signed else f"{value * 100:.2f}"
+
+
+def format_comparison(c: Comparison) -> str:
+    """The report ``bench compare`` prints (values in percent points)."""
+    d = c.difference
+    label = tables.METRIC_LABELS.get(c.metric, c.metric)
+    width = max(len(c.a.method), len(c.b.method))
+    lines = [
+        f"{c.a.method} vs {c.b.method} on {c.dataset}/{c.profile}, test split {c.split}, {label} in percent, recomputed"
+        f" query by query from each run's predictions ({evaluate.DEFINITION.split(':')[0]}, exact ties)",
+    ]
+    for s in (c.a, c.b):
+        spread = f" ± {_points(s.summary.std)}" if s.summary.std is not None else ""
+        seeds = ", ".join(str(r.seed) for r in s.runs)
+        ids = ", ".join(r.run_id[:8] for r in s.runs)
+        lines.append(
+            f"  {s.method:{width}s}  {_points(s.summary.mean)}{spread} (n={s.summary.n}; seeds {seeds}; runs {ids})"
+        )
+    pairing = ", ".join(f"{x}-{y}" for x, y in c.pairs)
+    lines.append(
+        f"  paired difference {c.a.method} − {c.b.method}: {_points(d.mean, True)} points over {d.n_queries} queries"
+        f" x {d.n_pairs} seed pair{'s' * (d.n_pairs != 1)} ({pairing})"
+        + (f"; {c.dropped_queries} queries not in every run left out" if c.dropped_queries else "")
+    )
+    verdict = (
+        "inside noise: the interval contains 0"
+        if d.inside_noise
+        else f"outside noise: {c.a.method} {'>' if d.mean > 0 else '<'} {c.b.method}"
+    )
+    lines.append(
+        f"  {d.level:.0%} bootstrap interval [{_points(d.low, True)}, {_points(d.high, True)}] ({d.resamples:,} "
+        f"resamples of the queries, seeds kept paired, bootstrap seed {d.seed}): {verdict}"
+    )
+    return "\n".join(lines)
