@@ -52,6 +52,12 @@ GROUNDING_TRAIN: dict[str, TrainConfig] = {
 # times). It was 6 until issue 5: the weakly-supervised runs measured on a GPU chose epochs 1-4 of 6 on val
 # (issue 4's note); selection on val guards the rest. Warm-up 100 of the 208 updates.
 
+# The number of clips every video is resampled to (2D-TAN's average_to_fixed_length), the same for every method
+# of a profile. App. B.2: 64. small: 32, which halves the clips and quarters the proposal map's cells (280 instead
+# of 1104; candidates at the same fractions of the video, methods/parts/proposals.py), the largest cut in the cost
+# of an update on 2 CPU cores that leaves the methods' math as it is (issue 15).
+GROUNDING_CLIPS: dict[str, int] = {"tiny": 64, "small": 32, "paper": 64}
+
 # Speech-encoder pre-training (App. B.2: lr 2e-4, 7000 warm-up updates, 40 epochs; batch 18 from the code).
 # small: 8 epochs of 90 updates over the 2,850 training utterances of the synthetic corpus (about 0.2 s each on
 # 2 CPU cores for SIL's two-domain encoder), paid once: every seed and row with the same encoder reuses it.

@@ -57,6 +57,9 @@ class RunResult:
     selected_epoch: int | None = None
     predictions: Path | None = None  # the test predictions file in the evaluator's JSON-lines format
     dataset_hash: str | None = None
+    # further test splits scored once with the same weights (the debiased ``test_ood``): metrics and predictions
+    extra_tests: dict[str, dict[str, float]] = field(default_factory=dict)
+    extra_predictions: dict[str, Path] = field(default_factory=dict)
 
 
 @dataclass
@@ -228,8 +231,11 @@ def _run_one(
             )
             log.log_metrics(result.val_best, prefix="val_best/")
             log.log_metrics(result.test, prefix="test/")
-            if result.predictions is not None:
-                log.log_artifact(result.predictions, "predictions")
+            for name, metrics in result.extra_tests.items():
+                log.log_metrics(metrics, prefix=f"{name}/")
+            for path in [result.predictions, *result.extra_predictions.values()]:
+                if path is not None:
+                    log.log_artifact(path, "predictions")
     except KeyboardInterrupt:
         raise
     except Exception as err:  # noqa: BLE001 - every failure is reported, logged FAILED, and the sweep goes on

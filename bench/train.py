@@ -28,7 +28,8 @@ import os
 import random
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,8 @@ class Task:
     n_batches: int
     validate: Callable[[], dict[str, float]]  # metrics on the validation split (fractions)
     test: Callable[[Path | None], dict[str, float]]  # writes test predictions to the path (if any), returns metrics
+    # further test splits by name (``test_ood``), each scored once like ``test`` into ``<name>_predictions.jsonl``
+    extra_tests: dict[str, Callable[[Path | None], dict[str, float]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -66,6 +69,8 @@ class FitResult:
     selected_epoch: int
     predictions: Path
     resumed_from: int  # epochs already done when this process started (0 = a fresh run)
+    extra_tests: dict[str, dict[str, float]] = field(default_factory=dict)
+    extra_predictions: dict[str, Path] = field(default_factory=dict)
 
 
 def learning_rate(update: int, cfg: TrainConfig) -> float:
@@ -194,10 +199,12 @@ def fit(task: Task, cfg: TrainConfig, ctx: Any, select_on: str = "R1@0.5",
     model.load_state_dict(best["model"])
     model.eval()
     predictions = Path(ctx.workdir) / "test_predictions.jsonl"
+    extra_paths = {name: Path(ctx.workdir) / f"{name}_predictions.jsonl" for name in task.extra_tests}
     with torch.no_grad():
         test = task.test(predictions if shard.main else None)
+        extra = {name: fn(extra_paths[name] if shard.main else None) for name, fn in task.extra_tests.items()}
     dist.barrier()
-    return FitResult(test, best["val"], best["epoch"], predictions, resumed_from)
+    return FitResult(test, best["val"], best["epoch"], predictions, resumed_from, extra, extra_paths)
 
 
 def _print_epoch(epoch: int, epochs: int, train: dict[str, float], val: dict[str, float], select_on: str) -> None:
@@ -219,7 +226,8 @@ def fit_grounding(ctx: Any, model: nn.Module, loss: Callable[[dict[str, Tensor]]
                   data: Any, cfg: TrainConfig, select_on: str,
                   score: Callable[[Any, Path | None], dict[str, float]]) -> Any:  # fmt: skip
     """The grounding methods' :func:`fit`: shuffled batches of ``data.train`` (this rank's shard), ``score(split,
-    predictions path or None)`` on ``data.val`` after each epoch and once on ``data.test``; a :class:`RunResult`."""
+    predictions path or None)`` on ``data.val`` after each epoch and once on ``data.test`` (and on each further test
+    split of the data, ``data.extra_tests``: the debiased ``test_ood``); a :class:`RunResult`."""
     from bench.run import RunResult
 
     train = data.train
@@ -232,6 +240,8 @@ def fit_grounding(ctx: Any, model: nn.Module, loss: Callable[[dict[str, Tensor]]
         n_batches=-(-len(train) // cfg.batch_size),
         validate=lambda: score(data.val, None),
         test=lambda path: score(data.test, path),
+        extra_tests={name: partial(score, split) for name, split in data.extra_tests.items()},
     )
     out = fit(task, cfg, ctx, select_on)
-    return RunResult(out.test, out.val_best, out.selected_epoch, out.predictions, data.content_hash)
+    return RunResult(out.test, out.val_best, out.selected_epoch, out.predictions, data.content_hash,
+                     out.extra_tests, out.extra_predictions)  # fmt: skip

@@ -469,16 +469,14 @@ def model_tag(ctx: RunContext, c: ASRConfig) -> str:
 
 
 def _split_speech(data: Any, split: str) -> tuple[list[str], list[Path]]:
-    """Query ids and wav paths of a grounding split (``train``, ``val``, ``test``), in annotation order."""
-    name = grounding.SPLIT_FILES[split]
-    ann = activitynet.read_captions(data.annotation_path(name), name)
+    """Query ids and wav paths of a grounding split (train, val, test, test_ood), in annotation order."""
+    ann = grounding.read_annotations(data, grounding.split_files(data)[split])
     return [m.qid for m in ann], [Path(data.wav_dir) / activitynet.wav_name(m.video, m.split, m.k) for m in ann]
 
 
 def references(data: Any, split: str) -> dict[str, str]:
     """Query id -> caption (the reference transcript) of a grounding split."""
-    name = grounding.SPLIT_FILES[split]
-    return {m.qid: m.sentence for m in activitynet.read_captions(data.annotation_path(name), name)}
+    return {m.qid: m.sentence for m in grounding.read_annotations(data, grounding.split_files(data)[split])}
 
 
 def decode_split(model: Any, processor: Any, data: Any, split: str, batch_size: int, device: Any) -> dict[str, str]:
@@ -504,7 +502,7 @@ def decode_test(ctx: RunContext, c: ASRConfig) -> dict[str, str]:
 
 
 def transcripts(ctx: RunContext, asr_cfg: ASRConfig | None = None) -> dict[str, dict[str, str]]:
-    """``{"train" | "val" | "test": {query id: ASR transcript}}`` for the grounding splits, lower-case words.
+    """``{"train" | "val" | "test" [| "test_ood"]: {query id: ASR transcript}}`` for the grounding splits, lower-case.
 
     The ASR is ``asr_cfg``, else ``ctx.config.asr`` when the calling method nests one, else the profile's. Decoded
     once per (ASR model, dataset) and cached as ``transcripts.json`` of the stage ``asr-text``; the ASR is trained
@@ -520,7 +518,8 @@ def transcripts(ctx: RunContext, asr_cfg: ASRConfig | None = None) -> dict[str, 
         model, processor, _ = load_asr(ctx, c)
         if not dist.init(ctx.device).main:
             return {}
-        out = {s: decode_split(model, processor, data, s, c.eval_batch_size, ctx.device) for s in grounding.SPLIT_FILES}
+        out = {s: decode_split(model, processor, data, s, c.eval_batch_size, ctx.device)
+               for s in grounding.split_files(data)}  # fmt: skip
         tmp = sctx.out / f".{TRANSCRIPTS}.{os.getpid()}.tmp"
         tmp.write_text(json.dumps(out, indent=0, sort_keys=True))
         os.replace(tmp, sctx.out / TRANSCRIPTS)

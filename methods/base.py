@@ -215,7 +215,8 @@ def score_ranked(split: grounding.GroundingSplit, spans: Tensor, scores: Tensor,
     if predictions is not None:
         evaluate.write_predictions(predictions, split.qids, duration, gt, spans, scores)
     metrics = evaluate.evaluate(spans, gt, duration)
-    return {k: v for k, v in metrics.items() if k in evaluate.METRIC_KEYS + evaluate.DIAGNOSTIC_KEYS}
+    keep = evaluate.METRIC_KEYS + evaluate.DIAGNOSTIC_KEYS + evaluate.TIE_KEYS
+    return {k: v for k, v in metrics.items() if k in keep}
 
 
 def run(ctx: RunContext) -> RunResult:

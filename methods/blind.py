@@ -5,7 +5,8 @@ numbers say how much of a method's score the dataset's moment statistics alone g
 (many cover a third of the video or more), so a span that ignores the query already reaches a high R@1,IoU=0.1 and
 0.3 and a fair mIoU. A grounding method is only as good as its margin over these rows.
 
-- ``random``: a uniformly random ranking of the 2D-TAN candidate set (N = 64 clips, 153 candidates), or
+- ``random``: a uniformly random ranking of the grounding methods' candidate set (Base's: 153 candidates at the
+  paper's N = 64 clips, 80 at the small profile's 32; always 64 on the annotations-only real data), or
   (``space="continuous"``) uniformly random spans; the metrics are the mean over ``draws`` independent draws.
 - ``prior``: the single span ``[a, b]`` (fractions of the duration) that maximises a chosen metric on the train
   split, found on a grid of step ``1 / grid``; it never sees val_1 or val_2.
@@ -29,6 +30,7 @@ evaluator's NMS for R@5 dominates); on synth/small every blind run takes seconds
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -39,15 +41,15 @@ import torch
 from torch import Tensor
 
 from bench import config as cfg
-from bench import evaluate
+from bench import datasets, evaluate
 from bench.data.activitynet import Moment, read_captions
 from bench.data.errors import SkipPolicy
 from bench.run import RunContext, RunResult
-from methods.parts.proposals import candidate_spans
+from methods.parts.proposals import N_CLIPS, candidate_spans
 from methods.registry import PLANNED, MethodSpec, register
 
 TRAIN, VAL, TEST = "train", "val_1", "val_2"
-PREDICTIONS_FILE = "test_predictions.jsonl"
+EXTRA_TESTS = ("test_ood",)  # further test splits, scored where the dataset has them (bench.data.grounding)
 CONTINUOUS_SPANS = 5
 """Spans per query and draw in the continuous space: enough for R@5 to be defined."""
 PRIOR_METRICS: tuple[str, ...] = ("R1@0.1", "R1@0.3", "R1@0.5", "R1@0.7", "mIoU")
@@ -66,6 +68,7 @@ class RandomConfig:
 
     draws: int = 100
     space: Literal["candidates", "continuous"] = "candidates"
+    n_clips: int = 64  # the candidate set of the profile's grounding methods (bench.config.GROUNDING_CLIPS)
 
     def __post_init__(self) -> None:
         if self.draws < 1:
@@ -94,9 +97,9 @@ class WholeVideoConfig:
 
 
 def random_config(profile: str, space: str = "candidates") -> RandomConfig:
-    """The same for every profile: the blind rows cost seconds to minutes even on the paper's data."""
-    cfg.check_profile(profile)
-    return RandomConfig(space=space)  # type: ignore[arg-type]
+    """The profile's candidate set (the grounding methods' clip count); the blind rows cost seconds to minutes even
+    on the paper's data."""
+    return RandomConfig(space=space, n_clips=cfg.GROUNDING_CLIPS[cfg.check_profile(profile)])  # type: ignore[arg-type]
 
 
 def prior_config(profile: str, tune_for: str = PRIOR_DEFAULT) -> PriorConfig:
@@ -140,7 +143,9 @@ def as_split(moments: Sequence[Moment]) -> Split:
 
 def read_split(ctx: RunContext, split: str) -> list[Moment]:
     """The moments of ``split``, bad entries dropped and counted; the counts go into the run's params."""
-    ann = read_captions(ctx.data.annotation_path(split), split, SkipPolicy(skip=True))
+    from bench.data.grounding import SPEECH_SPLIT
+
+    ann = read_captions(ctx.data.annotation_path(split), SPEECH_SPLIT.get(split, split), SkipPolicy(skip=True))
     ctx.log.log_params({f"{split}_moments": len(ann), f"{split}_skipped": ann.skipped, f"{split}_clipped": ann.clipped})
     return ann.moments
 
@@ -160,25 +165,50 @@ def mean_metrics(runs: Sequence[dict[str, float]]) -> dict[str, float]:
     return {key: sum(float(r[key]) for r in runs) / len(runs) for key in runs[0]}
 
 
-def _write_test(ctx: RunContext, split: Split, pred: Tensor) -> Path:
-    path = Path(ctx.workdir) / PREDICTIONS_FILE
-    evaluate.write_predictions(path, split.qids, split.duration, split.gt, pred)
-    return path
+def scored_result(ctx: RunContext, predict: Callable[[Split], tuple[dict[str, float], Tensor]],
+                  validate: Callable[[], dict[str, float]]) -> RunResult:  # fmt: skip
+    """Score val_2 (``test``), then ``validate()`` (val_1), then each further test split the dataset has (the
+    debiased ``test_ood``); write every test split's predictions. ``predict(split)`` gives metrics and the spans."""
+    has = getattr(ctx.data, "has_split", lambda split: False)
+    scores: dict[str, tuple[dict[str, float], Path]] = {}
+    val: dict[str, float] = {}
+    for name, split_file in {"test": TEST, **{s: s for s in EXTRA_TESTS if has(s)}}.items():
+        split = load_split(ctx, split_file)
+        metrics, pred = predict(split)
+        path = Path(ctx.workdir) / f"{name}_predictions.jsonl"
+        evaluate.write_predictions(path, split.qids, split.duration, split.gt, pred)
+        scores[name] = (metrics, path)
+        if name == "test":
+            val = validate()
+    (test, path), extra = scores.pop("test"), scores
+    return RunResult(test=test, val_best=val, predictions=path, dataset_hash=ctx.data.content_hash,
+                     extra_tests={k: m for k, (m, _) in extra.items()},
+                     extra_predictions={k: p for k, (_, p) in extra.items()})  # fmt: skip
+
+
+def fixed(start: float, end: float) -> Callable[[Split], tuple[dict[str, float], Tensor]]:
+    """The metrics and predictions of one fixed span on a split."""
+
+    def predict(split: Split) -> tuple[dict[str, float], Tensor]:
+        pred = fixed_span(split, start, end)
+        return evaluate.evaluate(pred, split.gt, split.duration), pred
+
+    return predict
 
 
 # --- random -------------------------------------------------------------------------------------------------------
 
 
-def random_draw(split: Split, space: str, generator: torch.Generator) -> Tensor:
+def random_draw(split: Split, space: str, generator: torch.Generator, n_clips: int = 64) -> Tensor:
     """One draw of ranked predictions ``[Q, K, 2]`` in seconds.
 
-    ``candidates``: an independent uniform permutation of the 153 candidates of each query (the argsort of i.i.d.
-    uniforms). ``continuous``: :data:`CONTINUOUS_SPANS` spans per query, each the sorted pair of two independent
-    U(0, 1) fractions of the duration.
+    ``candidates``: an independent uniform permutation of the candidates of each query (153 at 64 clips; the
+    argsort of i.i.d. uniforms). ``continuous``: :data:`CONTINUOUS_SPANS` spans per query, each the sorted pair of
+    two independent U(0, 1) fractions of the duration.
     """
     n_query = len(split.qids)
     if space == "candidates":
-        spans = candidate_spans(split.duration)  # [Q, 153, 2]
+        spans = candidate_spans(split.duration, n_clips)  # [Q, n_cand, 2]
         order = torch.rand(spans.shape[:2], generator=generator, dtype=torch.float64).argsort(dim=1)
         return spans.gather(1, order[..., None].expand(-1, -1, 2))
     if space == "continuous":
@@ -191,7 +221,7 @@ def random_metrics(split: Split, config: RandomConfig, generator: torch.Generato
     """The evaluator's metrics averaged over ``config.draws`` draws, and the predictions of draw 0."""
     runs, first = [], None
     for _ in range(config.draws):
-        pred = random_draw(split, config.space, generator)
+        pred = random_draw(split, config.space, generator, config.n_clips)
         first = pred if first is None else first
         runs.append(evaluate.evaluate(pred, split.gt, split.duration))
     assert first is not None
@@ -202,13 +232,12 @@ def run_random(ctx: RunContext) -> RunResult:
     """Random ranking, averaged over draws. One generator seeded with ``ctx.seed`` draws the test split first, then
     val_1, so the test numbers and predictions depend only on the seed."""
     config: RandomConfig = ctx.config
-    ctx.log.log_params({"draws": config.draws, "space": config.space})
+    if datasets.spec(ctx.dataset_name).annotations_only:  # real annotations: the paper's 64 clips, 153 candidates
+        config = dataclasses.replace(config, n_clips=N_CLIPS)
+    ctx.log.log_params({"draws": config.draws, "space": config.space, "n_clips": config.n_clips})
     generator = torch.Generator().manual_seed(ctx.seed)
-    test_split = load_split(ctx, TEST)
-    test, first = random_metrics(test_split, config, generator)
-    val, _ = random_metrics(load_split(ctx, VAL), config, generator)
-    path = _write_test(ctx, test_split, first)
-    return RunResult(test=test, val_best=val, predictions=path, dataset_hash=ctx.data.content_hash)
+    return scored_result(ctx, lambda split: random_metrics(split, config, generator),
+                         lambda: random_metrics(load_split(ctx, VAL), config, generator)[0])  # fmt: skip
 
 
 # --- prior --------------------------------------------------------------------------------------------------------
@@ -271,12 +300,8 @@ def run_prior(ctx: RunContext) -> RunResult:
             "prior_grid": config.grid,
         }
     )
-    val_split, test_split = load_split(ctx, VAL), load_split(ctx, TEST)
-    val = evaluate.evaluate(fixed_span(val_split, fit.start, fit.end), val_split.gt, val_split.duration)
-    pred = fixed_span(test_split, fit.start, fit.end)
-    test = evaluate.evaluate(pred, test_split.gt, test_split.duration)
-    path = _write_test(ctx, test_split, pred)
-    return RunResult(test=test, val_best=val, predictions=path, dataset_hash=ctx.data.content_hash)
+    predict = fixed(fit.start, fit.end)
+    return scored_result(ctx, predict, lambda: predict(load_split(ctx, VAL))[0])
 
 
 # --- whole video --------------------------------------------------------------------------------------------------
@@ -284,12 +309,8 @@ def run_prior(ctx: RunContext) -> RunResult:
 
 def run_whole_video(ctx: RunContext) -> RunResult:
     """Predict ``[0, duration]`` for every query: its IoU is the moment's share of the video."""
-    val_split, test_split = load_split(ctx, VAL), load_split(ctx, TEST)
-    val = evaluate.evaluate(fixed_span(val_split, 0.0, 1.0), val_split.gt, val_split.duration)
-    pred = fixed_span(test_split, 0.0, 1.0)
-    test = evaluate.evaluate(pred, test_split.gt, test_split.duration)
-    path = _write_test(ctx, test_split, pred)
-    return RunResult(test=test, val_best=val, predictions=path, dataset_hash=ctx.data.content_hash)
+    predict = fixed(0.0, 1.0)
+    return scored_result(ctx, predict, lambda: predict(load_split(ctx, VAL))[0])
 
 
 # --- registration -------------------------------------------------------------------------------------------------

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 Stage = Literal["pretrain", "asr", "ground"]
-Query = Literal["speech", "asr-text", "gold-text", "none"]
+Query = Literal["speech", "asr-text", "gold-text", "concept", "none"]
 Supervision = Literal["weak", "full", "none"]
 
 STAGES: tuple[str, ...] = ("pretrain", "asr", "ground")
-QUERIES: tuple[str, ...] = ("speech", "asr-text", "gold-text", "none")
+QUERIES: tuple[str, ...] = ("speech", "asr-text", "gold-text", "concept", "none")  # concept: the oracle's hidden label
 SUPERVISIONS: tuple[str, ...] = ("weak", "full", "none")
 
 
@@ -339,6 +339,8 @@ _BUILTIN_MODULES: tuple[str, ...] = (
     "methods.wslln",
     "methods.rtbpn",
     "methods.scn",
+    "methods.tan",
+    "methods.oracle",
 )
 
 

@@ -446,7 +446,7 @@ def with_speech_features(ctx: RunContext, data: grounding.GroundingData, st: sta
     """The grounding splits with each query's frozen ``S~`` as ``sem`` / ``sem_len``, encoded once per stage."""
     encoder = None
     out = {}
-    for name, split_file in grounding.SPLIT_FILES.items():
+    for name, split_file in grounding.split_files(ctx.data).items():
         split = data.split(name)
         key = loader.content_key(st.key, data.content_hash, name, corpus.VERSION)
 
@@ -468,7 +468,8 @@ def with_speech_features(ctx: RunContext, data: grounding.GroundingData, st: sta
         sem = loader.featurize_cached(f"sem-{name}-{key}", Path(ctx.cache_dir) / "features", build, ctx.device)
         queries = loader.PaddedSplit({**split.queries.tensors, **sem.tensors}, split.qids, split.queries.meta)
         out[name] = grounding.GroundingSplit(name, queries, split.videos)
-    return dataclasses.replace(data, **out)
+    extra = {name: out.pop(name) for name in list(out) if name in data.extra_tests}
+    return dataclasses.replace(data, extra_tests=extra, **out)
 
 
 # -- grounding with AVCL (§3.4) ----------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -134,6 +135,23 @@ def test_debiased_split_moves_test_moments():
     assert statistics.mean(centre["train"]) < 0.4 < 0.65 < statistics.mean(centre["val_2"])
 
 
+def test_test_ood_moments_are_short_and_spread_where_train_moments_are_long():
+    """The debiased split is sized as ActivityNet-CD's test-ood (span / duration within ood_span, mean near 0.2),
+    while val_2 keeps the train split's ActivityNet-like statistics (long moments common)."""
+    cfg = dataclasses.replace(synth.PROFILES["small"], videos=(300, 10, 300), ood_videos=300)
+    ratios = {}
+    for split in ("train", "val_2", synth.OOD):
+        ratios[split] = [(e.end - e.start) / v.duration for v in synth._videos(cfg, split) for e in v.described]
+    ood = ratios[synth.OOD]
+    lo, hi = cfg.ood_span
+    assert all(lo - 1e-3 <= r <= hi + 1e-3 for r in ood)  # times are rounded to 0.01 s
+    assert 0.17 < statistics.mean(ood) < 0.23
+    for split in ("train", "val_2"):
+        assert sum(r > 0.6 for r in ratios[split]) / len(ratios[split]) > 0.08  # long moments, none in test_ood
+    assert not any(r > 0.6 for r in ood)
+    assert synth.draw_video(cfg, synth.OOD, 0).id.startswith("v_syn3")
+
+
 def test_paper_profile_has_the_papers_query_counts():
     cfg = synth.PROFILES["paper"]
     assert cfg.query_limit == (37_417, 17_505, 17_031)
@@ -169,9 +187,10 @@ def test_tiny_build_in_real_formats(tmp_path, monkeypatch):
     monkeypatch.setenv("WSVG_HOME", str(tmp_path))
     root = synth.build("tiny", progress=False)
     meta = json.loads((root / "meta.json").read_text())
-    assert meta["videos"] == {"train": 24, "val_1": 8, "val_2": 8}
+    assert meta["videos"] == {"train": 24, "val_1": 8, "val_2": 8, "test_ood": 8}
     assert len(meta["content_hash"]) == 12 and meta["content_hash"] == synth.content_hash(root)
-    moments = {s: activitynet.read_captions(root / "annotations" / f"{s}.json", s) for s in synth.SPLITS}
+    label = {**{s: s for s in synth.SPLITS}, synth.OOD: "val_2"}  # test_ood's speech files take val_2's naming
+    moments = {s: activitynet.read_captions(root / "annotations" / f"{s}.json", label[s]) for s in label}
     moments = {s: m[0] if isinstance(m, tuple) else m for s, m in moments.items()}
     assert {s: len(m) for s, m in moments.items()} == meta["queries"]
     features = c3d.open_features(root / "features")
@@ -184,7 +203,8 @@ def test_tiny_build_in_real_formats(tmp_path, monkeypatch):
     for record in manifest[:20]:
         wav = root / "speech" / "wavs" / record["wav"]
         assert hashlib.sha256(wav.read_bytes()).hexdigest() == record["sha256"]
-        assert record["wav"] == activitynet.wav_name(record["video"], record["split"], record["k"])
+        assert record["wav"] == activitynet.wav_name(record["video"], label[record["split"]], record["k"])
+    assert {r["split"] for r in manifest} == set(label)
     corpus = librispeech.read_librispeech(root / "corpus", ["train-synth"])
     assert len(corpus) == synth.PROFILES["tiny"].corpus_utterances
     subsets = json.loads((root / "corpus" / "subsets.json").read_text())

@@ -250,7 +250,7 @@ def test_asr_run_grounds_the_transcripts_and_logs_the_oov_rate(tiny, tmp_path, m
     def transcripts(ctx, asr_cfg):
         seen["cfg"] = asr_cfg
         out = {}
-        for name in textquery.SPLITS:
+        for name in g.split_names:
             q = g.split(name).queries
             out[name] = {
                 qid: " ".join("zzz" if i % 3 == 2 else g.vocab[r - 1] for i, r in enumerate(row[:n].tolist()))
@@ -268,8 +268,8 @@ def test_asr_run_grounds_the_transcripts_and_logs_the_oov_rate(tiny, tmp_path, m
     import mlflow
 
     params = mlflow.get_run(run_id).data.params
-    total = sum(int(n) for s in textquery.SPLITS for n in g.split(s).queries["words_len"].tolist())
-    garbled = sum(n // 3 for s in textquery.SPLITS for n in g.split(s).queries["words_len"].tolist())
+    total = sum(int(n) for s in g.split_names for n in g.split(s).queries["words_len"].tolist())
+    garbled = sum(n // 3 for s in g.split_names for n in g.split(s).queries["words_len"].tolist())
     assert float(params["asr_oov_rate"]) == pytest.approx(garbled / total, abs=1e-6)
 
 

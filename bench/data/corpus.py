@@ -81,6 +81,9 @@ def load_corpus(dataset: Any, cache_dir: str | Path, subset: str, max_words: int
 
 
 def query_wavs(dataset: Any, split_file: str) -> dict[str, Path]:
-    """Query id -> wav path for one annotation file (``train``, ``val_1``, ``val_2``), named as the grounding data."""
-    ann = activitynet.read_captions(dataset.annotation_path(split_file), split_file)
+    """Query id -> wav path for one annotation file (``train``, ``val_1``, ``val_2``, ``test_ood``), named as the
+    grounding data."""
+    from bench.data import grounding
+
+    ann = grounding.read_annotations(dataset, split_file)
     return {m.qid: Path(dataset.wav_dir) / activitynet.wav_name(m.video, m.split, m.k) for m in ann}

@@ -14,6 +14,11 @@ word vectors. :func:`load` turns them into :class:`GroundingData`: three :class:
   word without a vector gets a zero vector, 2D-TAN's rule, listed in ``GroundingData.meta["oov_words"]``;
 - ``span`` [Q, 2] and ``duration`` [Q] in seconds.
 
+A dataset that also has the debiased test split ``test_ood`` (the synthetic benchmark writes one; ActivityNet-CD's
+``anet_test_ood.json`` is the real counterpart) gets it in ``GroundingData.extra_tests``: every grounding run scores
+it beside val_2, with the same weights, once. Its speech files follow val_2's naming rule (ActivityNet-CD's test
+videos are ActivityNet validation videos).
+
 Each split is built once, cached under ``<runs>/cache/grounding`` by a key over the dataset's content hash and
 this module's settings, and kept in memory per process (:func:`load` returns the same object for the same
 dataset, so every method of a ``bench run --table N`` shares it).
@@ -34,6 +39,8 @@ from bench.data.world import tokenize
 
 VERSION = 1  # bump when the featurization changes
 SPLIT_FILES = {"train": "train", "val": "val_1", "test": "val_2"}
+EXTRA_TESTS = {"test_ood": "test_ood"}  # further test splits a dataset may have: split name -> annotation file
+SPEECH_SPLIT = {"test_ood": "val_2"}  # the split label in a file's speech names, where it is not the file's own
 _LOADED: dict[tuple[str, int, str], GroundingData] = {}
 
 
@@ -77,9 +84,21 @@ class GroundingData:
     vocab: list[str]  # vocab[i - 1] is the word of row i of word_vectors
     word_vectors: Tensor  # [len(vocab) + 1, D_w], row 0 = zeros (padding and unknown words)
     meta: dict[str, Any] = field(default_factory=dict)
+    extra_tests: dict[str, GroundingSplit] = field(default_factory=dict)  # e.g. the debiased test_ood
 
     def split(self, name: str) -> GroundingSplit:
-        return {"train": self.train, "val": self.val, "test": self.test}[name]
+        return {"train": self.train, "val": self.val, "test": self.test, **self.extra_tests}[name]
+
+    @property
+    def split_names(self) -> tuple[str, ...]:
+        return ("train", "val", "test", *self.extra_tests)
+
+
+def split_files(dataset: Any) -> dict[str, str]:
+    """The grounding splits of ``dataset`` and their annotation files: train / val / test, and ``test_ood`` where the
+    dataset has it (``dataset.has_split``)."""
+    has = getattr(dataset, "has_split", lambda split: False)
+    return {**SPLIT_FILES, **{name: f for name, f in EXTRA_TESTS.items() if has(f)}}
 
 
 def load(dataset: Any, cache_dir: str | Path, device: Any = "cpu", n_clips: int = 64, progress: bool = True):
@@ -93,8 +112,14 @@ def load(dataset: Any, cache_dir: str | Path, device: Any = "cpu", n_clips: int 
     return _LOADED[key]
 
 
+def read_annotations(dataset: Any, split_file: str) -> activitynet.Annotations:
+    """One annotation file of ``dataset`` (``train``, ``val_1``, ``val_2``, ``test_ood``), its moments labelled with
+    the split of their speech files' names."""
+    return activitynet.read_captions(dataset.annotation_path(split_file), SPEECH_SPLIT.get(split_file, split_file))
+
+
 def _load(dataset: Any, cache: Path, device: Any, n_clips: int, progress: bool) -> GroundingData:
-    annotations = {s: activitynet.read_captions(dataset.annotation_path(f), f) for s, f in SPLIT_FILES.items()}
+    annotations = {s: read_annotations(dataset, f) for s, f in split_files(dataset).items()}
     vocab = sorted({w for a in annotations.values() for m in a for w in tokenize(m.sentence)})
     vkey = loader.content_key(dataset.content_hash, "vocab", VERSION)
     vectors = loader.featurize_cached(f"vocab-{vkey}", cache, lambda: _vocab_split(dataset, vocab))
@@ -117,6 +142,7 @@ def _load(dataset: Any, cache: Path, device: Any, n_clips: int, progress: bool) 
         splits[name] = GroundingSplit(name, q, v["video"])
     wv = vectors["vector"]
     word_vectors = torch.cat([wv.new_zeros(1, wv.shape[1]), wv]).to(device)
+    extra = {name: splits.pop(name) for name in list(splits) if name in EXTRA_TESTS}
     return GroundingData(
         name=getattr(dataset, "name", "?"),
         content_hash=dataset.content_hash,
@@ -124,6 +150,7 @@ def _load(dataset: Any, cache: Path, device: Any, n_clips: int, progress: bool) 
         vocab=vocab,
         word_vectors=word_vectors,
         meta={"oov_words": vectors.meta.get("oov", [])},
+        extra_tests=extra,
         **splits,
     )
 

@@ -5,7 +5,8 @@ suite makes a benchmark of the same shape and writes it **in the real formats**,
 readers serves both:
 
 - ``annotations/{train,val_1,val_2}.json``: ActivityNet Captions JSON (``v_id -> duration, timestamps,
-  sentences``); val_1 is for model selection, val_2 is the test split, as in the paper.
+  sentences``); val_1 is for model selection, val_2 is the test split, as in the paper; and
+  ``annotations/test_ood.json``, the debiased test split (below), whose speech files take val_2's naming rule.
 - ``features/sub_activitynet_synth.c3d.hdf5``: 500-d clip features at ``feature_rate`` per second in the
   single-file C3D layout (``v_xxx/c3d_features``).
 - ``speech/wavs/<youtube id>_<split>_<k>.wav`` (16 kHz, ActivityNet Speech's naming rule, k 1-based) and
@@ -23,7 +24,14 @@ verb or object of a described one. A concept's 500-d prototype is
 ``sqrt(ov/2)·verb + sqrt(ov/2)·object + sqrt(1−ov)·own`` so related concepts share components. A clip
 feature is ``scene + Σ amplitude · ramp(t) · prototype + AR(1) noise``, where ramp rises and falls over
 ``ramp_s`` seconds. ``split_bias = "debiased"`` places test moments where train moments never are
-(centres in [0.6, 1] of the video against [0, 0.6] in train), the synthetic counterpart of ActivityNet-CD.
+(centres in [0.6, 1] of the video against [0, 0.6] in train), a setting of the whole world.
+
+The debiased test split ``test_ood`` (``ood_videos`` more videos, drawn like val_2's) is written beside the others
+under every setting, as ActivityNet-CD's test-ood is beside ActivityNet's splits: its described moments are sized
+and placed as the real ``anet_test_ood.json`` has them relative to ActivityNet's train moments (measured on the
+shipped files: span / duration mean 0.19 against 0.31, none above 0.6; fewer moments at the video's start or end,
+centres spread evenly): span / duration ~ U(``ood_span``), start uniform over the positions that keep it inside. A
+fixed span chosen on train falls there (no long moments), while a method that reads video and query need not.
 """
 
 from __future__ import annotations
@@ -44,7 +52,8 @@ import numpy as np
 from bench.data import world
 
 SPLITS = ("train", "val_1", "val_2")
-VERSION = 1  # bump when the generator's output changes for the same config
+OOD = "test_ood"  # the debiased test split, written beside SPLITS
+VERSION = 2  # bump when the generator's output changes for the same config
 
 
 @dataclass(frozen=True)
@@ -71,6 +80,8 @@ class SynthConfig:
     noise_std: float = 2.0
     noise_rho: float = 0.9
     split_bias: str = "activitynet"  # or "debiased"
+    ood_videos: int = 0  # videos of the debiased test split test_ood
+    ood_span: tuple[float, float] = (0.05, 0.35)  # its span / duration range
     query_limit: tuple[int, int, int] | None = None  # exact query counts per split (paper profile)
     tts_workers: int = 1  # a pool per 256-utterance chunk was measured slower on 2 cores
 
@@ -80,10 +91,13 @@ class SynthConfig:
 
 
 PROFILES: dict[str, SynthConfig] = {
-    "tiny": SynthConfig(videos=(24, 8, 8), corpus_utterances=80),
-    "small": SynthConfig(videos=(900, 150, 150), corpus_utterances=3000),
+    "tiny": SynthConfig(videos=(24, 8, 8), corpus_utterances=80, ood_videos=8),
+    # small: val_2 of 560 videos holds about 2,050 queries, so that one R@1 has a sampling error near 1 point
+    # (it was 150 videos, 547 queries, about 1.6 points: too coarse to tell methods apart, issue 14)
+    "small": SynthConfig(videos=(900, 150, 560), corpus_utterances=3000, ood_videos=560),
     # the paper's split sizes (37,417 / 17,505 / 17,031 queries); videos are generated until the count is met
-    "paper": SynthConfig(videos=(10_300, 4_850, 4_700), corpus_utterances=60_000, query_limit=(37_417, 17_505, 17_031)),
+    "paper": SynthConfig(videos=(10_300, 4_850, 4_700), corpus_utterances=60_000, query_limit=(37_417, 17_505, 17_031),
+                         ood_videos=3_700),
 }
 
 
@@ -125,7 +139,7 @@ def draw_video(cfg: SynthConfig, split: str, index: int) -> Video:
     m = (cfg.mean_duration - cfg.min_duration) / span
     duration = round(cfg.min_duration + span * rng.beta(1.5 * m / (1 - m), 1.5), 2)
     video = Video(
-        id=f"v_syn{SPLITS.index(split)}{index:07d}",
+        id=f"v_syn{(*SPLITS, OOD).index(split)}{index:07d}",
         split=split,
         duration=duration,
         scene=int(rng.integers(len(world.SCENES))),
@@ -153,7 +167,10 @@ def draw_video(cfg: SynthConfig, split: str, index: int) -> Video:
 def _draw_span(cfg: SynthConfig, rng: np.random.Generator, duration: float, split: str) -> tuple[float, float]:
     ratio = rng.uniform(0.75, 1.0) if rng.random() < cfg.p_long else rng.beta(1.0, cfg.beta_b)
     length = min(duration, max(cfg.min_span_s, ratio * duration))
-    if cfg.split_bias == "debiased":
+    if split == OOD:
+        length = min(duration, max(cfg.min_span_s, rng.uniform(*cfg.ood_span) * duration))
+        start = rng.uniform(0.0, duration - length)
+    elif cfg.split_bias == "debiased":
         lo, hi = (0.6, 1.0) if split == "val_2" else (0.0, 0.6)
         length = min(length, 0.8 * duration)
         centre = rng.uniform(lo, hi) * duration
@@ -239,7 +256,7 @@ def build(profile: str, cfg: SynthConfig | None = None, force: bool = False, pro
     tmp.mkdir(parents=True)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    videos = {split: _videos(cfg, split) for split in SPLITS}
+    videos = {split: _videos(cfg, split) for split in (*SPLITS, OOD) if split != OOD or cfg.ood_videos}
     _write_annotations(tmp, videos)
     timings["annotations_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -260,8 +277,8 @@ def build(profile: str, cfg: SynthConfig | None = None, force: bool = False, pro
         "profile": profile,
         "config": dataclasses.asdict(cfg),
         "generator_version": VERSION,
-        "queries": {s: sum(len(v.described) for v in videos[s]) for s in SPLITS},
-        "videos": {s: len(videos[s]) for s in SPLITS},
+        "queries": {s: sum(len(v.described) for v in vids) for s, vids in videos.items()},
+        "videos": {s: len(vids) for s, vids in videos.items()},
         "timings": timings,
         "content_hash": content_hash(tmp),
     }
@@ -273,12 +290,12 @@ def build(profile: str, cfg: SynthConfig | None = None, force: bool = False, pro
 
 
 def _videos(cfg: SynthConfig, split: str) -> list[Video]:
-    i = SPLITS.index(split)
-    limit = cfg.query_limit[i] if cfg.query_limit else None
+    count = cfg.ood_videos if split == OOD else cfg.videos[SPLITS.index(split)]
+    limit = cfg.query_limit[SPLITS.index(split)] if cfg.query_limit and split != OOD else None
     out: list[Video] = []
     queries = 0
     index = 0
-    while (limit is None and index < cfg.videos[i]) or (limit is not None and queries < limit):
+    while (limit is None and index < count) or (limit is not None and queries < limit):
         video = draw_video(cfg, split, index)
         if limit is not None and queries + len(video.described) > limit:  # trim the last video to the exact count
             keep = limit - queries
@@ -312,7 +329,7 @@ def _write_features(root: Path, cfg: SynthConfig, videos: dict[str, list[Video]]
 
     protos, scenes = prototypes(cfg)
     (root / "features").mkdir()
-    all_videos = [v for split in SPLITS for v in videos[split]]
+    all_videos = [v for vids in videos.values() for v in vids]
     with h5py.File(root / "features" / "sub_activitynet_synth.c3d.hdf5", "w") as h5:
         for v in tqdm(all_videos, desc="synth features", unit="video", disable=not progress):
             h5.create_dataset(f"{v.id}/c3d_features", data=video_features(cfg, v, protos, scenes))
@@ -342,8 +359,8 @@ def _write_speech(root: Path, cfg: SynthConfig, videos: dict[str, list[Video]], 
     pool = tts.speakers("grounding")
     items: list[tuple[str, Any]] = []
     records: list[dict[str, Any]] = []
-    for split in SPLITS:
-        for v in videos[split]:
+    for split, vids in videos.items():
+        for v in vids:
             for k, e in enumerate(v.described, start=1):
                 speaker = pool[_rng(cfg, "speaker", v.id, k).integers(len(pool))]
                 items.append((e.text, speaker))
@@ -356,7 +373,7 @@ def _write_speech(root: Path, cfg: SynthConfig, videos: dict[str, list[Video]], 
                         "span": [e.start, e.end],
                         "text": e.text,
                         "speaker": speaker.id,
-                        "wav": activitynet.wav_name(v.id, split, k),
+                        "wav": activitynet.wav_name(v.id, "val_2" if split == OOD else split, k),
                     }
                 )
     with (root / "speech" / "manifest.jsonl").open("w") as manifest:
@@ -433,6 +450,9 @@ class SynthDataset:
 
     def annotation_path(self, split: str) -> Path:
         return self.root / "annotations" / f"{split}.json"
+
+    def has_split(self, split: str) -> bool:
+        return self.annotation_path(split).is_file()
 
     @property
     def features_path(self) -> Path:

@@ -40,8 +40,6 @@ from bench.run import RunContext, RunResult
 from bench.train import fit_grounding
 from methods.registry import MethodSpec, register
 
-SPLITS: tuple[str, ...] = ("train", "val", "test")
-
 
 @dataclass(frozen=True)
 class OovStats:
@@ -89,11 +87,12 @@ def with_transcripts(
     """A copy of ``data`` with every split's words replaced by its ASR transcripts (``{split: {qid: text}}``)."""
     word_row = {w: i + 1 for i, w in enumerate(data.vocab)}
     splits, stats = {}, {}
-    for name in SPLITS:
+    for name in data.split_names:
         if name not in transcripts:
             raise KeyError(f"the ASR transcripts have no {name!r} split (they have {sorted(transcripts)})")
         splits[name], stats[name] = replace_words(data.split(name), transcripts[name], word_row)
-    return dataclasses.replace(data, meta={**data.meta, "query_text": "asr"}, **splits), stats
+    extra = {name: splits.pop(name) for name in data.extra_tests}
+    return dataclasses.replace(data, meta={**data.meta, "query_text": "asr"}, extra_tests=extra, **splits), stats
 
 
 def oov_params(stats: dict[str, OovStats]) -> dict[str, Any]:
