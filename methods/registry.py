@@ -110,15 +110,6 @@ PLANNED: dict[str, MethodSpec] = {
         _planned("whole-video", "Whole video", (), "none", "none", 4, "predicts [0, duration] for every query"),
         # supervised references
         _planned(
-            "vslnet",
-            "VSLNet (log-mel)",
-            ("ground",),
-            "speech",
-            "full",
-            None,
-            "VSLNet with log-mel features in place of word features (App. B.3)",
-        ),
-        _planned(
             "vgcl",
             "VGCL",
             ("pretrain", "ground"),
@@ -341,6 +332,7 @@ _BUILTIN_MODULES: tuple[str, ...] = (
     "methods.scn",
     "methods.tan",
     "methods.oracle",
+    "methods.vslnet",
 )
 
 

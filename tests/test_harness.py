@@ -131,7 +131,7 @@ def test_table_without_runs_marks_every_reproduced_cell_missing(home):
 
 def test_run_refuses_planned_methods_and_wrong_rows(home):
     with pytest.raises(NotImplementedError, match="no issue has been filed"):
-        run.methods_to_run("vslnet", 1)
+        run.methods_to_run("vgcl", 1)
     with pytest.raises(ValueError, match="no row in table 8"):
         run.methods_to_run("sil", 8)
     with pytest.raises(KeyError, match="did you mean|Did you mean"):
@@ -177,7 +177,7 @@ def test_cli_run_and_table(home, toy_method, capsys):
 
 
 def test_cli_errors_are_one_line(home, capsys):
-    assert cli.main(["run", "--method", "vslnet", "--table", "1"]) == 2
+    assert cli.main(["run", "--method", "vgcl", "--table", "1"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("bench run: error:") and "not implemented" in err and "Traceback" not in err
     assert cli.main(["run"]) == 2
