@@ -39,6 +39,9 @@ Departures from the paper, and choices where it is silent (``shared/research/sil
   concatenated **along time** for grounding: at inference (no scaling) the two domains may fire different numbers of
   segments, and the code's feature-wise concatenation pairs them by index, mis-pairing them when they differ.
 - CIF tail handling applies at each sequence's own end (see :mod:`methods.parts.cif`); threshold 1.0, as the paper.
+- Padding never enters an utterance's encoding: CIF's weight predictor convolves zeroed padding, the wave front-end's
+  GroupNorm takes its statistics over the wave's own steps (:func:`masked_group_norm`), so an utterance gets the same
+  frozen features in any batch (float tolerance; tested). The original code reads the padding in both places.
 - AVCL's positives and negatives are the video encoder's clip features (the code's choice; the paper writes V-bar);
   location-based negatives are drawn at random outside ``p`` ("coarsely"). The code's active loss is an InfoNCE
   with location-based selection unused; this follows the paper (both strategies, JS estimator), as the issue asks.
@@ -76,6 +79,7 @@ from methods.parts.encoders import Conv2dSubsampling, lengths_to_mask, sinusoid
 from methods.registry import MethodSpec, register
 
 LOG2 = math.log(2.0)
+ASP_VERSION = 2  # part of the stage key: raised whenever the encoder or its pre-training computes something else
 
 
 # -- configuration ----------------------------------------------------------------------------------------------
@@ -146,7 +150,11 @@ class WaveFrontEnd(nn.Module):
     """Time domain: 1D convolutions over the 4 kHz wave, wav2vec 2.0's feature encoder in its "group" form (a
     GroupNorm after the first convolution, GELU after each), stride 320 (80 ms, the log-mel front-end's step), then
     a linear map to d. (The original code puts a LayerNorm after every convolution; on a CPU those norms over the
-    long early feature maps cost more than the convolutions.)"""
+    long early feature maps cost more than the convolutions.)
+
+    The GroupNorm (one group per channel: a per-channel norm over time) takes its statistics over each wave's own
+    steps only, never over the batch's padding, and the convolutions have no padding, so an output step inside a
+    wave's :meth:`out_lengths` reads that wave alone: its features do not change with the batch it is encoded in."""
 
     LAYERS = ((10, 5), (8, 4), (4, 4), (4, 2), (4, 2))  # (kernel, stride)
 
@@ -170,8 +178,26 @@ class WaveFrontEnd(nn.Module):
             lengths = (lengths - k) // s + 1
         return lengths
 
-    def forward(self, wave: Tensor) -> Tensor:
-        return self.project(self.norm(self.convs(wave[:, None]).transpose(1, 2)))
+    def forward(self, wave: Tensor, lengths: Tensor) -> Tensor:
+        x = wave[:, None]
+        for layer in self.convs:
+            if isinstance(layer, nn.GroupNorm):  # right after the first convolution
+                k, s = self.LAYERS[0]
+                x = masked_group_norm(x, lengths_to_mask((lengths - k) // s + 1, x.shape[-1]), layer)
+            else:
+                x = layer(x)
+        return self.project(self.norm(x.transpose(1, 2)))
+
+
+def masked_group_norm(x: Tensor, steps: Tensor, norm: nn.GroupNorm) -> Tensor:
+    """``norm`` (one group per channel) on ``x`` [B, C, T] with the mean and variance over the real ``steps``
+    [B, T] only; padded steps come out zero. Equals ``norm(x)`` on a batch without padding."""
+    m = steps[:, None].to(x.dtype)
+    count = m.sum(-1, keepdim=True).clamp_min(1.0)
+    mean = (x * m).sum(-1, keepdim=True) / count
+    var = ((x - mean) ** 2 * m).sum(-1, keepdim=True) / count
+    y = (x - mean) / torch.sqrt(var + norm.eps)
+    return (y * norm.weight[None, :, None] + norm.bias[None, :, None]) * m
 
 
 def transformer(d: int, heads: int, layers: int, dropout: float) -> nn.TransformerEncoder:
@@ -215,7 +241,7 @@ class ASPEncoder(nn.Module):
 
     def encode(self, dom: str, batch: dict[str, Tensor], target: Tensor | None = None) -> Encoded:
         if dom == "time":
-            x = self.front[dom](batch["wave"])
+            x = self.front[dom](batch["wave"], batch["wave_len"])
             lengths = WaveFrontEnd.out_lengths(batch["wave_len"])
         else:
             x = self.front[dom](batch["mel"])
@@ -380,13 +406,22 @@ def sample_negatives(index: Tensor, n: int, k: int) -> tuple[Tensor, Tensor]:
 # -- the pre-training stage ---------------------------------------------------------------------------------------
 
 
+def _stage_inputs(dataset_hash: str) -> dict[str, str]:
+    return {"dataset": dataset_hash, "asp_version": str(ASP_VERSION)}
+
+
+def asp_stage(cache_dir: str | Path, c: ASPConfig, dataset_hash: str) -> stages.Stage:
+    """The cached ASP stage of ``c`` pre-trained on the dataset whose content hash is ``dataset_hash``."""
+    return stages.stage(cache_dir, "asp", c, _stage_inputs(dataset_hash))
+
+
 def pretrain_stage(ctx: RunContext, c: ASPConfig) -> tuple[stages.Stage, dict]:
     """The ASP stage for this dataset and configuration: built the first time, then reused (:mod:`bench.stages`)."""
     data = ctx.data
-    st = stages.stage(ctx.cache_dir, "asp", c, {"dataset": data.content_hash})  # the grounding seed is not an input
-    inputs = {"dataset": data.content_hash}
-    record = stages.run_stage(st, lambda sctx: _pretrain(sctx, data, c, ctx.cache_dir), config=c, inputs=inputs,
-                              device=ctx.device, seed=c.seed, log=ctx.log)  # fmt: skip
+    st = asp_stage(ctx.cache_dir, c, data.content_hash)  # the grounding seed is not an input
+    record = stages.run_stage(st, lambda sctx: _pretrain(sctx, data, c, ctx.cache_dir), config=c,
+                              inputs=_stage_inputs(data.content_hash), device=ctx.device, seed=c.seed,
+                              log=ctx.log)  # fmt: skip
     return st, record
 
 

@@ -8,6 +8,7 @@ import math
 
 import pytest
 import torch
+from torch import nn
 
 from bench import config, evaluate, stages, tracking
 from bench.run import RunContext
@@ -69,6 +70,58 @@ def test_cif_batches_rows_of_different_lengths_and_passes_gradients_to_the_weigh
 def test_quantity_is_the_mean_absolute_length_error_of_the_unscaled_weights():
     alpha = torch.tensor([[0.5, 0.5, 0.75], [0.25, 0.25, 0.0]])
     assert float(cif.quantity(alpha, torch.tensor([2, 1]))) == pytest.approx((0.25 + 0.5) / 2)
+
+
+# -- padding invariance (issue 21, item 6) -------------------------------------------------------------------------
+
+
+def _speech(n_wave: int, seed: int) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return {"wave": torch.randn(n_wave, generator=g), "mel": torch.randn(n_wave // 80, 80, generator=g)}
+
+
+def _batch(*items):
+    from bench.data import loader
+
+    ids = [str(i) for i in range(len(items))]
+    return loader.PaddedSplit.from_items(ids, list(items), ragged=("wave", "mel")).tensors
+
+
+def test_cif_weights_of_a_sequence_do_not_read_the_batchs_padding():
+    torch.manual_seed(0)
+    predictor = cif.WeightPredictor(8).eval()
+    h = torch.randn(1, 5, 8)
+    padded = torch.cat([h, torch.randn(1, 4, 8) * 10], 1)  # four padded frames holding large garbage
+    alone = predictor(h, torch.ones(1, 5, dtype=torch.bool))
+    mask = torch.tensor([[True] * 5 + [False] * 4])
+    assert torch.allclose(predictor(padded, mask)[0, :5], alone[0], atol=1e-6)
+    assert predictor(padded, mask)[0, 5:].abs().sum() == 0
+
+
+def test_masked_group_norm_is_group_norm_on_the_real_steps():
+    torch.manual_seed(0)
+    norm = nn.GroupNorm(3, 3)
+    nn.init.normal_(norm.weight), nn.init.normal_(norm.bias)
+    x = torch.randn(2, 3, 7)
+    everything = torch.ones(2, 7, dtype=torch.bool)
+    assert torch.allclose(sil.masked_group_norm(x, everything, norm), norm(x), atol=1e-5)
+    steps = torch.tensor([[True] * 4 + [False] * 3, [True] * 7])
+    out = sil.masked_group_norm(x, steps, norm)
+    assert torch.allclose(out[0, :, :4], norm(x[:1, :, :4])[0], atol=1e-5) and out[0, :, 4:].abs().sum() == 0
+
+
+@pytest.mark.parametrize("name", ["sil", "base+lsem"])
+def test_an_utterances_frozen_features_do_not_change_with_the_batch_it_is_encoded_in(name):
+    """Both domains, CIF and the shared layers: an utterance alone, then beside a longer and a shorter one."""
+    torch.manual_seed(0)
+    encoder = sil.ASPEncoder(registry.get(name).config("tiny").asp).eval()
+    a = _speech(8000, 1)
+    alone, n = encoder.features(_batch(a))
+    for batch in (_batch(a, _speech(20000, 2)), _batch(_speech(30000, 3), _speech(4000, 4), a)):
+        row = len(batch["wave_len"]) - 1 if batch["wave_len"][-1] == 8000 else 0
+        feats, lengths = encoder.features(batch)
+        assert lengths[row] == n[0]
+        assert torch.allclose(feats[row, : n[0]], alone[0, : n[0]], atol=1e-5)
 
 
 # -- losses --------------------------------------------------------------------------------------------------------
@@ -190,7 +243,8 @@ def test_sil_pretrains_once_grounds_and_scores_its_predictions(tiny, tmp_path):
         assert rescored[key] == pytest.approx(result.test[key], abs=1e-9)
     (asp,) = (home / "cache" / "stages" / "asp").iterdir()
     record = json.loads((asp / "stage.json").read_text())
-    assert record["inputs"] == {"dataset": data.content_hash} and record["config"]["domains"] == "both"
+    assert record["inputs"] == {"dataset": data.content_hash, "asp_version": str(sil.ASP_VERSION)}
+    assert record["config"]["domains"] == "both"
     assert record["key"] == stages.stage_key("asp", registry.get("sil").config("tiny").asp, record["inputs"])
     built = (asp / "encoder.pt").stat().st_mtime_ns
     # an ablation with the same encoder (Table 11) reuses the stage: no second build, same file
