@@ -16,7 +16,9 @@ Two stages, as the paper trains them (§3.5):
      ``L_ctc`` (eq. 3) word-level CTC over ``S_a`` with a two-layer MLP head; ``L_seq`` (eq. 4) InfoNCE between the
      mean-pooled ``S_s`` and the mean word vectors of the transcript against B other transcripts of the corpus;
      ``L_word`` (eq. 5) a 4-layer bidirectional Transformer decoder, masked word vectors as queries and ``S_s`` as
-     memory, predicting the masked words.
+     memory, predicting the masked words, content words masked first (the paper's "masked key word").
+   Eqs. 2, 3 and 5 sum over an utterance's words and the batch loss is their mean over utterances; eqs. 1 and 4 and
+   the length term are per utterance (eq. 1 a mean over the feature entries).
 
 2. **Grounding** (eq. 8): the encoder is frozen, so each query's ``S~ = [S_s^t, S_s^f]`` is computed once and cached;
    a Bi-GRU reads it (``S-bar``) and the Base network (``methods/base.py``, App. A) scores the proposals; the loss is
@@ -45,6 +47,27 @@ Departures from the paper, and choices where it is silent (``shared/research/sil
 - AVCL's positives and negatives are the video encoder's clip features (the code's choice; the paper writes V-bar);
   location-based negatives are drawn at random outside ``p`` ("coarsely"). The code's active loss is an InfoNCE
   with location-based selection unused; this follows the paper (both strategies, JS estimator), as the issue asks.
+- Word sums (``asp.token_reduction``): eqs. 2, 3 and 5 are sums over words, so CTC, ``L_conc``'s cross-entropy and
+  ``L_word`` weigh about n_w times (5-16 words on synth, about 30 on LibriSpeech) what they weigh as token means,
+  against ``L_seq``, ``L_rob`` and the length term. The default follows the paper (``sum``); ``mean`` is the original
+  code's token mean (``F.ctc_loss(reduction="mean")``, ``cal_nll_loss``). The held-out word terms are also logged as
+  means over words (``*_per_word``) under either setting, so the two can be compared on one scale.
+- ``L_word``'s masked words (``asp.word_masking``): the paper masks x % "as (Devlin et al.)" to reconstruct "the
+  masked key word"; here the content words of an utterance are masked first, in random order, then function words
+  when x % asks for more (``content-first``, the default). ``weighted`` is the original code's draw (probability
+  proportional to exp(2) for nouns, verbs, adjectives and adverbs, exp(1) for the rest), ``uniform`` ignores word
+  class. With no tagger, content words are those outside SCN's closed list of function words (:func:`content_rows`),
+  one rule for the synthetic world and real transcripts. On the synth/small corpus 59 % of an utterance's words are
+  content words (mean), so at x = 50 % 82 % of the utterances mask a random subset of their content words only, and
+  18 % mask all of them plus some function words.
+- The non-autoregressive decoder of ``L_conc`` has **no cross-attention**: App. B.2 calls it "an ordinary 4-layer
+  Transformer decoder" but names no memory for it; it is a 4-layer self-attention stack over the segments, as the
+  original code's ``trans_d_aux``. Cross-attention to ``S_a`` would let the word predictions bypass the segments,
+  which eq. 2 is there to make carry one word each.
+- Pre-training targets are never cut: the original code cuts transcripts at 50 words and keeps the whole audio (and
+  CIF is then scaled to the cut count). ``asp.max_words`` (default none) leaves longer utterances out instead; an
+  utterance none of whose words has a vector is left out too (the code trains it on the CTC blank as its target).
+  Both counts are logged (``dropped_over_max_words``, ``dropped_no_vocab_word``; none on synth).
 - The pre-training epoch is selected on a held-out 5 % of the corpus (lowest ``L_ASP``); the paper trains 40 epochs.
 - The speech encoder stays frozen in grounding; Table 1's "finetune" column is not reproduced.
 
@@ -77,6 +100,7 @@ from methods.parts import cif as ciflib
 from methods.parts import proposals
 from methods.parts.encoders import Conv2dSubsampling, lengths_to_mask, sinusoid
 from methods.registry import MethodSpec, register
+from methods.scn import FUNCTION_WORDS
 
 LOG2 = math.log(2.0)
 ASP_VERSION = 2  # part of the stage key: raised whenever the encoder or its pre-training computes something else
@@ -107,10 +131,15 @@ class ASPConfig:
     nar_layers: int = 4
     word_layers: int = 4
     mask_ratio: float = 0.5
+    # L_word's masked words: content words first (the paper's "key word"), the original code's part-of-speech
+    # weighted draw, or uniform over the words
+    word_masking: Literal["content-first", "weighted", "uniform"] = "content-first"
+    # eqs. 2, 3, 5 sum over an utterance's words ("sum", the paper); "mean": a mean over the tokens (the original code)
+    token_reduction: Literal["sum", "mean"] = "sum"
     negatives: int = 512
     temperature: float = 0.1
     corpus_subset: Literal["10%", "50%", "100%"] = "100%"
-    max_words: int = 50
+    max_words: int | None = None  # utterances with more words are left out of pre-training (never cut); None: keep all
     dropout: float = 0.1
     heldout: float = 0.05
     seed: int = 0  # one encoder for every grounding seed
@@ -277,13 +306,16 @@ class ASPEncoder(nn.Module):
 class ASPModel(nn.Module):
     """The encoder and the pre-training heads: CTC MLP, NAR decoder, masked-word decoder, contrastive projections."""
 
-    def __init__(self, c: ASPConfig, word_vectors: Tensor, seq_table: Tensor) -> None:
+    def __init__(self, c: ASPConfig, word_vectors: Tensor, seq_table: Tensor, content: Tensor | None = None) -> None:
         super().__init__()
         self.c = c
         self.encoder = ASPEncoder(c)
         vocab = word_vectors.shape[0]  # row 0: padding for the decoders, blank for CTC
         dw = word_vectors.shape[1]
         self.register_buffer("word_vectors", word_vectors, persistent=False)
+        # [V + 1] bool: which vocabulary rows are content words (L_word masks them first; see :func:`content_rows`)
+        content = torch.ones(vocab, dtype=torch.bool) if content is None else content
+        self.register_buffer("content", content, persistent=False)
         self.register_buffer("seq_table", seq_table, persistent=False)  # [N_train, dw] mean word vector per utterance
         self.ctc_head = nn.Sequential(nn.Linear(c.d, c.d), nn.ReLU(), nn.Linear(c.d, c.d), nn.ReLU(),
                                       nn.Linear(c.d, vocab))  # fmt: skip
@@ -313,10 +345,32 @@ def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
     return (x * m).sum(1) / m.sum(1).clamp_min(1.0)
 
 
-def ctc_loss(logits: Tensor, lengths: Tensor, words: Tensor, words_len: Tensor) -> Tensor:
-    """Eq. 3 over word targets (rows 1..V; 0 is the blank), mean over the batch of the per-target-length loss."""
+def ctc_losses(logits: Tensor, lengths: Tensor, words: Tensor, words_len: Tensor) -> Tensor:
+    """Eq. 3 over word targets (rows 1..V; 0 is the blank): ``-log P(W | S_a)`` of each utterance ``[B]``."""
     logp = logits.log_softmax(-1).transpose(0, 1)
-    return F.ctc_loss(logp, words, lengths, words_len, blank=0, zero_infinity=True)
+    return F.ctc_loss(logp, words, lengths, words_len, blank=0, zero_infinity=True, reduction="none")
+
+
+def ctc_loss(logits: Tensor, lengths: Tensor, words: Tensor, words_len: Tensor, reduction: str = "sum") -> Tensor:
+    """Eq. 3 as a batch loss: the utterances' ``-log P(W | S_a)`` averaged over the batch (``"sum"``: the paper's
+    sum over the words of an utterance), or each divided by its word count first (``"mean"``: the original code's
+    ``F.ctc_loss(reduction="mean")``)."""
+    return reduce_utterances(ctc_losses(logits, lengths, words, words_len), words_len, reduction)
+
+
+def reduce_utterances(per_utt: Tensor, words_len: Tensor, reduction: str) -> Tensor:
+    if reduction == "mean":
+        per_utt = per_utt / words_len.clamp_min(1).to(per_utt.dtype)
+    return per_utt.mean()
+
+
+def token_loss(per_token: Tensor, n_rows: int, reduction: str = "sum") -> Tensor:
+    """A loss over words of ``n_rows`` utterances from its per-word values: summed over each utterance's words and
+    averaged over the utterances (``"sum"``: eqs. 2 and 5 add the words up), or the mean over the words (``"mean"``,
+    the original code's ``cal_nll_loss`` / ``cross_entropy``)."""
+    if reduction == "mean":
+        return per_token.mean() if per_token.numel() else per_token.sum()
+    return per_token.sum() / max(n_rows, 1)
 
 
 def info_nce(speech: Tensor, text: Tensor, negatives: Tensor, negative_ok: Tensor, temperature: float) -> Tensor:
@@ -330,12 +384,43 @@ def info_nce(speech: Tensor, text: Tensor, negatives: Tensor, negative_ok: Tenso
     return -(pos - torch.logsumexp(torch.cat([pos, neg], 1), 1, keepdim=True)).mean()
 
 
-def mask_words(words_len: Tensor, width: int, ratio: float) -> Tensor:
-    """A random ``ratio`` of each row's words (at least one), ``[B, width]`` bool."""
+# the original code's part-of-speech weights: 2 for nouns, verbs, adjectives, adverbs, 1 for the rest, as a softmax
+POS_LOGITS = (2.0, 1.0)
+
+
+def content_rows(vocab: list[str]) -> Tensor:
+    """``[V + 1]`` bool: vocabulary row i + 1 is a content word (row 0, padding, is not).
+
+    No tagger: a content word is one outside :data:`methods.scn.FUNCTION_WORDS`, the closed-class words
+    (determiners, pronouns, prepositions, conjunctions, modals) that the original code's part-of-speech rule
+    weights 1, so nouns, verbs, adjectives and adverbs are content words. One list for the synthetic world and
+    real transcripts; on the world it makes every verb form and object a content word and every determiner and
+    pronoun a function word (tested against :mod:`bench.data.world`)."""
+    return torch.tensor([False] + [w not in FUNCTION_WORDS for w in vocab])
+
+
+def mask_words(words_len: Tensor, width: int, ratio: float, content: Tensor | None = None,
+               rule: str = "uniform") -> Tensor:  # fmt: skip
+    """``round(ratio * n_w)`` of each row's words (at least one), ``[B, width]`` bool, never padding.
+
+    ``content`` ``[B, width]`` bool marks the content words. ``rule``: ``"content-first"`` masks content words
+    first, in random order, then function words if the ratio asks for more (the paper's "masked key word");
+    ``"weighted"`` draws without replacement with probability proportional to ``exp(2)`` for content words and
+    ``exp(1)`` for the others (the original code's part-of-speech softmax; Gumbel top-k); ``"uniform"`` ignores
+    ``content``. Every rule draws the same uniforms, so the choice of rule does not move the random stream."""
     real = lengths_to_mask(words_len, width)
     n_mask = (words_len.to(torch.float32) * ratio).round().long().clamp(min=1)
-    keys = torch.rand(real.shape, device=words_len.device).masked_fill(~real, 2.0)
-    rank = keys.argsort(dim=1).argsort(dim=1)
+    u = torch.rand(real.shape, device=words_len.device)
+    if content is None or rule == "uniform":
+        keys = u
+    elif rule == "content-first":
+        keys = u + (~content).to(u.dtype)  # content words in [0, 1), function words in [1, 2)
+    elif rule == "weighted":
+        logit = torch.where(content, POS_LOGITS[0], POS_LOGITS[1])
+        keys = -(logit - torch.log(-torch.log(u.clamp(1e-20, 1.0 - 1e-7))))  # ascending keys = descending scores
+    else:
+        raise ValueError(f"word masking rule {rule!r}: choose content-first, weighted or uniform")
+    rank = keys.masked_fill(~real, float("inf")).argsort(dim=1, stable=True).argsort(dim=1)
     return (rank < n_mask[:, None]) & real
 
 
@@ -346,20 +431,29 @@ def asp_loss(model: ASPModel, batch: dict[str, Tensor]) -> tuple[Tensor, dict[st
     w_mask = lengths_to_mask(n_w, words.shape[1])
     w_vec = model.word_vectors[words]  # [B, L, dw]
     terms: dict[str, Tensor] = {}
+    per_word: dict[str, float] = {}  # the word-level terms as means over words too, whatever the reduction
 
     def add(name: str, value: Tensor) -> None:
         terms[name] = terms.get(name, value.new_zeros(())) + value
 
+    def note(name: str, value: Tensor) -> None:
+        per_word[f"{name}_per_word"] = per_word.get(f"{name}_per_word", 0.0) + value.item()
+
+    b, red = words.shape[0], c.token_reduction
     enc = {dom: model.encoder.encode(dom, batch, n_w if c.conc else None) for dom in model.encoder.domains}
     for e in enc.values():
         if c.ctc:
-            add("ctc", ctc_loss(model.ctc_head(e.s_a), e.a_mask.sum(1), words, n_w))
+            per_utt = ctc_losses(model.ctc_head(e.s_a), e.a_mask.sum(1), words, n_w)
+            add("ctc", reduce_utterances(per_utt, n_w, red))
+            note("ctc", reduce_utterances(per_utt, n_w, "mean"))
         if c.conc:
             width = min(e.s_c.shape[1], words.shape[1])  # equal in pre-training: CIF is scaled to the word count
             seg = e.s_c[:, :width] + sinusoid(width, c.d, words.device)
             logits = model.nar_out(model.nar(seg, src_key_padding_mask=~e.s_mask[:, :width]))
             both = e.s_mask[:, :width] & w_mask[:, :width]
-            ce = F.cross_entropy(logits[both], words[:, :width][both])
+            ce_tokens = F.cross_entropy(logits[both], words[:, :width][both], reduction="none")
+            note("conc_ce", token_loss(ce_tokens, b, "mean"))
+            ce = token_loss(ce_tokens, b, red)
             add("conc", ciflib.quantity(e.alpha, n_w) + ce)
         pooled = masked_mean(e.s_s, e.s_mask)
         text = masked_mean(w_vec, w_mask)
@@ -368,11 +462,13 @@ def asp_loss(model: ASPModel, batch: dict[str, Tensor]) -> tuple[Tensor, dict[st
             add("seq", info_nce(model.seq_speech(pooled), model.seq_text(text), model.seq_text(model.seq_table[idx]),
                                 ok, c.temperature))  # fmt: skip
         if c.word:
-            masked = mask_words(n_w, words.shape[1], c.mask_ratio)
+            masked = mask_words(n_w, words.shape[1], c.mask_ratio, model.content[words], c.word_masking)
             queries = torch.where(masked[..., None], model.mask_vector.expand_as(w_vec), w_vec)
             q = model.word_in(queries) + sinusoid(words.shape[1], c.d, words.device)
             o = model.word_decoder(q, e.s_s, tgt_key_padding_mask=~w_mask, memory_key_padding_mask=~e.s_mask)
-            add("word", F.cross_entropy(model.word_out(o)[masked], words[masked]))
+            word_tokens = F.cross_entropy(model.word_out(o)[masked], words[masked], reduction="none")
+            note("word", token_loss(word_tokens, b, "mean"))
+            add("word", token_loss(word_tokens, b, red))
         if c.dis:
             dis_s = F.mse_loss(model.seq_speech(pooled), text)
             q = model.dis_query(w_vec) + sinusoid(words.shape[1], c.d, words.device)
@@ -384,7 +480,7 @@ def asp_loss(model: ASPModel, batch: dict[str, Tensor]) -> tuple[Tensor, dict[st
         add("rob", rob_loss(t.s_s, t.s_mask, f.s_s, f.s_mask))
     weight = {"rob": c.lambda1, "conc": c.lambda2}
     loss = sum(weight.get(k, 1.0) * v for k, v in terms.items())
-    return loss, {k: v.item() for k, v in terms.items()}
+    return loss, {**{k: v.item() for k, v in terms.items()}, **per_word}
 
 
 def rob_loss(s_t: Tensor, t_mask: Tensor, s_f: Tensor, f_mask: Tensor) -> Tensor:
@@ -425,9 +521,26 @@ def pretrain_stage(ctx: RunContext, c: ASPConfig) -> tuple[stages.Stage, dict]:
     return st, record
 
 
+def usable_rows(words: Tensor, words_len: Tensor, max_words: int | None) -> tuple[Tensor, dict[str, int]]:
+    """The corpus rows pre-training uses, and how many were left out and why.
+
+    Left out: an utterance none of whose words has a vector (the corpus gives it the single target 0, which is
+    CTC's blank and the decoders' padding: no word to learn), and, with ``max_words``, one with more words (cutting
+    its words would leave audio without text, and CIF would be scaled to the wrong count)."""
+    no_word = (words_len == 1) & (words[:, 0] == 0)
+    too_long = words_len > max_words if max_words is not None else torch.zeros_like(no_word)
+    keep = ~(no_word | too_long)
+    counts = {"dropped_no_vocab_word": int(no_word.sum()), "dropped_over_max_words": int((too_long & ~no_word).sum())}
+    return keep.nonzero().squeeze(1), counts
+
+
 def _pretrain(sctx: stages.StageContext, data, c: ASPConfig, cache_dir: Path) -> dict:
-    split, vocab, vectors = corpus.load_corpus(data, Path(cache_dir) / "corpus", c.corpus_subset, c.max_words,
-                                               sctx.device)  # fmt: skip
+    full, vocab, vectors = corpus.load_corpus(data, Path(cache_dir) / "corpus", c.corpus_subset, None, sctx.device)
+    rows, dropped = usable_rows(full["words"], full["words_len"], c.max_words)
+    if len(rows) == 0:
+        raise ValueError(f"no pre-training utterance is usable ({dropped}); raise asp.max_words or check the corpus")
+    split = loader.PaddedSplit({k: v.index_select(0, rows) for k, v in full.tensors.items()},
+                               [full.ids[i] for i in rows.tolist()])  # fmt: skip
     n = len(split)
     order = torch.randperm(n, generator=torch.Generator().manual_seed(c.seed))
     n_val = max(1, round(n * c.heldout)) if n > 1 else 0
@@ -439,9 +552,9 @@ def _pretrain(sctx: stages.StageContext, data, c: ASPConfig, cache_dir: Path) ->
     w = vectors[train["words"]]
     m = lengths_to_mask(train["words_len"], w.shape[1])[..., None].to(w.dtype)
     seq_table = (w * m).sum(1) / m.sum(1).clamp_min(1.0)
-    model = ASPModel(c, vectors, seq_table).to(sctx.device)
+    model = ASPModel(c, vectors, seq_table, content_rows(vocab).to(sctx.device)).to(sctx.device)
     sctx.log.log_params({"corpus_utterances": len(train), "heldout_utterances": len(held), "vocab": len(vocab),
-                         "parameters": sum(p.numel() for p in model.encoder.parameters())})  # fmt: skip
+                         "parameters": sum(p.numel() for p in model.encoder.parameters()), **dropped})  # fmt: skip
 
     def held_out() -> dict[str, float]:
         sums: dict[str, float] = {}
@@ -467,7 +580,7 @@ def _pretrain(sctx: stages.StageContext, data, c: ASPConfig, cache_dir: Path) ->
     )
     out = fit(task, c.train, sctx, select_on="neg_loss")
     loader.save_atomic({"config": cfg.to_dict(c), "encoder": model.encoder.state_dict()}, sctx.out / "encoder.pt")
-    return {"selected_epoch": out.selected_epoch, "heldout": out.val_best, "vocab": len(vocab)}
+    return {"selected_epoch": out.selected_epoch, "heldout": out.val_best, "vocab": len(vocab), **dropped}
 
 
 def load_encoder(st: stages.Stage, c: ASPConfig, device) -> ASPEncoder:

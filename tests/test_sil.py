@@ -3,6 +3,7 @@ cache, and tiny end-to-end runs of SIL and an ablation."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -133,6 +134,35 @@ def test_ctc_on_uniform_logits_is_log_vocab_per_target_word():
     assert float(loss) == pytest.approx(math.log(3))
 
 
+def test_ctc_sums_over_the_words_of_an_utterance_as_eq_3_or_averages_them_as_the_code():
+    logits = torch.zeros(1, 2, 3)  # two frames, two target words: the one path "1 2" has probability 1/9
+    args = (torch.tensor([2]), torch.tensor([[1, 2]]), torch.tensor([2]))
+    assert float(sil.ctc_loss(logits, *args)) == pytest.approx(2 * math.log(3))
+    assert float(sil.ctc_loss(logits, *args, reduction="mean")) == pytest.approx(math.log(3))
+
+
+def test_token_loss_sums_each_utterances_words_then_averages_utterances():
+    per_token = torch.tensor([1.0, 2.0, 3.0])  # three words of two utterances
+    assert float(sil.token_loss(per_token, 2)) == pytest.approx(6.0 / 2)  # eqs. 2 and 5
+    assert float(sil.token_loss(per_token, 2, "mean")) == pytest.approx(2.0)  # the original code
+
+
+def test_pretraining_reports_the_word_terms_per_word_whatever_the_reduction():
+    torch.manual_seed(0)
+    c = dataclasses.replace(sil.sil_config("tiny").asp, seq=False)
+    words = torch.tensor([[1, 2, 3, 4], [2, 3, 0, 0]])
+    batch = {**_batch(_speech(16000, 1), _speech(12000, 2)), "words": words, "words_len": torch.tensor([4, 2])}
+    out = {}
+    for reduction in ("sum", "mean"):
+        torch.manual_seed(1)
+        model = sil.ASPModel(dataclasses.replace(c, token_reduction=reduction), torch.randn(5, 6), torch.zeros(3, 6))
+        out[reduction] = sil.asp_loss(model.eval(), batch)[1]
+    for name in ("ctc", "conc_ce", "word"):  # the same weights (same seed) and the same per-word values ...
+        assert out["sum"][f"{name}_per_word"] == pytest.approx(out["mean"][f"{name}_per_word"], rel=1e-5)
+    assert out["mean"]["ctc"] == pytest.approx(out["mean"]["ctc_per_word"], rel=1e-5)
+    assert out["sum"]["ctc"] > 2 * out["sum"]["ctc_per_word"]  # ... but eq. 3 adds 3 words per utterance on average
+
+
 def test_info_nce_hand_value_and_own_transcript_left_out():
     s, w = torch.tensor([[1.0, 0.0]]), torch.tensor([[2.0, 0.0]])  # cosine 1 with the match
     negs = torch.tensor([[0.0, 3.0], [5.0, 0.0]])  # cosine 0, and the row's own transcript (cosine 1)
@@ -162,6 +192,46 @@ def test_mask_words_masks_half_of_each_row_and_never_padding():
     m = sil.mask_words(torch.tensor([4, 1, 3]), 4, 0.5)
     assert m.sum(1).tolist() == [2, 1, 2]  # round(2), at least 1, round(1.5) = 2
     assert not m[1, 1:].any() and not m[2, 3]
+
+
+def test_mask_words_masks_content_words_first_then_function_words():
+    content = torch.tensor([[False, True, False, True, True, False], [True, False, False, False, False, False]])
+    torch.manual_seed(0)
+    for _ in range(50):
+        m = sil.mask_words(torch.tensor([6, 4]), 6, 0.5, content, "content-first")
+        assert m[0].tolist() == [False, True, False, True, True, False]  # three content words: exactly those
+        assert m[1, 0] and m[1].sum() == 2 and not m[1, 4:].any()  # one content word, then one function word
+
+
+def test_weighted_masking_draws_content_words_with_the_codes_part_of_speech_odds():
+    content = torch.tensor([[True, False]]).expand(4000, 2)
+    torch.manual_seed(0)
+    m = sil.mask_words(torch.full((4000,), 2), 2, 0.5, content, "weighted")
+    assert (m.sum(1) == 1).all()
+    assert float(m[:, 0].float().mean()) == pytest.approx(math.e / (math.e + 1), abs=0.025)  # e^2 / (e^2 + e^1)
+
+
+def test_content_words_of_the_synthetic_world():
+    from bench.data import world
+
+    vocab = world.vocabulary()
+    content = dict(zip(vocab, sil.content_rows(vocab)[1:].tolist(), strict=True))
+    verbs = {f for forms in world.VERBS.values() for syn in forms for f in syn} | {
+        f for forms in world.EXTRA_VERBS.values() for f in forms}  # fmt: skip
+    objects = {o for names in world.OBJECTS.values() for o in names} | set(world.EXTRA_OBJECTS)
+    assert all(content[w] for w in verbs | objects)
+    function = set(world.DETERMINERS) | {"he", "she", "it", "in", "on", "with", "and", "while", "to", "as"}
+    assert not any(content[w] for w in function)
+    assert sil.content_rows(["car"])[0].item() is False  # row 0 is padding
+
+
+def test_pretraining_leaves_out_utterances_without_a_word_and_longer_than_max_words():
+    words = torch.tensor([[3, 4, 5], [0, 0, 0], [7, 0, 0], [1, 2, 0]])
+    n_w = torch.tensor([3, 1, 1, 2])  # row 1: no word with a vector (target 0, the blank)
+    rows, dropped = sil.usable_rows(words, n_w, None)
+    assert rows.tolist() == [0, 2, 3] and dropped == {"dropped_no_vocab_word": 1, "dropped_over_max_words": 0}
+    rows, dropped = sil.usable_rows(words, n_w, 2)
+    assert rows.tolist() == [2, 3] and dropped == {"dropped_no_vocab_word": 1, "dropped_over_max_words": 1}
 
 
 def test_word_decoder_cannot_read_the_masked_word_from_its_own_input():

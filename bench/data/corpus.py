@@ -47,9 +47,12 @@ def corpus_ids(corpus_root: Path, subset: str) -> list[str] | None:
     return list(subsets[subset])
 
 
-def load_corpus(dataset: Any, cache_dir: str | Path, subset: str, max_words: int, device: Any = "cpu",
+def load_corpus(dataset: Any, cache_dir: str | Path, subset: str, max_words: int | None, device: Any = "cpu",
                 progress: bool = True) -> tuple[loader.PaddedSplit, list[str], torch.Tensor]:  # fmt: skip
-    """The pre-training utterances of ``subset``, the vocabulary and its word vectors ``[V + 1, D]`` (row 0 zero)."""
+    """The pre-training utterances of ``subset``, the vocabulary and its word vectors ``[V + 1, D]`` (row 0 zero).
+
+    ``max_words`` cuts each transcript's words (``None``: never cut); an utterance without any word that has a
+    vector gets the single word row 0."""
     from bench.data.glove import read_glove
 
     root = Path(dataset.corpus_root)
