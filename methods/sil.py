@@ -71,7 +71,10 @@ Departures from the paper, and choices where it is silent (``shared/research/sil
 - The pre-training epoch is selected on a held-out 5 % of the corpus (lowest ``L_ASP``); the paper trains 40 epochs.
 - The speech encoder stays frozen in grounding; Table 1's "finetune" column is not reproduced.
 
-Ablations (one registered configuration each): the rows of Table 3, Table 4 (10 / 50 % of the corpus), Table 5
+Ablations (one registered configuration each): the rows of Table 3 (every row without ``L_rob`` takes the log-mel
+only, as Figure 4's ablations "without training of robustness task", so neighbouring rows differ by one component;
+only row 5 -> 6 adds two, ``L_rob`` and the time-domain input it aligns, and ``sil-both-no-rob`` lies between
+them), Table 4 (10 / 50 % of the corpus), Table 5
 (Pool+Add fusion with and without L_conc), Table 11 (without location / score), Figure 4 (one domain), Figure 5(a)
 (``L_dis-s + L_dis-w``: MSE distillation of the pooled and the per-word vectors, LUT's attention read-out; ``L_seq``;
 ``L_seq + L_word``), Table 10 (SBase + ASP). Without the conciseness task there is no CIF: the N_s layers run over
@@ -743,8 +746,15 @@ for _s in [
     _spec("base+lconc+lsem", "Base + L_conc + L_sem", ("table3:base+lconc+lsem",), "Table 3 row 3",
           asp=dict(domains="freq", rob=False), **NO_AVCL),
     _spec("base+lsem+avcl", "Base + L_sem + L_AVCL", ("table3:base+lsem+avcl",), "Table 3 row 4", asp=SEM),
+    # Table 3 row 5: one input (Figure 4: "only uses frequency- or time-based features without training of robustness
+    # task"), so it differs from row 3 by L_AVCL and from row 4 by L_conc; row 6 (SIL) adds L_rob and, with it, the
+    # time-domain input (eq. 1 needs both). The same configuration as Figure 4's sil-freq-only.
     _spec("sil-no-rob", "SIL without L_rob", ("table3:sil-no-rob",),
-          "both domains, encoded side by side, without eq. 1's alignment", asp=dict(rob=False)),
+          "Table 3 row 5: log-mel input only, no robustness task (as Figure 4's frequency-only ablation)",
+          asp=dict(domains="freq", rob=False)),
+    _spec("sil-both-no-rob", "SIL, both inputs without L_rob", (),
+          "both domains encoded side by side without eq. 1: between Table 3's rows 5 and 6, it adds the time-domain "
+          "input alone", asp=dict(rob=False)),
     _spec("sil-data10", "SIL, 10 % pre-training data", ("table4:sil-data10",), "Table 4",
           asp=dict(corpus_subset="10%")),
     _spec("sil-data50", "SIL, 50 % pre-training data", ("table4:sil-data50",), "Table 4",

@@ -335,13 +335,36 @@ def test_base_lsem_builds_its_own_single_domain_encoder_without_cif(tiny, tmp_pa
 def test_every_ablation_is_registered_with_a_distinct_configuration():
     names = ["sil", "base+lsem", "base+asp", "base+lconc+lsem", "base+lsem+avcl", "sil-no-rob", "sil-data10",
              "sil-data50", "base-pooladd+lsem", "base-pooladd+asp", "sil-no-location", "sil-no-score",
-             "sil-freq-only", "sil-time-only", "base+ldis", "base+lseq", "base+lseq+lword", "sbase+asp"]  # fmt: skip
+             "sil-freq-only", "sil-time-only", "base+ldis", "base+lseq", "base+lseq+lword", "sbase+asp",
+             "sil-both-no-rob"]  # fmt: skip
     specs = [registry.get(n) for n in names]
     assert all(s.implemented and s.issue == 5 for s in specs)
     hashes = {s.name: config.config_hash(s.config("small")) for s in specs}
-    # Figure 5(a)'s "L_seq + L_word" (with the CTC warm-up) is L_sem itself: one configuration, two names
+    # Figure 5(a)'s "L_seq + L_word" (with the CTC warm-up) is L_sem itself: one configuration, two names; Table 3's
+    # row 5 is Figure 4's frequency-only SIL
     assert hashes.pop("base+lseq+lword") == hashes["base+lsem"]
-    assert len(set(hashes.values())) == len(names) - 1
+    assert hashes.pop("sil-freq-only") == hashes["sil-no-rob"]
+    assert len(set(hashes.values())) == len(names) - 2
     c = registry.get("sil").config("paper")  # App. B.2
     assert (c.asp.d, c.asp.n_a, c.asp.n_s, c.asp.mask_ratio, c.asp.negatives, c.T, c.lambda3) == (
         256, 4, 4, 0.5, 512, 12, 0.1)  # fmt: skip
+
+
+def _components(name: str) -> tuple:
+    c = registry.get(name).config("tiny")
+    return (c.asp.rob, c.asp.conc, c.asp.ctc and c.asp.seq and c.asp.word, c.avcl, c.asp.domains)
+
+
+def test_table_3s_neighbouring_rows_differ_by_one_component():
+    """rob, conc, sem, avcl, inputs of each row; only row 5 -> 6 changes two things (eq. 1 needs both inputs)."""
+    from bench import tables
+
+    rows = [r.method for r in tables.load_table(3).rows]
+    assert [_components(n) for n in rows[1:]] == [
+        (False, False, True, False, "freq"),  # L_sem
+        (False, True, True, False, "freq"),  # L_conc + L_sem
+        (False, False, True, True, "freq"),  # L_sem + L_AVCL
+        (False, True, True, True, "freq"),  # L_conc + L_sem + L_AVCL
+        (True, True, True, True, "both"),  # + L_rob (and the time-domain input it aligns)
+    ]
+    assert _components("sil-both-no-rob") == (False, True, True, True, "both")  # between rows 5 and 6
