@@ -332,6 +332,23 @@ def test_base_lsem_builds_its_own_single_domain_encoder_without_cif(tiny, tmp_pa
     assert {(c["domains"], c["conc"], c["rob"]) for c in configs} >= {("freq", False, False)}
 
 
+def test_per_run_seeding_pretrains_one_encoder_per_grounding_seed_and_says_so(tiny, tmp_path):
+    _, data = tiny
+    home = tmp_path  # its own stage cache: the encoders counted are this test's
+    for seed in (0, 1):
+        _run("base+lsem", data, home, tmp_path / f"w{seed}", seed=seed, **{"asp.seeding": "per-run"})
+    records = [json.loads(p.read_text()) for p in (home / "cache/stages/asp").glob("*/stage.json")]
+    assert sorted(r["seed"] for r in records) == [0, 1]
+    shared = registry.get("base+lsem").config("tiny").asp
+    seed0 = sil.asp_stage(home / "cache", shared, data.content_hash).key  # per-run seed 0 is the default encoder
+    assert {r["key"] for r in records if r["seed"] == 0} == {seed0}
+    _run("base+lsem", data, home, tmp_path / "w2", seed=1)  # the default: seed 1 grounds on the seed-0 encoder
+    assert len(records) == len(list((home / "cache/stages/asp").glob("*/stage.json")))
+    runs = tracking.finished_runs({"method": "base+lsem"}).sort_values("start_time").tail(3)
+    assert runs["params.spread"].tolist() == [sil.SPREAD["per-run"]] * 2 + [sil.SPREAD["shared"]]
+    assert runs["params.asp.pretrain_seed"].tolist() == ["0", "1", "0"]
+
+
 def test_every_ablation_is_registered_with_a_distinct_configuration():
     names = ["sil", "base+lsem", "base+asp", "base+lconc+lsem", "base+lsem+avcl", "sil-no-rob", "sil-data10",
              "sil-data50", "base-pooladd+lsem", "base-pooladd+asp", "sil-no-location", "sil-no-score",
