@@ -7,9 +7,9 @@ standardised per utterance). :func:`speech_item` computes both from a 16 kHz fil
 :func:`load_corpus` featurizes a pre-training subset (``10%``, ``50%`` or ``100%`` of ``corpus/subsets.json``; a
 real LibriSpeech root without that file uses every utterance under it) into a device-resident
 :class:`~bench.data.loader.PaddedSplit`: ``wave``, ``mel`` and ``words`` (1-based rows of the pre-training
-vocabulary, 0 = padding, truncated to ``max_words``), cached like the grounding splits. The vocabulary is every
-transcript word of the subset that has a word vector (the original code kept the LibriSpeech words found in GloVe);
-the word vectors of those rows come with it. :func:`query_wavs` lists a grounding split's wav files by query id.
+vocabulary, 0 = padding, cut to ``max_words`` when one is given), cached like the grounding splits. The vocabulary
+is every transcript word of the subset that has a word vector (the original code kept the LibriSpeech words found in
+GloVe); the word vectors of those rows come with it. :func:`query_wavs` lists a grounding split's wav files by query id.
 """
 
 from __future__ import annotations
