@@ -10,9 +10,11 @@ dataset's). Its key is a hash of ``(name, config, inputs)``; its files live in `
   resume), so nothing already computed is lost.
 
 Every grounding run that needs the stage calls :func:`run_stage`: the first one builds it (its curves are logged
-into that run under ``<name>/``), every later one finds ``stage.json`` and only logs the stage key, so two runs with
-the same key used the same weights. Under ``torchrun`` every rank takes part in the build (the training loop shards
-it), rank 0 alone writes files, and no rank reads the stage before rank 0 has written ``stage.json``.
+into that run under ``<name>/``), every later one finds ``stage.json``; each logs the stage key and the record's
+summary, so two runs with the same key used the same weights. A build never moves the calling run's random streams
+(:mod:`bench.rng`): cold cache or warm, the same seed gives the same numbers. Under ``torchrun`` every rank takes
+part in the build (the training loop shards it), rank 0 alone writes files, and no rank reads the stage before rank
+0 has written ``stage.json``.
 """
 
 from __future__ import annotations
@@ -20,14 +22,13 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bench import config as cfg
-from bench import tracking
+from bench import rng, tracking
 
 
 @dataclass(frozen=True)
@@ -91,44 +92,27 @@ def run_stage(st: Stage, build: Callable[[StageContext], dict[str, Any]], *, con
               device: Any, seed: int, log: tracking.RunLogger) -> dict[str, Any]:  # fmt: skip
     """Build ``st`` unless done, and return its record; the run logs which stage (key) it used either way.
 
-    The caller's random streams are left as they were (a build reseeds them with the stage's ``seed``), so a
-    run's results do not depend on whether it found the stage cached."""
+    The caller's random streams are left as they were (a build reseeds them with the stage's ``seed``;
+    :func:`bench.rng.kept`), so a run's results do not depend on whether it found the stage cached. Every run logs
+    the same description of the stage (its key, build seconds and the summary's scalars, e.g. the selected epoch);
+    only the building run also has the build's curves and ``stage.<name>.built_here``."""
     from bench import dist
 
     shard = dist.init(device)
     if not st.done:
-        with _random_state_kept():  # the caller's streams stay as they were, built here or found cached
+        with rng.kept():  # the caller's streams stay as they were, built here or found cached
             _build(st, build, config, inputs, device, seed, log, shard.main)
         built = True
     else:
         built = False
     record = st.record()
     params = {f"stage.{st.name}": st.key, f"stage.{st.name}.seconds": record["seconds"]}
+    summary = record.get("summary") or {}
+    params.update({f"stage.{st.name}.{k}": v for k, v in summary.items() if isinstance(v, int | float | str | bool)})
     if built:  # logged only by the run that built it (a param once logged cannot change, so never "False" after)
         params[f"stage.{st.name}.built_here"] = True
     log.log_params(params)
     return record
-
-
-@contextmanager
-def _random_state_kept() -> Iterator[None]:
-    """Restore Python's, numpy's and torch's random streams after a build, which reseeds them with the stage's seed:
-    otherwise a run's results would depend on whether it found the stage cached."""
-    import random
-
-    import numpy as np
-    import torch
-
-    state = (random.getstate(), np.random.get_state(), torch.get_rng_state())
-    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
-    try:
-        yield
-    finally:
-        random.setstate(state[0])
-        np.random.set_state(state[1])
-        torch.set_rng_state(state[2])
-        if cuda is not None:
-            torch.cuda.set_rng_state_all(cuda)
 
 
 def _build(st: Stage, build: Callable[[StageContext], dict[str, Any]], config: Any, inputs: dict[str, str],

@@ -16,7 +16,9 @@ Two stages, as the paper trains them (§3.5):
      ``L_ctc`` (eq. 3) word-level CTC over ``S_a`` with a two-layer MLP head; ``L_seq`` (eq. 4) InfoNCE between the
      mean-pooled ``S_s`` and the mean word vectors of the transcript against B other transcripts of the corpus;
      ``L_word`` (eq. 5) a 4-layer bidirectional Transformer decoder, masked word vectors as queries and ``S_s`` as
-     memory, predicting the masked words.
+     memory, predicting the masked words, content words masked first (the paper's "masked key word").
+   Eqs. 2, 3 and 5 sum over an utterance's words and the batch loss is their mean over utterances; eqs. 1 and 4 and
+   the length term are per utterance (eq. 1 a mean over the feature entries).
 
 2. **Grounding** (eq. 8): the encoder is frozen, so each query's ``S~ = [S_s^t, S_s^f]`` is computed once and cached;
    a Bi-GRU reads it (``S-bar``) and the Base network (``methods/base.py``, App. A) scores the proposals; the loss is
@@ -39,13 +41,47 @@ Departures from the paper, and choices where it is silent (``shared/research/sil
   concatenated **along time** for grounding: at inference (no scaling) the two domains may fire different numbers of
   segments, and the code's feature-wise concatenation pairs them by index, mis-pairing them when they differ.
 - CIF tail handling applies at each sequence's own end (see :mod:`methods.parts.cif`); threshold 1.0, as the paper.
+- Padding never enters an utterance's encoding: CIF's weight predictor convolves zeroed padding, the wave front-end's
+  GroupNorm takes its statistics over the wave's own steps (:func:`masked_group_norm`), so an utterance gets the same
+  frozen features in any batch (float tolerance; tested). The original code reads the padding in both places.
 - AVCL's positives and negatives are the video encoder's clip features (the code's choice; the paper writes V-bar);
   location-based negatives are drawn at random outside ``p`` ("coarsely"). The code's active loss is an InfoNCE
   with location-based selection unused; this follows the paper (both strategies, JS estimator), as the issue asks.
+- Word sums (``asp.token_reduction``): eqs. 2, 3 and 5 are sums over words, so CTC, ``L_conc``'s cross-entropy and
+  ``L_word`` weigh about n_w times (5-16 words on synth, about 30 on LibriSpeech) what they weigh as token means,
+  against ``L_seq``, ``L_rob`` and the length term. The default follows the paper (``sum``); ``mean`` is the original
+  code's token mean (``F.ctc_loss(reduction="mean")``, ``cal_nll_loss``). The held-out word terms are also logged as
+  means over words (``*_per_word``) under either setting, so the two can be compared on one scale. Measured on
+  synth/small (pre-training seed 0, 8 epochs, the ASP stage's held-out record in ``stage.json`` of ``bench run
+  --method sil --profile small`` with and without ``--set asp.token_reduction=mean``; both domains' terms added):
+  ``sum`` gives CTC 7.17, ``L_conc``'s CE 4.42, ``L_word`` 4.41 per word, ``L_seq`` 7.81, ``L_rob`` 0.205; ``mean``
+  gives 8.98, 6.12, 4.99, 8.75 and 0.158. One seed; the effect on grounding is left to the 3-seed runs.
+- ``L_word``'s masked words (``asp.word_masking``): the paper masks x % "as (Devlin et al.)" to reconstruct "the
+  masked key word"; here the content words of an utterance are masked first, in random order, then function words
+  when x % asks for more (``content-first``, the default). ``weighted`` is the original code's draw (probability
+  proportional to exp(2) for nouns, verbs, adjectives and adverbs, exp(1) for the rest), ``uniform`` ignores word
+  class. With no tagger, content words are those outside SCN's closed list of function words (:func:`content_rows`),
+  one rule for the synthetic world and real transcripts. On the synth/small corpus 59 % of an utterance's words are
+  content words (mean), so at x = 50 % 82 % of the utterances mask a random subset of their content words only, and
+  18 % mask all of them plus some function words.
+- The non-autoregressive decoder of ``L_conc`` has **no cross-attention**: App. B.2 calls it "an ordinary 4-layer
+  Transformer decoder" but names no memory for it; it is a 4-layer self-attention stack over the segments, as the
+  original code's ``trans_d_aux``. Cross-attention to ``S_a`` would let the word predictions bypass the segments,
+  which eq. 2 is there to make carry one word each.
+- Pre-training targets are never cut: the original code cuts transcripts at 50 words and keeps the whole audio (and
+  CIF is then scaled to the cut count). ``asp.max_words`` (default none) leaves longer utterances out instead; an
+  utterance none of whose words has a vector is left out too (the code trains it on the CTC blank as its target).
+  Both counts are logged (``dropped_over_max_words``, ``dropped_no_vocab_word``; none on synth).
 - The pre-training epoch is selected on a held-out 5 % of the corpus (lowest ``L_ASP``); the paper trains 40 epochs.
+- One encoder serves every grounding seed (``asp.seed``, the code's practice), so a row's seed spread is the
+  grounding's alone; ``--set asp.seeding=per-run`` pre-trains one encoder per grounding seed (seed ``asp.seed + s``)
+  and the spread then holds both. Each run logs which as ``spread`` (:data:`SPREAD`) for the table caption.
 - The speech encoder stays frozen in grounding; Table 1's "finetune" column is not reproduced.
 
-Ablations (one registered configuration each): the rows of Table 3, Table 4 (10 / 50 % of the corpus), Table 5
+Ablations (one registered configuration each): the rows of Table 3 (every row without ``L_rob`` takes the log-mel
+only, as Figure 4's ablations "without training of robustness task", so neighbouring rows differ by one component;
+only row 5 -> 6 adds two, ``L_rob`` and the time-domain input it aligns, and ``sil-both-no-rob`` lies between
+them), Table 4 (10 / 50 % of the corpus), Table 5
 (Pool+Add fusion with and without L_conc), Table 11 (without location / score), Figure 4 (one domain), Figure 5(a)
 (``L_dis-s + L_dis-w``: MSE distillation of the pooled and the per-word vectors, LUT's attention read-out; ``L_seq``;
 ``L_seq + L_word``), Table 10 (SBase + ASP). Without the conciseness task there is no CIF: the N_s layers run over
@@ -74,8 +110,10 @@ from methods.parts import cif as ciflib
 from methods.parts import proposals
 from methods.parts.encoders import Conv2dSubsampling, lengths_to_mask, sinusoid
 from methods.registry import MethodSpec, register
+from methods.scn import FUNCTION_WORDS
 
 LOG2 = math.log(2.0)
+ASP_VERSION = 2  # part of the stage key: raised whenever the encoder or its pre-training computes something else
 
 
 # -- configuration ----------------------------------------------------------------------------------------------
@@ -103,13 +141,21 @@ class ASPConfig:
     nar_layers: int = 4
     word_layers: int = 4
     mask_ratio: float = 0.5
+    # L_word's masked words: content words first (the paper's "key word"), the original code's part-of-speech
+    # weighted draw, or uniform over the words
+    word_masking: Literal["content-first", "weighted", "uniform"] = "content-first"
+    # eqs. 2, 3, 5 sum over an utterance's words ("sum", the paper); "mean": a mean over the tokens (the original code)
+    token_reduction: Literal["sum", "mean"] = "sum"
     negatives: int = 512
     temperature: float = 0.1
     corpus_subset: Literal["10%", "50%", "100%"] = "100%"
-    max_words: int = 50
+    max_words: int | None = None  # utterances with more words are left out of pre-training (never cut); None: keep all
     dropout: float = 0.1
     heldout: float = 0.05
-    seed: int = 0  # one encoder for every grounding seed
+    seed: int = 0  # the pre-training seed
+    # "shared": one encoder (of ``seed``) for every grounding seed; "per-run": each grounding seed s pre-trains its own
+    # encoder with seed ``seed + s`` (so the seed spread also holds the pre-training's variance)
+    seeding: Literal["shared", "per-run"] = "shared"
     train: cfg.TrainConfig = field(default_factory=lambda: cfg.PRETRAIN_TRAIN["paper"])
 
 
@@ -146,7 +192,11 @@ class WaveFrontEnd(nn.Module):
     """Time domain: 1D convolutions over the 4 kHz wave, wav2vec 2.0's feature encoder in its "group" form (a
     GroupNorm after the first convolution, GELU after each), stride 320 (80 ms, the log-mel front-end's step), then
     a linear map to d. (The original code puts a LayerNorm after every convolution; on a CPU those norms over the
-    long early feature maps cost more than the convolutions.)"""
+    long early feature maps cost more than the convolutions.)
+
+    The GroupNorm (one group per channel: a per-channel norm over time) takes its statistics over each wave's own
+    steps only, never over the batch's padding, and the convolutions have no padding, so an output step inside a
+    wave's :meth:`out_lengths` reads that wave alone: its features do not change with the batch it is encoded in."""
 
     LAYERS = ((10, 5), (8, 4), (4, 4), (4, 2), (4, 2))  # (kernel, stride)
 
@@ -170,8 +220,26 @@ class WaveFrontEnd(nn.Module):
             lengths = (lengths - k) // s + 1
         return lengths
 
-    def forward(self, wave: Tensor) -> Tensor:
-        return self.project(self.norm(self.convs(wave[:, None]).transpose(1, 2)))
+    def forward(self, wave: Tensor, lengths: Tensor) -> Tensor:
+        x = wave[:, None]
+        for layer in self.convs:
+            if isinstance(layer, nn.GroupNorm):  # right after the first convolution
+                k, s = self.LAYERS[0]
+                x = masked_group_norm(x, lengths_to_mask((lengths - k) // s + 1, x.shape[-1]), layer)
+            else:
+                x = layer(x)
+        return self.project(self.norm(x.transpose(1, 2)))
+
+
+def masked_group_norm(x: Tensor, steps: Tensor, norm: nn.GroupNorm) -> Tensor:
+    """``norm`` (one group per channel) on ``x`` [B, C, T] with the mean and variance over the real ``steps``
+    [B, T] only; padded steps come out zero. Equals ``norm(x)`` on a batch without padding."""
+    m = steps[:, None].to(x.dtype)
+    count = m.sum(-1, keepdim=True).clamp_min(1.0)
+    mean = (x * m).sum(-1, keepdim=True) / count
+    var = ((x - mean) ** 2 * m).sum(-1, keepdim=True) / count
+    y = (x - mean) / torch.sqrt(var + norm.eps)
+    return (y * norm.weight[None, :, None] + norm.bias[None, :, None]) * m
 
 
 def transformer(d: int, heads: int, layers: int, dropout: float) -> nn.TransformerEncoder:
@@ -215,7 +283,7 @@ class ASPEncoder(nn.Module):
 
     def encode(self, dom: str, batch: dict[str, Tensor], target: Tensor | None = None) -> Encoded:
         if dom == "time":
-            x = self.front[dom](batch["wave"])
+            x = self.front[dom](batch["wave"], batch["wave_len"])
             lengths = WaveFrontEnd.out_lengths(batch["wave_len"])
         else:
             x = self.front[dom](batch["mel"])
@@ -251,13 +319,16 @@ class ASPEncoder(nn.Module):
 class ASPModel(nn.Module):
     """The encoder and the pre-training heads: CTC MLP, NAR decoder, masked-word decoder, contrastive projections."""
 
-    def __init__(self, c: ASPConfig, word_vectors: Tensor, seq_table: Tensor) -> None:
+    def __init__(self, c: ASPConfig, word_vectors: Tensor, seq_table: Tensor, content: Tensor | None = None) -> None:
         super().__init__()
         self.c = c
         self.encoder = ASPEncoder(c)
         vocab = word_vectors.shape[0]  # row 0: padding for the decoders, blank for CTC
         dw = word_vectors.shape[1]
         self.register_buffer("word_vectors", word_vectors, persistent=False)
+        # [V + 1] bool: which vocabulary rows are content words (L_word masks them first; see :func:`content_rows`)
+        content = torch.ones(vocab, dtype=torch.bool) if content is None else content
+        self.register_buffer("content", content, persistent=False)
         self.register_buffer("seq_table", seq_table, persistent=False)  # [N_train, dw] mean word vector per utterance
         self.ctc_head = nn.Sequential(nn.Linear(c.d, c.d), nn.ReLU(), nn.Linear(c.d, c.d), nn.ReLU(),
                                       nn.Linear(c.d, vocab))  # fmt: skip
@@ -287,10 +358,32 @@ def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
     return (x * m).sum(1) / m.sum(1).clamp_min(1.0)
 
 
-def ctc_loss(logits: Tensor, lengths: Tensor, words: Tensor, words_len: Tensor) -> Tensor:
-    """Eq. 3 over word targets (rows 1..V; 0 is the blank), mean over the batch of the per-target-length loss."""
+def ctc_losses(logits: Tensor, lengths: Tensor, words: Tensor, words_len: Tensor) -> Tensor:
+    """Eq. 3 over word targets (rows 1..V; 0 is the blank): ``-log P(W | S_a)`` of each utterance ``[B]``."""
     logp = logits.log_softmax(-1).transpose(0, 1)
-    return F.ctc_loss(logp, words, lengths, words_len, blank=0, zero_infinity=True)
+    return F.ctc_loss(logp, words, lengths, words_len, blank=0, zero_infinity=True, reduction="none")
+
+
+def ctc_loss(logits: Tensor, lengths: Tensor, words: Tensor, words_len: Tensor, reduction: str = "sum") -> Tensor:
+    """Eq. 3 as a batch loss: the utterances' ``-log P(W | S_a)`` averaged over the batch (``"sum"``: the paper's
+    sum over the words of an utterance), or each divided by its word count first (``"mean"``: the original code's
+    ``F.ctc_loss(reduction="mean")``)."""
+    return reduce_utterances(ctc_losses(logits, lengths, words, words_len), words_len, reduction)
+
+
+def reduce_utterances(per_utt: Tensor, words_len: Tensor, reduction: str) -> Tensor:
+    if reduction == "mean":
+        per_utt = per_utt / words_len.clamp_min(1).to(per_utt.dtype)
+    return per_utt.mean()
+
+
+def token_loss(per_token: Tensor, n_rows: int, reduction: str = "sum") -> Tensor:
+    """A loss over words of ``n_rows`` utterances from its per-word values: summed over each utterance's words and
+    averaged over the utterances (``"sum"``: eqs. 2 and 5 add the words up), or the mean over the words (``"mean"``,
+    the original code's ``cal_nll_loss`` / ``cross_entropy``)."""
+    if reduction == "mean":
+        return per_token.mean() if per_token.numel() else per_token.sum()
+    return per_token.sum() / max(n_rows, 1)
 
 
 def info_nce(speech: Tensor, text: Tensor, negatives: Tensor, negative_ok: Tensor, temperature: float) -> Tensor:
@@ -304,12 +397,43 @@ def info_nce(speech: Tensor, text: Tensor, negatives: Tensor, negative_ok: Tenso
     return -(pos - torch.logsumexp(torch.cat([pos, neg], 1), 1, keepdim=True)).mean()
 
 
-def mask_words(words_len: Tensor, width: int, ratio: float) -> Tensor:
-    """A random ``ratio`` of each row's words (at least one), ``[B, width]`` bool."""
+# the original code's part-of-speech weights: 2 for nouns, verbs, adjectives, adverbs, 1 for the rest, as a softmax
+POS_LOGITS = (2.0, 1.0)
+
+
+def content_rows(vocab: list[str]) -> Tensor:
+    """``[V + 1]`` bool: vocabulary row i + 1 is a content word (row 0, padding, is not).
+
+    No tagger: a content word is one outside :data:`methods.scn.FUNCTION_WORDS`, the closed-class words
+    (determiners, pronouns, prepositions, conjunctions, modals) that the original code's part-of-speech rule
+    weights 1, so nouns, verbs, adjectives and adverbs are content words. One list for the synthetic world and
+    real transcripts; on the world it makes every verb form and object a content word and every determiner and
+    pronoun a function word (tested against :mod:`bench.data.world`)."""
+    return torch.tensor([False] + [w not in FUNCTION_WORDS for w in vocab])
+
+
+def mask_words(words_len: Tensor, width: int, ratio: float, content: Tensor | None = None,
+               rule: str = "uniform") -> Tensor:  # fmt: skip
+    """``round(ratio * n_w)`` of each row's words (at least one), ``[B, width]`` bool, never padding.
+
+    ``content`` ``[B, width]`` bool marks the content words. ``rule``: ``"content-first"`` masks content words
+    first, in random order, then function words if the ratio asks for more (the paper's "masked key word");
+    ``"weighted"`` draws without replacement with probability proportional to ``exp(2)`` for content words and
+    ``exp(1)`` for the others (the original code's part-of-speech softmax; Gumbel top-k); ``"uniform"`` ignores
+    ``content``. Every rule draws the same uniforms, so the choice of rule does not move the random stream."""
     real = lengths_to_mask(words_len, width)
     n_mask = (words_len.to(torch.float32) * ratio).round().long().clamp(min=1)
-    keys = torch.rand(real.shape, device=words_len.device).masked_fill(~real, 2.0)
-    rank = keys.argsort(dim=1).argsort(dim=1)
+    u = torch.rand(real.shape, device=words_len.device)
+    if content is None or rule == "uniform":
+        keys = u
+    elif rule == "content-first":
+        keys = u + (~content).to(u.dtype)  # content words in [0, 1), function words in [1, 2)
+    elif rule == "weighted":
+        logit = torch.where(content, POS_LOGITS[0], POS_LOGITS[1])
+        keys = -(logit - torch.log(-torch.log(u.clamp(1e-20, 1.0 - 1e-7))))  # ascending keys = descending scores
+    else:
+        raise ValueError(f"word masking rule {rule!r}: choose content-first, weighted or uniform")
+    rank = keys.masked_fill(~real, float("inf")).argsort(dim=1, stable=True).argsort(dim=1)
     return (rank < n_mask[:, None]) & real
 
 
@@ -320,20 +444,29 @@ def asp_loss(model: ASPModel, batch: dict[str, Tensor]) -> tuple[Tensor, dict[st
     w_mask = lengths_to_mask(n_w, words.shape[1])
     w_vec = model.word_vectors[words]  # [B, L, dw]
     terms: dict[str, Tensor] = {}
+    per_word: dict[str, float] = {}  # the word-level terms as means over words too, whatever the reduction
 
     def add(name: str, value: Tensor) -> None:
         terms[name] = terms.get(name, value.new_zeros(())) + value
 
+    def note(name: str, value: Tensor) -> None:
+        per_word[f"{name}_per_word"] = per_word.get(f"{name}_per_word", 0.0) + value.item()
+
+    b, red = words.shape[0], c.token_reduction
     enc = {dom: model.encoder.encode(dom, batch, n_w if c.conc else None) for dom in model.encoder.domains}
     for e in enc.values():
         if c.ctc:
-            add("ctc", ctc_loss(model.ctc_head(e.s_a), e.a_mask.sum(1), words, n_w))
+            per_utt = ctc_losses(model.ctc_head(e.s_a), e.a_mask.sum(1), words, n_w)
+            add("ctc", reduce_utterances(per_utt, n_w, red))
+            note("ctc", reduce_utterances(per_utt, n_w, "mean"))
         if c.conc:
             width = min(e.s_c.shape[1], words.shape[1])  # equal in pre-training: CIF is scaled to the word count
             seg = e.s_c[:, :width] + sinusoid(width, c.d, words.device)
             logits = model.nar_out(model.nar(seg, src_key_padding_mask=~e.s_mask[:, :width]))
             both = e.s_mask[:, :width] & w_mask[:, :width]
-            ce = F.cross_entropy(logits[both], words[:, :width][both])
+            ce_tokens = F.cross_entropy(logits[both], words[:, :width][both], reduction="none")
+            note("conc_ce", token_loss(ce_tokens, b, "mean"))
+            ce = token_loss(ce_tokens, b, red)
             add("conc", ciflib.quantity(e.alpha, n_w) + ce)
         pooled = masked_mean(e.s_s, e.s_mask)
         text = masked_mean(w_vec, w_mask)
@@ -342,11 +475,13 @@ def asp_loss(model: ASPModel, batch: dict[str, Tensor]) -> tuple[Tensor, dict[st
             add("seq", info_nce(model.seq_speech(pooled), model.seq_text(text), model.seq_text(model.seq_table[idx]),
                                 ok, c.temperature))  # fmt: skip
         if c.word:
-            masked = mask_words(n_w, words.shape[1], c.mask_ratio)
+            masked = mask_words(n_w, words.shape[1], c.mask_ratio, model.content[words], c.word_masking)
             queries = torch.where(masked[..., None], model.mask_vector.expand_as(w_vec), w_vec)
             q = model.word_in(queries) + sinusoid(words.shape[1], c.d, words.device)
             o = model.word_decoder(q, e.s_s, tgt_key_padding_mask=~w_mask, memory_key_padding_mask=~e.s_mask)
-            add("word", F.cross_entropy(model.word_out(o)[masked], words[masked]))
+            word_tokens = F.cross_entropy(model.word_out(o)[masked], words[masked], reduction="none")
+            note("word", token_loss(word_tokens, b, "mean"))
+            add("word", token_loss(word_tokens, b, red))
         if c.dis:
             dis_s = F.mse_loss(model.seq_speech(pooled), text)
             q = model.dis_query(w_vec) + sinusoid(words.shape[1], c.d, words.device)
@@ -358,7 +493,7 @@ def asp_loss(model: ASPModel, batch: dict[str, Tensor]) -> tuple[Tensor, dict[st
         add("rob", rob_loss(t.s_s, t.s_mask, f.s_s, f.s_mask))
     weight = {"rob": c.lambda1, "conc": c.lambda2}
     loss = sum(weight.get(k, 1.0) * v for k, v in terms.items())
-    return loss, {k: v.item() for k, v in terms.items()}
+    return loss, {**{k: v.item() for k, v in terms.items()}, **per_word}
 
 
 def rob_loss(s_t: Tensor, t_mask: Tensor, s_f: Tensor, f_mask: Tensor) -> Tensor:
@@ -380,19 +515,45 @@ def sample_negatives(index: Tensor, n: int, k: int) -> tuple[Tensor, Tensor]:
 # -- the pre-training stage ---------------------------------------------------------------------------------------
 
 
+def _stage_inputs(dataset_hash: str) -> dict[str, str]:
+    return {"dataset": dataset_hash, "asp_version": str(ASP_VERSION)}
+
+
+def asp_stage(cache_dir: str | Path, c: ASPConfig, dataset_hash: str) -> stages.Stage:
+    """The cached ASP stage of ``c`` pre-trained on the dataset whose content hash is ``dataset_hash``."""
+    return stages.stage(cache_dir, "asp", c, _stage_inputs(dataset_hash))
+
+
 def pretrain_stage(ctx: RunContext, c: ASPConfig) -> tuple[stages.Stage, dict]:
     """The ASP stage for this dataset and configuration: built the first time, then reused (:mod:`bench.stages`)."""
     data = ctx.data
-    st = stages.stage(ctx.cache_dir, "asp", c, {"dataset": data.content_hash})  # the grounding seed is not an input
-    inputs = {"dataset": data.content_hash}
-    record = stages.run_stage(st, lambda sctx: _pretrain(sctx, data, c, ctx.cache_dir), config=c, inputs=inputs,
-                              device=ctx.device, seed=c.seed, log=ctx.log)  # fmt: skip
+    st = asp_stage(ctx.cache_dir, c, data.content_hash)  # the grounding seed is not an input
+    record = stages.run_stage(st, lambda sctx: _pretrain(sctx, data, c, ctx.cache_dir), config=c,
+                              inputs=_stage_inputs(data.content_hash), device=ctx.device, seed=c.seed,
+                              log=ctx.log)  # fmt: skip
     return st, record
 
 
+def usable_rows(words: Tensor, words_len: Tensor, max_words: int | None) -> tuple[Tensor, dict[str, int]]:
+    """The corpus rows pre-training uses, and how many were left out and why.
+
+    Left out: an utterance none of whose words has a vector (the corpus gives it the single target 0, which is
+    CTC's blank and the decoders' padding: no word to learn), and, with ``max_words``, one with more words (cutting
+    its words would leave audio without text, and CIF would be scaled to the wrong count)."""
+    no_word = (words_len == 1) & (words[:, 0] == 0)
+    too_long = words_len > max_words if max_words is not None else torch.zeros_like(no_word)
+    keep = ~(no_word | too_long)
+    counts = {"dropped_no_vocab_word": int(no_word.sum()), "dropped_over_max_words": int((too_long & ~no_word).sum())}
+    return keep.nonzero().squeeze(1), counts
+
+
 def _pretrain(sctx: stages.StageContext, data, c: ASPConfig, cache_dir: Path) -> dict:
-    split, vocab, vectors = corpus.load_corpus(data, Path(cache_dir) / "corpus", c.corpus_subset, c.max_words,
-                                               sctx.device)  # fmt: skip
+    full, vocab, vectors = corpus.load_corpus(data, Path(cache_dir) / "corpus", c.corpus_subset, None, sctx.device)
+    rows, dropped = usable_rows(full["words"], full["words_len"], c.max_words)
+    if len(rows) == 0:
+        raise ValueError(f"no pre-training utterance is usable ({dropped}); raise asp.max_words or check the corpus")
+    split = loader.PaddedSplit({k: v.index_select(0, rows) for k, v in full.tensors.items()},
+                               [full.ids[i] for i in rows.tolist()])  # fmt: skip
     n = len(split)
     order = torch.randperm(n, generator=torch.Generator().manual_seed(c.seed))
     n_val = max(1, round(n * c.heldout)) if n > 1 else 0
@@ -404,9 +565,9 @@ def _pretrain(sctx: stages.StageContext, data, c: ASPConfig, cache_dir: Path) ->
     w = vectors[train["words"]]
     m = lengths_to_mask(train["words_len"], w.shape[1])[..., None].to(w.dtype)
     seq_table = (w * m).sum(1) / m.sum(1).clamp_min(1.0)
-    model = ASPModel(c, vectors, seq_table).to(sctx.device)
+    model = ASPModel(c, vectors, seq_table, content_rows(vocab).to(sctx.device)).to(sctx.device)
     sctx.log.log_params({"corpus_utterances": len(train), "heldout_utterances": len(held), "vocab": len(vocab),
-                         "parameters": sum(p.numel() for p in model.encoder.parameters())})  # fmt: skip
+                         "parameters": sum(p.numel() for p in model.encoder.parameters()), **dropped})  # fmt: skip
 
     def held_out() -> dict[str, float]:
         sums: dict[str, float] = {}
@@ -432,7 +593,7 @@ def _pretrain(sctx: stages.StageContext, data, c: ASPConfig, cache_dir: Path) ->
     )
     out = fit(task, c.train, sctx, select_on="neg_loss")
     loader.save_atomic({"config": cfg.to_dict(c), "encoder": model.encoder.state_dict()}, sctx.out / "encoder.pt")
-    return {"selected_epoch": out.selected_epoch, "heldout": out.val_best, "vocab": len(vocab)}
+    return {"selected_epoch": out.selected_epoch, "heldout": out.val_best, "vocab": len(vocab), **dropped}
 
 
 def load_encoder(st: stages.Stage, c: ASPConfig, device) -> ASPEncoder:
@@ -551,12 +712,28 @@ def sil_loss(model: SILNet, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str,
     return p.loss + c.lambda3 * avcl, {**p.scalars, "avcl": avcl.item()}
 
 
+SPREAD = {"shared": "grounding seeds, one encoder", "per-run": "pre-training and grounding seeds"}
+
+
+def pretrain_config(c: ASPConfig, run_seed: int) -> ASPConfig:
+    """The encoder a grounding run of seed ``run_seed`` uses: ``c`` itself, or with ``asp.seeding=per-run`` the same
+    configuration pre-trained with seed ``c.seed + run_seed`` (written as a shared one, so that grounding seed 0 of a
+    per-run sweep reuses the encoder of the default runs)."""
+    if c.seeding == "per-run":
+        return dataclasses.replace(c, seed=c.seed + run_seed, seeding="shared")
+    return c
+
+
 def run(ctx: RunContext) -> RunResult:
-    """Pre-train (or reuse) the encoder, encode the queries once, train the grounding network, select on val, test."""
+    """Pre-train (or reuse) the encoder, encode the queries once, train the grounding network, select on val, test.
+
+    The run logs ``spread``: which randomness its seed varies (:data:`SPREAD`), for a table's caption."""
     c: SILConfig = ctx.config
-    st, record = pretrain_stage(ctx, c.asp)
+    asp_c = pretrain_config(c.asp, ctx.seed)
+    ctx.log.log_params({"spread": SPREAD[c.asp.seeding], "asp.pretrain_seed": asp_c.seed})
+    st, record = pretrain_stage(ctx, asp_c)
     data = grounding.load(ctx.data, ctx.cache_dir, ctx.device, c.ground.n_clips)
-    data = with_speech_features(ctx, data, st, c.asp)
+    data = with_speech_features(ctx, data, st, asp_c)
     model = SILNet(c, data.train.videos.shape[-1], c.asp.d).to(ctx.device)
     ctx.log.log_params({"parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)})
     if c.ground.supervision == "weak":
@@ -596,8 +773,15 @@ for _s in [
     _spec("base+lconc+lsem", "Base + L_conc + L_sem", ("table3:base+lconc+lsem",), "Table 3 row 3",
           asp=dict(domains="freq", rob=False), **NO_AVCL),
     _spec("base+lsem+avcl", "Base + L_sem + L_AVCL", ("table3:base+lsem+avcl",), "Table 3 row 4", asp=SEM),
+    # Table 3 row 5: one input (Figure 4: "only uses frequency- or time-based features without training of robustness
+    # task"), so it differs from row 3 by L_AVCL and from row 4 by L_conc; row 6 (SIL) adds L_rob and, with it, the
+    # time-domain input (eq. 1 needs both). The same configuration as Figure 4's sil-freq-only.
     _spec("sil-no-rob", "SIL without L_rob", ("table3:sil-no-rob",),
-          "both domains, encoded side by side, without eq. 1's alignment", asp=dict(rob=False)),
+          "Table 3 row 5: log-mel input only, no robustness task (as Figure 4's frequency-only ablation)",
+          asp=dict(domains="freq", rob=False)),
+    _spec("sil-both-no-rob", "SIL, both inputs without L_rob", (),
+          "both domains encoded side by side without eq. 1: between Table 3's rows 5 and 6, it adds the time-domain "
+          "input alone", asp=dict(rob=False)),
     _spec("sil-data10", "SIL, 10 % pre-training data", ("table4:sil-data10",), "Table 4",
           asp=dict(corpus_subset="10%")),
     _spec("sil-data50", "SIL, 50 % pre-training data", ("table4:sil-data50",), "Table 4",

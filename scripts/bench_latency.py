@@ -56,7 +56,7 @@ import torch
 from torch import Tensor
 
 from bench import config as cfg
-from bench import datasets, stages, tables, tracking
+from bench import datasets, tables, tracking
 from bench.data import corpus, grounding, loader
 from bench.data.librispeech import load_audio
 from methods import asr, registry, rtbpn, sil
@@ -220,7 +220,7 @@ def build_models(profile: str, data: grounding.GroundingData, dataset_hash: str,
     configs = {"sil": sil_c, "asr-base": base_c, "asr-rtbpn": rtbpn_c}
     weights: dict[str, str] = {}
 
-    st = stages.stage(cache_dir, "asp", sil_c.asp, {"dataset": dataset_hash})  # as methods.sil.pretrain_stage
+    st = sil.asp_stage(cache_dir, sil_c.asp, dataset_hash)
     if st.done:
         encoder = sil.load_encoder(st, sil_c.asp, device)
         weights["encoder"] = f"trained (asp stage {st.key})"

@@ -7,9 +7,9 @@ standardised per utterance). :func:`speech_item` computes both from a 16 kHz fil
 :func:`load_corpus` featurizes a pre-training subset (``10%``, ``50%`` or ``100%`` of ``corpus/subsets.json``; a
 real LibriSpeech root without that file uses every utterance under it) into a device-resident
 :class:`~bench.data.loader.PaddedSplit`: ``wave``, ``mel`` and ``words`` (1-based rows of the pre-training
-vocabulary, 0 = padding, truncated to ``max_words``), cached like the grounding splits. The vocabulary is every
-transcript word of the subset that has a word vector (the original code kept the LibriSpeech words found in GloVe);
-the word vectors of those rows come with it. :func:`query_wavs` lists a grounding split's wav files by query id.
+vocabulary, 0 = padding, cut to ``max_words`` when one is given), cached like the grounding splits. The vocabulary
+is every transcript word of the subset that has a word vector (the original code kept the LibriSpeech words found in
+GloVe); the word vectors of those rows come with it. :func:`query_wavs` lists a grounding split's wav files by query id.
 """
 
 from __future__ import annotations
@@ -47,9 +47,12 @@ def corpus_ids(corpus_root: Path, subset: str) -> list[str] | None:
     return list(subsets[subset])
 
 
-def load_corpus(dataset: Any, cache_dir: str | Path, subset: str, max_words: int, device: Any = "cpu",
+def load_corpus(dataset: Any, cache_dir: str | Path, subset: str, max_words: int | None, device: Any = "cpu",
                 progress: bool = True) -> tuple[loader.PaddedSplit, list[str], torch.Tensor]:  # fmt: skip
-    """The pre-training utterances of ``subset``, the vocabulary and its word vectors ``[V + 1, D]`` (row 0 zero)."""
+    """The pre-training utterances of ``subset``, the vocabulary and its word vectors ``[V + 1, D]`` (row 0 zero).
+
+    ``max_words`` cuts each transcript's words (``None``: never cut); an utterance without any word that has a
+    vector gets the single word row 0."""
     from bench.data.glove import read_glove
 
     root = Path(dataset.corpus_root)

@@ -33,6 +33,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from bench import rng
 from bench.data.errors import DataError
 
 LEN_SUFFIX = "_len"
@@ -234,14 +235,16 @@ def featurize_cached(
 
     ``key`` must change whenever the content would (see :func:`content_key`); it is also stored in the file and
     checked on load. Concurrent builders (DDP ranks) each write their own temporary file and ``os.replace`` it,
-    so a reader never sees a half-written cache.
+    so a reader never sees a half-written cache. ``build()`` runs with the caller's random streams kept
+    (:func:`bench.rng.kept`): a run gets the same numbers whether it built the split or found it cached.
     """
     if not key or any(c in key for c in "/\\") or key.startswith("."):
         raise ValueError(f"cache key must be a plain file-name stem, got {key!r}")
     path = Path(cache_dir) / f"{key}.pt"
     if path.exists():
         return PaddedSplit.load(path, device=device, key=key)
-    split = build()
+    with rng.kept():  # a build may draw (e.g. a model's initialisation): the run's streams must not see it
+        split = build()
     if not isinstance(split, PaddedSplit):
         raise TypeError(f"featurize_cached: build() returned {type(split).__name__}, expected PaddedSplit")
     split.save(path, key=key)

@@ -30,7 +30,12 @@ TOLERANCE = 1e-5
 
 
 class WeightPredictor(nn.Module):
-    """``alpha = sigmoid(W3 relu(W2 conv(h)))``: the original code's weight network (kernel 5), masked."""
+    """``alpha = sigmoid(W3 relu(W2 conv(h)))``: the original code's weight network (kernel 5), masked.
+
+    The padded frames are zeroed before the convolution, so a frame near a sequence's end sees zeros beyond it,
+    as the convolution's own zero padding gives a sequence alone: an utterance's weights (and the frozen features
+    cached from them) do not depend on the batch it is encoded in. (The original code convolves the unmasked
+    padding and masks only the output, so the last two frames' weights read whatever the padding held.)"""
 
     def __init__(self, d: int, kernel: int = 5, dropout: float = 0.1) -> None:
         super().__init__()
@@ -40,7 +45,7 @@ class WeightPredictor(nn.Module):
         self.out = nn.Linear(d, 1)
 
     def forward(self, h: Tensor, mask: Tensor) -> Tensor:
-        x = self.conv(h.transpose(1, 2)).transpose(1, 2)
+        x = self.conv((h * mask[..., None].to(h.dtype)).transpose(1, 2)).transpose(1, 2)
         x = self.dropout(torch.relu(self.hidden(x)))
         return torch.sigmoid(self.out(x)).squeeze(-1) * mask
 
