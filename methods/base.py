@@ -106,6 +106,7 @@ class BaseNet(nn.Module):
                  query_dim: int | None = None) -> None:  # fmt: skip
         super().__init__()
         self.c = c
+        self.video_dropout = nn.Dropout(c.dropout)  # on the clip features, as the original code (0.1)
         self.video = VideoEncoder(video_dim, c.d, c.n_clips, c.video_convs, heads=c.heads, dropout=c.dropout)
         self.speech = self.words = None
         if c.query == "speech":
@@ -121,7 +122,7 @@ class BaseNet(nn.Module):
         self.proposals = proposals.ProposalScorer(c.d, c.map_kernel, c.n_clips, c.dropout)
 
     def encode_video(self, batch: dict[str, Tensor]) -> Tensor:
-        return self.video(batch["video"])
+        return self.video(self.video_dropout(batch["video"]))
 
     def encode_query(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         if self.speech is not None:

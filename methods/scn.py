@@ -20,7 +20,8 @@ causal**, frames included:
    by ``decoder1`` (no cross-attention); floor(L / 3) words are replaced by a learned mask vector, drawn without
    replacement with probability proportional to exp(2) for content words and exp(1) for the others
    (:func:`choose_masked`); ``decoder2`` over the masked words, with cross-attention to the proposal, predicts
-   every word from its prefix (teacher forcing) through a linear layer over the vocabulary;
+   every word from its prefix (teacher forcing), and then the end of the sentence (:func:`completion_targets`),
+   through a linear layer over the vocabulary and an end class;
 4. **losses** (:func:`scn_loss`): L_rec = label-smoothed NLL (eps = 0.1) averaged over the words, then over B x K;
    **rank rewards** (:func:`rank_rewards`): the K proposals sorted by NLL get r = (0, 0.5, 1.0), the lowest NLL 1.0;
    ``L_prop = -mean_{b,k} r_k log_softmax_k(score_k)`` over the K selected sigmoid scores; L = L_rec + L_prop.
@@ -246,7 +247,8 @@ class SCNNet(nn.Module):
         self.decoder1, self.decoder2 = Decoder(c), Decoder(c)
         self.fc_props = nn.Linear(c.d, c.n_widths)
         classes = target_vocabulary(train_words, train_len, word_vectors.shape[0], c.max_vocab)
-        self.fc_comp = nn.Linear(c.d, int(classes.max()) + 1)
+        self.end_class = int(classes.max()) + 1  # the end of the sentence, predicted after its last word
+        self.fc_comp = nn.Linear(c.d, self.end_class + 1)
         self.register_buffer("target_class", classes, persistent=False)
         logit = [c.function_logit] + [c.function_logit if w in FUNCTION_WORDS else c.content_logit for w in vocab]
         self.register_buffer("word_logit", torch.tensor(logit), persistent=False)
@@ -278,6 +280,15 @@ class SCNNet(nn.Module):
         return self.anchor_scores(self.frames(batch["video"]), w + sinusoid(w.shape[1], w.shape[2], w.device), length)
 
 
+def completion_targets(classes: Tensor, length: Tensor, end: int) -> Tensor:
+    """The words' classes ``[B, L]`` followed by the end class at each sentence's own end ``[B, L + 1]`` (padding 0).
+
+    The original code masks the slot after the last word with target 0, so it learns an end token for every row but
+    the longest of each batch; here every sentence predicts its end (issue 21).
+    """
+    return F.pad(classes, (0, 1)).scatter(1, length[:, None], end)
+
+
 def scn_loss(model: SCNNet, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
     """Score anchors, select K, complete the masked sentence from each, reward the proposals by their NLL rank."""
     c = model.c
@@ -294,9 +305,9 @@ def scn_loss(model: SCNNet, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str,
     token = model.words.project(model.mask_vec)
     w = torch.where(F.pad(masked, (1, 0))[..., None], token, w) + pos
     k = c.n_props
-    mask = lengths_to_mask(length, words.shape[1])
-    h = model.decoder2(w[:, :-1].repeat_interleave(k, 0), ~mask.repeat_interleave(k, 0), props)
-    target = model.target_class[words].repeat_interleave(k, 0)
+    mask = lengths_to_mask(length + 1, words.shape[1] + 1)  # the words and the end after them
+    h = model.decoder2(w.repeat_interleave(k, 0), ~mask.repeat_interleave(k, 0), props)
+    target = completion_targets(model.target_class[words], length, model.end_class).repeat_interleave(k, 0)
     nll = smoothed_nll(model.fc_comp(h), target, mask.repeat_interleave(k, 0), c.smoothing).view(-1, k)
     prop = proposal_loss(scores.gather(1, picks), nll, c.rewards)
     rec = nll.mean()

@@ -288,3 +288,11 @@ def test_registered_names_rows_and_stages():
         asr = registry.get("asr-" + name.removesuffix("-text"))
         assert asr.query == "asr-text" and asr.stages == ("asr", "ground") and asr.rows[0].startswith("table1:")
     assert proposals.candidates(64).shape == (153, 2)
+
+
+def test_scn_completes_every_sentence_with_its_end_class():
+    from methods import scn
+
+    classes = torch.tensor([[4, 5, 0], [4, 5, 6]])  # classes of the words; the first sentence has 2 words
+    got = scn.completion_targets(classes, torch.tensor([2, 3]), end=9)
+    assert got.tolist() == [[4, 5, 9, 0], [4, 5, 6, 9]]
