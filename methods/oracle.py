@@ -91,10 +91,12 @@ def run(ctx: RunContext) -> RunResult:
         spans = spans.gather(1, order[..., None].expand(-1, -1, 2))
         return base.score_ranked(split, spans, scores.gather(1, order), path)
 
-    val = score(data.val, grounding.SPLIT_FILES["val"], None)
-    path = Path(ctx.workdir) / "test_predictions.jsonl"
-    test = score(data.test, grounding.SPLIT_FILES["test"], path)
-    return RunResult(test=test, val_best=val, predictions=path, dataset_hash=data.content_hash)
+    files = grounding.split_files(ctx.data)
+    val = score(data.val, files["val"], None)
+    paths = {name: Path(ctx.workdir) / f"{name}_predictions.jsonl" for name in ("test", *data.extra_tests)}
+    tests = {name: score(data.split(name), files[name], path) for name, path in paths.items()}
+    return RunResult(test=tests.pop("test"), val_best=val, predictions=paths.pop("test"),
+                     dataset_hash=data.content_hash, extra_tests=tests, extra_predictions=paths)  # fmt: skip
 
 
 def _config_fields(raw: dict) -> dict:
