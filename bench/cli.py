@@ -68,6 +68,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="md", choices=("md", "latex"))
     _add_view_options(p)
 
+    p = sub.add_parser(
+        "calibrate",
+        help="the calibration ladder: blind rows, references, the paper's methods, and whether the targets hold",
+        description="Print the ladder (random / prior / whole video / the references / Table 1's methods / oracle) "
+        "from tracked runs, with the calibration targets of the synthetic benchmark; --run first runs the rows "
+        "that have no finished run.",
+    )
+    _add_view_options(p)
+    p.add_argument("--run", action="store_true", help="run the rows that have no finished run first")
+    p.add_argument("--seeds", default="0,1,2", help="seeds for --run (default: 0,1,2)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="device for --run")
+
     p = sub.add_parser("report", help="write every table as Markdown and LaTeX into a report folder")
     p.add_argument("--out", type=Path, default=Path("reports/generated"), help="default: reports/generated")
     _add_view_options(p)
@@ -160,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from bench import run, tables, tracking
 
-    specs = run.methods_to_run(args.method, args.table, args.dataset)
+    specs = run.methods_to_run(args.method, args.table, args.dataset, args.profile)
     seeds = run.parse_seeds(args.seeds)
     overrides = cfg.parse_overrides(args.overrides)
     if not specs:
@@ -331,8 +343,24 @@ def cmd_wer(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from bench import calibrate, run
+    from methods import registry
+
+    if args.run:
+        missing = [r for r in calibrate.ladder(args.dataset, args.profile, args.split) if isinstance(r, tuple)]
+        specs = [registry.get(method) for method, _ in missing]
+        if specs:
+            print(f"bench calibrate: running {', '.join(s.name for s in specs)}", file=sys.stderr)
+            run.run(specs, dataset=args.dataset, profile=args.profile, seeds=run.parse_seeds(args.seeds),
+                    device=args.device)  # fmt: skip
+    print(calibrate.render(args.dataset, args.profile, args.split))
+    return 0
+
+
 VERBS = {
     "run": cmd_run,
+    "calibrate": cmd_calibrate,
     "table": cmd_table,
     "report": cmd_report,
     "methods": cmd_methods,

@@ -114,9 +114,13 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def methods_to_run(method: str | None, table: int | None, dataset: str | None = None) -> list[MethodSpec]:
+def methods_to_run(method: str | None, table: int | None, dataset: str | None = None,
+                   profile: str | None = None) -> list[MethodSpec]:  # fmt: skip
     """The methods a ``bench run`` invocation means, in table order; errors say what to do instead.
 
+    ``--table N`` alone: every implemented row of the table, then (grounding tables) its blind rows and the
+    suite's reference rows (``bench.tables.REFERENCE_METHODS``). ``--method M --table N``: M, and the blind rows
+    that have no finished run on this dataset and profile yet (seconds each), so the printed table shows them.
     On an annotations-only dataset (``activitynet-captions``) only blind methods can run: ``--table N`` keeps just
     the table's blind rows, and naming another method is an error that says where it can run.
     """
@@ -129,7 +133,7 @@ def methods_to_run(method: str | None, table: int | None, dataset: str | None = 
         spec = registry.get(method)
         if table is not None:
             rows = [r for r in tables.load_table(table).rows if r.method == method]
-            if not rows and not spec.blind:
+            if not rows and not spec.blind and method not in tables.REFERENCE_METHODS:
                 raise ValueError(
                     f"method {method!r} has no row in table {table}; its rows: {', '.join(spec.rows) or 'none listed'}"
                 )
@@ -145,11 +149,18 @@ def methods_to_run(method: str | None, table: int | None, dataset: str | None = 
                 f"needs its {spec.query} query: run it on --dataset synth, or run a blind method here "
                 f"({', '.join(tables.BLIND_METHODS)}; `bench methods` lists their variants)"
             )
-        return [spec]
+        if table is None or not tables.load_table(table).is_grounding or dataset is None or profile is None:
+            return [spec]
+        done = tracking.finished_runs({"dataset": dataset, "profile": profile})
+        have = set(done["params.method"]) if len(done) else set()
+        blind = [registry.get(m) for m in tables.BLIND_METHODS if m not in have and m != method]
+        return [spec, *[s for s in blind if s.implemented]]
     spec_table = tables.load_table(table)
     names = [r.method for r in spec_table.rows if r.method and not annotations_only]
     if spec_table.is_grounding:
         names += list(tables.BLIND_METHODS)
+        if not annotations_only:
+            names += [m for m in tables.REFERENCE_METHODS if m != "oracle-concept" or dataset in (None, "synth")]
     specs = [registry.get(n) for n in dict.fromkeys(names)]
     return [s for s in specs if s.implemented]
 

@@ -36,7 +36,14 @@ artifact. Caveat: ``bench.tables`` takes the newest finished run per (method, se
 stands in front of a grounding run of the same method and seed 0 in every table that reads it (Table 1's ``sil``
 row, for instance), until a newer grounding run is made.
 
-Usage: ``OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_latency.py --profile small --queries 100``
+**At the paper's sizes** (``--sizes paper``): latency does not depend on the weights, so the three systems are built
+from the ``paper`` profile's configurations with fresh weights: a wav2vec2-base-sized ``Wav2Vec2ForCTC`` (12 layers
+of 768), SIL's encoder and grounding network at d = 256 over 64 clips, Base and RTBPN at their paper sizes; they run
+on the queries of ``--profile``'s test split (their real speech, their videos' clips at 64) interleaved at batch 1 as
+above. The runs are recorded with ``measure = latency-paper-sizes`` and the metrics ``test/latency_paper_s`` and
+``test/speedup_paper``, which ``bench table 2`` shows as columns of their own beside the small sizes' and the paper's.
+
+Usage: ``OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_latency.py --profile small --queries 100 [--sizes paper]``
 """
 
 from __future__ import annotations
@@ -106,7 +113,8 @@ class LatencyResult:
     """Seconds per query for each system, each query's top-1 span, and where the numbers were recorded."""
 
     dataset: str
-    profile: str
+    profile: str  # the dataset's profile (the queries)
+    sizes: str  # the systems' profile: the dataset's, or "paper"
     device: str
     threads: int
     commit: str
@@ -299,8 +307,8 @@ def report(r: LatencyResult, warmup: int) -> str:
     """The printed table: ms per query for each system, the speed-ups, and the paper's numbers beside them."""
     paper = {row.method: row.paper for row in tables.load_table(2).rows}
     lines = [
-        f"Table 2 latency: {r.dataset}/{r.profile}, device {r.device}, {r.threads} thread(s), batch 1, "
-        f"{len(r.queries)} test queries (after {warmup} warm-up), commit {r.commit}",
+        f"Table 2 latency: {r.dataset}/{r.profile}, systems at the {r.sizes} profile's sizes, device {r.device}, "
+        f"{r.threads} thread(s), batch 1, {len(r.queries)} test queries (after {warmup} warm-up), commit {r.commit}",
         *[f"  weights, {k}: {v}" for k, v in r.models.weights.items()],
         "",
         "| System | median ms | mean ms | p10-p90 ms | speed-up vs ASR-Base (mean) | paper: latency, speed-up |",
@@ -328,6 +336,8 @@ def report(r: LatencyResult, warmup: int) -> str:
 def record(r: LatencyResult, dataset_hash: str, warmup: int) -> dict[str, str]:
     """One FINISHED tracked run per system, read by ``bench table 2``; returns the run ids."""
     run_ids = {}
+    paper_sizes = r.sizes == "paper" and r.profile != "paper"
+    suffix = "_paper" if paper_sizes else ""  # latency_s / latency_paper_s: Table 2's columns, small and paper sizes
     for s in SYSTEMS:
         p10, p90 = r.percentiles(s)
         params = {
@@ -337,7 +347,8 @@ def record(r: LatencyResult, dataset_hash: str, warmup: int) -> dict[str, str]:
             "seed": 0,
             "device": r.device,
             "table": 2,
-            "measure": "latency",
+            "measure": "latency-paper-sizes" if paper_sizes else "latency",
+            "latency.sizes": r.sizes,
             "config_hash": cfg.config_hash(r.models.configs[s]),
             "dataset_hash": dataset_hash,
             "latency.queries": len(r.queries),
@@ -348,10 +359,11 @@ def record(r: LatencyResult, dataset_hash: str, warmup: int) -> dict[str, str]:
             "latency.reference": REFERENCE,
             **{f"weights.{k}": v for k, v in r.models.weights.items()},
         }
-        with tracking.start_run(f"{s}/{r.dataset}/{r.profile}/latency", params, tags={"wsvg.rows": f"table2:{s}"}
-                                ) as log:  # fmt: skip
-            log.log_metrics({"latency_s": r.mean(s), "speedup": r.speedup(s), "latency_median_s": r.median(s),
-                             "latency_p10_s": p10, "latency_p90_s": p90}, prefix="test/")  # fmt: skip
+        with tracking.start_run(f"{s}/{r.dataset}/{r.profile}/latency{suffix}", params,
+                                tags={"wsvg.rows": f"table2:{s}"}) as log:  # fmt: skip
+            log.log_metrics({f"latency{suffix}_s": r.mean(s), f"speedup{suffix}": r.speedup(s),
+                             f"latency{suffix}_median_s": r.median(s), f"latency{suffix}_p10_s": p10,
+                             f"latency{suffix}_p90_s": p90}, prefix="test/")  # fmt: skip
             log.log_dict({"queries": r.queries, "seconds": r.seconds[s]}, "latency/seconds.json")
             run_ids[s] = log.run_id or ""
     return run_ids
@@ -366,7 +378,11 @@ def main(argv: list[str] | None = None) -> LatencyResult:
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     p.add_argument("--no-log", action="store_true", help="print only; record no tracked runs")
+    p.add_argument("--sizes", default=None, choices=cfg.PROFILES,
+                   help="build the systems at this profile's sizes (paper: wav2vec2-base, d = 256, 64 clips; fresh "
+                   "weights) on --profile's queries; default: --profile's own")  # fmt: skip
     args = p.parse_args(argv)
+    sizes = args.sizes or args.profile
 
     if datasets.spec(args.dataset).annotations_only:
         p.error(f"dataset {args.dataset!r} has no speech or video features; Table 2 needs both (use synth)")
@@ -376,14 +392,14 @@ def main(argv: list[str] | None = None) -> LatencyResult:
     device = torch.device(args.device)
     cache_dir = tracking.runs_home() / "cache"
     dataset = datasets.open_dataset(args.dataset, args.profile, torch.device("cpu"))
-    n_clips = registry.get("sil").config(args.profile).ground.n_clips
+    n_clips = registry.get("sil").config(sizes).ground.n_clips
     data = grounding.load(dataset, cache_dir, "cpu", n_clips, progress=False)
-    models = build_models(args.profile, data, dataset.content_hash, cache_dir, device)
+    models = build_models(sizes, data, dataset.content_hash, cache_dir, device)
     queries = prepare_queries(dataset, data.test, args.queries, n_clips, device)
     seconds, top1, texts = measure(models, queries, args.warmup, device)
     git = tracking.git_state()
     commit = git["commit"][:7] + ("+dirty" if git["dirty"] == "true" else "")
-    result = LatencyResult(args.dataset, args.profile, str(device), torch.get_num_threads(), commit,
+    result = LatencyResult(args.dataset, args.profile, sizes, str(device), torch.get_num_threads(), commit,
                            [q.qid for q in queries], seconds, top1, texts, models)  # fmt: skip
     print(report(result, args.warmup))
     if not args.no_log:

@@ -1,0 +1,125 @@
+"""``bench calibrate``: the ladder that says whether the benchmark can tell methods apart (issue 14).
+
+A benchmark on which full supervision does not beat a blind span measures nothing about a method. The ladder puts
+every row that calibrates the world beside the paper's methods, from tracked runs (this module reads runs; with
+``--run`` it first runs the rows that have none, through ``bench run``'s own path):
+
+- **blind** rows below (random, the fixed span chosen on train, the whole video): what moment statistics alone give;
+- **references** above, which are not under test: the supervised ceilings VSLNet and 2D-TAN on the gold text,
+  VSLNet on speech (the paper's own supervised row), and on synth the oracle that knows the planted concept (what
+  the clip features allow);
+- **the paper's methods** that run: every implemented row of Table 1.
+
+Each line is mean ± sample std over seeds (n) of R@1 IoU=0.5, mIoU, dR@1 IoU=0.5, the share of top-1 centres
+inside the moment and the mean predicted length, on the chosen test split. The calibration targets (issue 14) are
+checked and printed with their margins: the gold-text ceilings at least :data:`CEILING_MARGIN` points above the
+prior and below :data:`CEILING_MAX`, and VSLNet on speech above the prior.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bench import tables
+
+BLIND = tables.BLIND_METHODS
+REFERENCES = ("vslnet-text", "2dtan-text", "vslnet", "oracle-concept")
+CEILINGS = ("vslnet-text", "2dtan-text")  # must clear the prior by CEILING_MARGIN and stay under CEILING_MAX
+CEILING_MARGIN = 20.0  # points of R@1 IoU=0.5
+CEILING_MAX = 90.0
+COLUMNS = ("R1@0.5", "mIoU", "dR1@0.5", "centre_in", "pred_len")
+TARGET_METRIC = "R1@0.5"
+
+
+@dataclass(frozen=True)
+class Rung:
+    method: str
+    kind: str  # blind, reference, paper
+    mean: dict[str, float]
+    std: dict[str, float | None]
+    n: int
+
+
+def ladder_methods(dataset: str) -> list[tuple[str, str]]:
+    """``(method, kind)`` in ladder order: blind rows, references, then Table 1's implemented rows."""
+    from methods import registry
+
+    refs = [m for m in REFERENCES if m != "oracle-concept" or dataset == "synth"]
+    paper = [r.method for r in tables.load_table(1).rows if r.method and r.method not in refs]
+    paper = [m for m in dict.fromkeys(paper) if registry.get(m).implemented]
+    return [(m, "blind") for m in BLIND] + [(m, "reference") for m in refs] + [(m, "paper") for m in paper]
+
+
+def ladder(dataset: str, profile: str, split: str = tables.DEFAULT_SPLIT, runs=None) -> list[Rung | tuple[str, str]]:
+    """Every rung with its numbers, or ``(method, kind)`` where no finished run exists."""
+    from bench import tracking
+
+    if runs is None:
+        runs = tracking.finished_runs({"dataset": dataset, "profile": profile})
+    out: list[Rung | tuple[str, str]] = []
+    for method, kind in ladder_methods(dataset):
+        repro = tables.collect(runs, method, split)
+        if repro is None:
+            out.append((method, kind))
+            continue
+        std = {k: (repro.std.get(k) if repro.n > 1 else None) for k in repro.mean}
+        out.append(Rung(method, kind, repro.mean, std, repro.n))
+    return out
+
+
+def targets(rungs: list[Rung | tuple[str, str]]) -> list[tuple[str, bool | None, str]]:
+    """The issue's calibration targets: ``(what, met (None = cannot tell yet), the numbers)``."""
+    got = {r.method: r for r in rungs if isinstance(r, Rung)}
+
+    def value(method: str) -> float | None:
+        r = got.get(method)
+        return None if r is None or TARGET_METRIC not in r.mean else 100 * r.mean[TARGET_METRIC]
+
+    prior = value("prior")
+    out: list[tuple[str, bool | None, str]] = []
+    for ceiling in CEILINGS:
+        v = value(ceiling)
+        what = f"{ceiling} >= prior + {CEILING_MARGIN:g} and < {CEILING_MAX:g} at R@1 IoU=0.5"
+        if v is None or prior is None:
+            out.append((what, None, "needs runs of both"))
+            continue
+        margin = v - prior
+        out.append((what, margin >= CEILING_MARGIN and v < CEILING_MAX, f"{v:.2f} vs prior {prior:.2f}: {margin:+.2f}"))
+    v = value("vslnet")
+    what = "vslnet (speech) > prior at R@1 IoU=0.5"
+    out.append((what, None, "needs runs of both") if v is None or prior is None else
+               (what, v > prior, f"{v:.2f} vs prior {prior:.2f}: {v - prior:+.2f}"))  # fmt: skip
+    return out
+
+
+def _cell(rung: Rung, metric: str) -> str:
+    if metric not in rung.mean:
+        return "missing"
+    scale = 1.0 if metric == "pred_len" else 100.0
+    mean = f"{scale * rung.mean[metric]:.2f}"
+    std = rung.std.get(metric)
+    return mean if std is None else f"{mean} ± {scale * std:.2f}"
+
+
+def render(dataset: str, profile: str, split: str = tables.DEFAULT_SPLIT, runs=None) -> str:
+    """The ladder as a Markdown table, then the targets, then a caption naming dataset, profile and split."""
+    rungs = ladder(dataset, profile, split, runs)
+    header = ["rung", "method", "n", *[tables.METRIC_LABELS[m] for m in COLUMNS]]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in rungs:
+        if isinstance(r, Rung):
+            lines.append("| " + " | ".join([r.kind, r.method, str(r.n), *[_cell(r, m) for m in COLUMNS]]) + " |")
+        else:
+            method, kind = r
+            lines.append("| " + " | ".join([kind, method, "0", *["missing"] * len(COLUMNS)]) + " |")
+    lines.append("")
+    for what, met, numbers in targets(rungs):
+        mark = "cannot tell yet" if met is None else ("met" if met else "NOT met")
+        lines.append(f"- target {what}: {mark} ({numbers})")
+    lines.append("")
+    lines.append(
+        f"Dataset {dataset}, profile {profile}, test split {tables.test_split(split).description}; mean ± sample std "
+        "over the n seeds of finished runs (a single seed shows its value); percentages except the predicted length "
+        "(a share of the video). Blind rows see neither video nor query; references are not rows of the paper."
+    )
+    return "\n".join(lines)
