@@ -5,7 +5,8 @@ One query's way through the network (:meth:`BaseNet.forward`):
 1. video encoder (A.1): clip features ``[B, 64, 500]`` -> linear -> QANet block -> ``V [B, 64, d]``;
 2. query encoder: speech = conv front-end over the 80-d log-mel + 2 Transformer layers (no I&F, App. B.3),
    or text = fixed word vectors + linear; then a Bi-GRU (§3.3.1: "we further encode it by a Bi-GRU") -> ``S``;
-3. interaction (A.2): clip-to-query attention (eq. 9), ``[v_i ; q_i]``, Bi-GRU -> ``M [B, 64, d]``;
+3. interaction (§3.2, A.2): clip-to-query attention (eq. 9), the cross gate of the original code (§3.2's "feature
+   fusion", ``fusion.CrossGate``), ``[v'_i ; q'_i]``, Bi-GRU -> ``M [B, 64, d]``;
 4. proposal map (A.3): 2D-TAN's sparse map (1104 valid cells, each the max over its clips), one 2D convolution
    read at the 153 scored candidates, a fully connected layer -> logits ``[B, 153]``; scores = sigmoid.
 
@@ -26,13 +27,14 @@ Where the paper is silent, the original code decides (``shared/research/sil-orig
 convolution with 2D-TAN's masked re-weighting, dropout 0.1, 4 conv layers + 1 attention layer in the video block.
 Differences from that code: eq. 10 has both negative pairs as the paper writes it (the code uses only V'); the
 diversity loss is eq. 11's entropy (the code's "global + gap" terms differ); the weight of eq. 11 is not given in
-the paper and is a configuration value (``div_weight``, 1.0 = added as written).
+the paper and is a configuration value (``div_weight``, 1.0 = added as written); eq. 11 reads the sigmoid scores
+k_i of A.3 as written (``div_on = "scores"``, every row), and ``--set div_on=logits`` takes the other reading.
 
 Known behaviour (measured for issue 4; the issue's note has the numbers): the network starts on a long plateau, and
 not only under eq. 10. Fully supervised (``sbase``) on the gold text it predicts the same spans for every query (the
-scaled-IoU BCE's best constant) through 12 epochs of synth/small at lr 1e-3 (2 seeds). The plateau lies in the
-fusion: eq. 9's q_i is a softmax-weighted mean of the query, and ``[v_i ; q_i]`` -> Bi-GRU has no first-order
-product of clip and query, so matching must grow through the GRU's gates; with 2D-TAN's Hadamard fusion in its place
+scaled-IoU BCE's best constant) through 12 epochs of synth/small at lr 1e-3 (2 seeds), measured before the cross
+gate was added (issue 21): eq. 9's q_i is a softmax-weighted mean of the query, and ``[v_i ; q_i]`` -> Bi-GRU alone
+has no first-order product of clip and query, which the gate supplies; with 2D-TAN's Hadamard fusion in its place
 (a diagnostic, not a paper row) the same network fits 128 supervised queries far sooner (train R@1 IoU=0.5 58 %
 after 100 full-batch steps, against 16 % with the paper's fusion). Weakly supervised, eq. 10 can fall without
 localizing, since a matched pair may score high on every proposal (measured: the loss fell while top-1 centres
@@ -78,6 +80,10 @@ class BaseConfig:
     dropout: float = 0.1
     top_r: int = 20  # App. A.4
     div_weight: float = 1.0
+    # eq. 11's k_i: "scores" = the proposal scores of A.3 (after the sigmoid), as eq. 11 is written (its softmax over
+    # values in (0, 1) is nearly uniform: the term's gradient is at most about 0.02, losses.diversity_loss); "logits"
+    # = the scores before the sigmoid, the reading under which eq. 11 can sharpen the ranking (issue 21)
+    div_on: Literal["scores", "logits"] = "scores"
     select_on: str = "R1@0.5"
     eval_batch_size: int = 128
     train: cfg.TrainConfig = field(default_factory=lambda: cfg.GROUNDING_TRAIN["paper"])
@@ -96,7 +102,8 @@ def base_config(profile: str, **kw) -> BaseConfig:
         "small": dict(d=64, d_att=32, video_convs=2, speech_channels=16, map_kernel=3),
         "paper": {},
     }
-    return BaseConfig(**{"train": cfg.GROUNDING_TRAIN[profile], **size[profile], **kw})
+    clips = {"n_clips": cfg.GROUNDING_CLIPS[profile]}
+    return BaseConfig(**{"train": cfg.GROUNDING_TRAIN[profile], **clips, **size[profile], **kw})
 
 
 class BaseNet(nn.Module):
@@ -172,7 +179,7 @@ def weak_pass(model: BaseNet, batch: dict[str, Tensor], clips: bool = False) -> 
     k, k_other_video, k_other_query = torch.sigmoid(logits).split(b)
     distinct = batch["video_idx"][other] != batch["video_idx"]
     mil = losses.mil_loss(k, k_other_video, k_other_query, model.c.top_r, distinct, distinct)
-    div = losses.diversity_loss(k, model.c.top_r)
+    div = losses.diversity_loss(k if model.c.div_on == "scores" else logits[:b], model.c.top_r)
     loss = mil + model.c.div_weight * div
     return WeakPass(loss, {"mil": mil.item(), "div": div.item()}, v, s, mask, k, clip_logits)
 

@@ -10,7 +10,7 @@ query's way through the network (:class:`RTBPNNet`):
    ``w_t = sigmoid(W2 tanh(W1 (v_t * g)))``, min-max normalised over the clips (:func:`minmax`). The **enhanced**
    stream is ``v_t w_t``, the **suppressed** one ``v_t (1 - w_t)`` (the code's background vector b is a frozen zero);
 3. the **shared two-branch proposal module**, the same weights for every stream: clip-to-word tanh attention
-   (eq. 9's ``ClipQueryAttention``), a cross gate (:class:`CrossGate`), a Bi-GRU over ``[v' ; a']``, dropout 0.1,
+   (eq. 9's ``ClipQueryAttention``), a cross gate (:class:`methods.parts.fusion.CrossGate`), a Bi-GRU over ``[v' ; a']``, dropout 0.1,
    then 2D-TAN's sparse map (max over clips), one k x k map convolution with masked re-weighting, and a linear
    head read at the **153 candidates**: logits ``[B, 153]``, p = sigmoid.
 
@@ -60,7 +60,7 @@ from bench.run import RunContext, RunResult
 from methods import base, sil
 from methods.parts import losses, proposals, textquery
 from methods.parts.encoders import BiGRU, WordEncoder
-from methods.parts.fusion import ClipQueryAttention
+from methods.parts.fusion import ClipQueryAttention, CrossGate
 from methods.registry import MethodSpec, register
 
 NORM_EPS = 1e-10  # the code's min-max normalisation: (x - min + eps) / (max - min + eps)
@@ -99,7 +99,8 @@ def rtbpn_config(profile: str, **kw: Any) -> RTBPNConfig:
         return RTBPNConfig(**kw)
     train = dataclasses.replace(cfg.GROUNDING_TRAIN[profile], lr=PAPER_TRAIN.lr, weight_decay=PAPER_TRAIN.weight_decay)
     size = {"tiny": dict(d=32, map_kernel=3), "small": dict(d=64, map_kernel=3)}[profile]
-    return RTBPNConfig(**{"train": train, **size, **kw})
+    clips = {"n_clips": cfg.GROUNDING_CLIPS[profile], "T": sil.SIL_T * cfg.GROUNDING_CLIPS[profile] // 64}
+    return RTBPNConfig(**{"train": train, **clips, **size, **kw})
 
 
 def minmax(x: Tensor, dim: int = -1) -> Tensor:
@@ -139,17 +140,6 @@ class LanguageFilter(nn.Module):
         g = self.word_fc(self.vlad(s.detach(), s_mask))
         w = torch.sigmoid(self.gate2(torch.tanh(self.gate1(v.detach() * g[:, None])))).squeeze(-1)
         return minmax(w)  # [B, N]
-
-
-class CrossGate(nn.Module):
-    """The code's ``CrossGate``: ``v' = sigmoid(W_a a) * v``, ``a' = sigmoid(W_v v) * a``."""
-
-    def __init__(self, d: int) -> None:
-        super().__init__()
-        self.from_video, self.from_query = nn.Linear(d, d), nn.Linear(d, d)
-
-    def forward(self, v: Tensor, a: Tensor) -> tuple[Tensor, Tensor]:
-        return torch.sigmoid(self.from_query(a)) * v, torch.sigmoid(self.from_video(v)) * a
 
 
 class RTBPNNet(nn.Module):

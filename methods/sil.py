@@ -164,11 +164,13 @@ class SILConfig:
     asp: ASPConfig
     ground: base.BaseConfig
     avcl: bool = True
-    T: int = 12  # positive / negative clips (App. B.2)
+    T: int = 12  # positive / negative clips (App. B.2: SIL_T of 64 clips; sil_config scales it to the profile's clips)
     location: bool = True  # location-based selection (Table 11)
     score: bool = True  # score-based mining (Table 11)
     lambda3: float = 0.1  # eq. 8
 
+
+SIL_T = 12  # App. B.2: positive and negative clips of AVCL out of 64
 
 ASP_SIZES = {
     "tiny": dict(d=32, n_a=1, n_s=1, heads=2, mel_channels=8, wave_channels=16, nar_layers=1, word_layers=1),
@@ -182,7 +184,9 @@ def sil_config(profile: str, asp: dict | None = None, **kw) -> SILConfig:
     cfg.check_profile(profile)
     a = ASPConfig(**{"train": cfg.PRETRAIN_TRAIN[profile], **ASP_SIZES[profile], **(asp or {})})
     ground_kw = {k: kw.pop(k) for k in ("supervision", "fusion") if k in kw}
-    return SILConfig(asp=a, ground=base.base_config(profile, query="features", **ground_kw), **kw)
+    ground = base.base_config(profile, query="features", **ground_kw)
+    kw.setdefault("T", SIL_T * ground.n_clips // 64)  # App. B.2's 12 of 64 clips; the same share at other clip counts
+    return SILConfig(asp=a, ground=ground, **kw)
 
 
 # -- the speech encoder (§3.3) -----------------------------------------------------------------------------------

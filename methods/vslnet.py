@@ -144,7 +144,7 @@ def vslnet_config(profile: str, **kw) -> VSLNetConfig:
         "tiny": dict(d=16, heads=2, n_conv=1, char_dim=8, char_channels=(2, 4, 4, 6)),
         "small": dict(d=64, heads=4, n_conv=2, char_dim=32),
     }[profile]
-    return VSLNetConfig(**{"train": train, **size, **kw})
+    return VSLNetConfig(**{"train": train, "n_clips": cfg.GROUNDING_CLIPS[profile], **size, **kw})
 
 
 def mask_logits(x: Tensor, mask: Tensor) -> Tensor:

@@ -64,7 +64,8 @@ def wslln_config(profile: str, **kw: Any) -> WSLLNConfig:
     """``paper``: d = 256 (WSLLN's own sizes are not known); ``small``: d = 64 for 2 CPU cores; ``tiny``: CI."""
     cfg.check_profile(profile)
     size = {"tiny": dict(d=32), "small": dict(d=64), "paper": {}}
-    return WSLLNConfig(**{"train": cfg.GROUNDING_TRAIN[profile], **size[profile], **kw})
+    clips = {"n_clips": cfg.GROUNDING_CLIPS[profile]}
+    return WSLLNConfig(**{"train": cfg.GROUNDING_TRAIN[profile], **clips, **size[profile], **kw})
 
 
 def sentence_feature(s: Tensor, mask: Tensor) -> Tensor:

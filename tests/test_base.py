@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections import Counter
@@ -13,7 +14,7 @@ import torch
 from bench import cli, config, evaluate, tracking, train
 from bench.run import RunContext
 from methods import base, registry
-from methods.parts import losses, proposals
+from methods.parts import fusion, losses, proposals
 
 # -- the 2D-TAN sparse map ---------------------------------------------------------------------------------
 
@@ -98,6 +99,46 @@ def test_diversity_loss_is_the_entropy_of_the_top_r_softmax():
     k = torch.tensor([[1.0, 0.0, 0.0]])  # top-2 = [1, 0]: softmax = [e, 1] / (e + 1)
     p = math.e / (math.e + 1)
     assert losses.diversity_loss(k, 2).item() == pytest.approx(-(p * math.log(p) + (1 - p) * math.log(1 - p)))
+
+
+def test_cross_gate_on_a_hand_case():
+    """v' = sigmoid(W_q q + b) * v and q' = sigmoid(W_v v + b') * q, each element by hand (d = 2)."""
+    gate = fusion.CrossGate(2)
+    with torch.no_grad():
+        gate.from_query.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 0.0]]))
+        gate.from_query.bias.copy_(torch.tensor([0.0, math.log(3.0)]))  # sigmoid(log 3) = 3/4
+        gate.from_video.weight.copy_(torch.tensor([[0.0, 0.0], [2.0, 0.0]]))
+        gate.from_video.bias.copy_(torch.tensor([0.0, 0.0]))
+    v, q = torch.tensor([[[math.log(1.0), 4.0]]]), torch.tensor([[[math.log(4.0), 8.0]]])
+    v2, q2 = gate(v, q)
+    # v' = [sigmoid(log 4) * log 1, sigmoid(log 3) * 4] = [0, 3]; q' = [sigmoid(0) * log 4, sigmoid(2 log 1) * 8]
+    assert v2.flatten().tolist() == pytest.approx([0.0, 3.0])
+    assert q2.flatten().tolist() == pytest.approx([math.log(4.0) / 2, 4.0])
+    # the interaction gates the attended query before the Bi-GRU: its input width stays 2 d
+    inter = fusion.Interaction(2)
+    assert isinstance(inter.gate, fusion.CrossGate) and inter.gru.gru.input_size == 4
+
+
+def test_diversity_reads_the_scores_or_the_logits_as_configured():
+    """``div_on``: eq. 11 over the sigmoid scores (as written) or over the logits; the MIL term is the same."""
+    torch.manual_seed(0)
+    c = base.base_config("tiny", query="gold-text")
+    model = base.BaseNet(c, 40, torch.randn(31, 12)).eval()
+    import update_cases
+
+    batch = update_cases.batch()
+    batch["video"] = batch["video"][:, : c.n_clips]
+    got = {}
+    for div_on in ("scores", "logits"):
+        model.c = dataclasses.replace(c, div_on=div_on)
+        torch.manual_seed(1)
+        p = base.weak_pass(model, batch)
+        got[div_on] = p
+    k = got["scores"].k.detach()
+    assert got["scores"].scalars["mil"] == pytest.approx(got["logits"].scalars["mil"], abs=1e-6)
+    assert got["scores"].scalars["div"] == pytest.approx(float(losses.diversity_loss(k, c.top_r)), abs=1e-6)
+    assert got["logits"].scalars["div"] == pytest.approx(float(losses.diversity_loss(torch.logit(k), c.top_r)),
+                                                         abs=1e-4)  # fmt: skip
 
 
 def test_scaled_iou_targets():

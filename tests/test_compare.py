@@ -102,9 +102,25 @@ def test_compare_errors_are_one_clear_line(store):
     assert code == 2 and "no finished run of 'sil'" in err and "Traceback" not in err
     code, _, err = cli_out(["compare", "base", "prior", "--profile", "tiny", "--metric", "R2@0.5"])
     assert code == 2 and "unknown metric 'R2@0.5'" in err
-    # these runs logged no test-ood predictions: the error names the run and the artifact
-    code, _, err = cli_out(["compare", "base", "prior", "--profile", "tiny", "--split", "test-ood"])
+    # a method without a run on the chosen split's artifact: one line naming the run and the file
+    client = mlflow.MlflowClient(tracking_uri=tracking.tracking_uri())
+    prior = store[store["params.method"] == "prior"].iloc[0]
+    artifact = Path(client.get_run(prior["run_id"]).info.artifact_uri.removeprefix("file://"))
+    hidden = artifact / "predictions" / "test_ood_predictions.jsonl"
+    hidden.rename(hidden.with_suffix(".hidden"))
+    try:
+        code, _, err = cli_out(["compare", "base", "prior", "--profile", "tiny", "--split", "test-ood"])
+    finally:
+        hidden.with_suffix(".hidden").rename(hidden)
     assert code == 2 and "predictions/test_ood_predictions.jsonl" in err and "Traceback" not in err
+
+
+def test_compare_on_the_debiased_split_reads_the_test_ood_predictions(store):
+    """synth/tiny has test_ood: every run scored it, and compare pairs those predictions."""
+    code, out, err = cli_out(["compare", "base", "prior", "--profile", "tiny", "--split", "test-ood"])
+    assert code == 0, err
+    base = store[store["params.method"] == "base"].sort_values("params.seed")["metrics.test_ood/R1_IoU0.5"]
+    assert f"base   {stats.summarise(list(base)).mean * 100:.2f} ± " in out
 
 
 def test_pairing_rules():

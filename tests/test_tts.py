@@ -69,9 +69,11 @@ def test_pretrain_pool_is_disjoint_from_grounding():
     assert set(s.sex for s in pretrain) == {"female", "male"}
     assert all(re.fullmatch(r"p\d\d", s.id) for s in pretrain)
     assert not {identity(s) for s in grounding} & {identity(s) for s in pretrain}
-    # Stronger than asked: no timbre (variant) is shared, so a pre-training speaker is never a grounding one
-    # with only its pitch or rate nudged.
-    assert not {s.variant for s in grounding} & {s.variant for s in pretrain}
+    # ... but both come from one distribution of voices: every accent of the pre-training pool is also a grounding
+    # accent, and the pools share most timbres (an ASR trained on the corpus has heard voices like the queries').
+    assert {s.voice for s in pretrain} <= {s.voice for s in grounding}
+    shared = {s.variant for s in grounding} & {s.variant for s in pretrain}
+    assert len(shared) >= 0.6 * len({s.variant for s in pretrain}), shared
 
 
 def test_pools_are_deterministic_and_unknown_pool_is_refused():

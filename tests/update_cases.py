@@ -6,8 +6,9 @@ random stream is only the methods' own sampling, reseeded before the loss). :fun
 loss and, per parameter, the gradient's norm and its dot product with a fixed random direction: two numbers that
 any change of the gradient moves. ``tests/data/update_reference.pt`` holds these summaries as computed by the
 straightforward implementations (before the speed work of issue 15); ``test_speed_paths.py`` checks that the code
-of today reproduces them to float tolerance. Regenerate only when a method's math changes on purpose:
-``python tests/update_cases.py`` (and say so in the commit).
+of today reproduces them to float tolerance. Regenerate only when a method's math changes on purpose, and only
+those cases: ``python tests/update_cases.py CASE ...`` records them on the reference paths (and say so in the
+commit).
 """
 
 from __future__ import annotations
@@ -127,11 +128,15 @@ CASES: dict[str, Callable[[], tuple[nn.Module, Callable]]] = {
 }
 
 
-def compute(name: str) -> tuple[nn.Module, Tensor]:
-    """The case's model (gradients filled in) and its loss, from fixed seeds."""
+def compute(name: str, reference: bool = False) -> tuple[nn.Module, Tensor]:
+    """The case's model (gradients filled in) and its loss, from fixed seeds; with ``reference``, every part that has
+    a straightforward reference path runs it (the recording's)."""
     torch.manual_seed(0)
     model, loss_fn = CASES[name]()
     model.eval()
+    for module in model.modules():
+        if reference and hasattr(type(module), "reference"):
+            module.reference = True
     torch.manual_seed(1)
     loss, _ = loss_fn(batch())
     loss.backward()
@@ -156,7 +161,18 @@ def summarise(model: nn.Module, loss: Tensor, renamed: Callable[[str], str] | No
 
 
 if __name__ == "__main__":
+    # python tests/update_cases.py [CASE ...]: re-record the named cases (all without names), on the reference paths,
+    # keeping the other cases' recordings as they are.
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from test_speed_paths import recorded_name  # the recording keeps the parameter names of before the speed work
+
+    names = sys.argv[1:] or list(CASES)
+    unknown = sorted(set(names) - set(CASES))
+    if unknown:
+        sys.exit(f"unknown case(s) {', '.join(unknown)}; choose from {', '.join(CASES)}")
+    recorded = torch.load(REFERENCE) if REFERENCE.is_file() and sys.argv[1:] else {}
+    for name in names:
+        recorded[name] = summarise(*compute(name, reference=True), renamed=recorded_name)
     REFERENCE.parent.mkdir(exist_ok=True)
-    torch.save({name: summarise(*compute(name)) for name in CASES}, REFERENCE)
-    print(f"wrote {REFERENCE}")
+    torch.save(recorded, REFERENCE)
+    print(f"wrote {', '.join(names)} into {REFERENCE}")

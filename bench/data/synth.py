@@ -19,7 +19,7 @@ readers serves both:
 How a video is made (the knobs live in :class:`SynthConfig`; ``shared/research/feasibility.md`` measured
 what they do). A duration in [20, 240] s (mean near 117 s); 2 to 5 described events (mean near 3.6) whose
 span / duration is drawn from U(0.75, 1) with probability ``p_long`` and Beta(1, 3.3) otherwise (mean near
-0.3; long moments are common, overlaps allowed); 0 to 2 undescribed distractor events, half sharing the
+0.3; long moments are common, overlaps allowed); 0 to ``max_distractors`` (1) undescribed distractor events, half sharing the
 verb or object of a described one. A concept's 500-d prototype is
 ``sqrt(ov/2)·verb + sqrt(ov/2)·object + sqrt(1−ov)·own`` so related concepts share components. A clip
 feature is ``scene + Σ amplitude · ramp(t) · prototype + AR(1) noise``, where ramp rises and falls over
@@ -72,12 +72,12 @@ class SynthConfig:
     p_long: float = 0.12
     beta_b: float = 3.3
     min_span_s: float = 2.0
-    max_distractors: int = 2
+    max_distractors: int = 1
     overlap: float = 0.5  # ov: share of a prototype that its verb and object contribute
     scene_scale: float = 1.0
     amplitude: tuple[float, float] = (0.8, 1.2)
     ramp_s: float = 2.0
-    noise_std: float = 2.0
+    noise_std: float = 1.0
     noise_rho: float = 0.9
     split_bias: str = "activitynet"  # or "debiased"
     ood_videos: int = 0  # videos of the debiased test split test_ood

@@ -6,9 +6,9 @@ wheel ships ``libespeak-ng.so`` and its voice data (``espeakng_loader.get_librar
 
 Speakers stand in for the 58 crowd-sourced speakers of ActivityNet Speech (28 male, 30 female): an identity
 is an English accent (``voice``), a timbre (``variant``, a file under ``espeak-ng-data/voices/!v``), a base
-pitch and a speaking rate. :func:`speakers` gives two disjoint pools: ``"grounding"`` for the benchmark's
-queries and ``"pretrain"`` for the external pre-training corpus (standing in for LibriSpeech, whose speakers
-are others than the benchmark's).
+pitch and a speaking rate. :func:`speakers` gives two pools of disjoint identities drawn from one distribution of
+voices: ``"grounding"`` for the benchmark's queries and ``"pretrain"`` for the external pre-training corpus (standing
+in for LibriSpeech, whose speakers are others than the benchmark's, but people all the same).
 
 Determinism. espeak-ng keeps synthesis state in C statics that no API call resets: the pitch-flutter phase
 (``Flutter_ix``, a function-static in ``wavegen.c``), the glottal wave phase and the echo buffer all carry over
@@ -82,59 +82,69 @@ class Speaker:
 # is British English; "en-gb" is only a language code there): the six marked "mature", plus New York City.
 _ACCENTS = ("en-us", "en", "en-us-nyc", "en-gb-x-rp", "en-gb-scotland", "en-029", "en-gb-x-gbclan")
 
-# Variants (espeak-ng-data/voices/!v) split between the pools, so that no pre-training speaker shares a timbre
-# with a grounding speaker. Only variants that are declared or pitched as adult female/male voices are used;
-# novelty ones (whisper, robots, "Demonic", a child-like "zac") are left out, and so are two whose log-mel
-# spectrograms looked wrong: "Marco" (smeared, no stop closures) and "Storm" (a fixed band across all vowels).
-_GROUNDING_VARIANTS = {
-    "female": tuple(f"f{i}" for i in range(1, 6)) + ("Annie", "aunty", "belinda", "steph", "Andrea"),
-    "male": tuple(f"m{i}" for i in range(1, 9)) + ("travis", "antonio", "robert", "victor", "Diogo", "marcelo"),
-}
-_PRETRAIN_VARIANTS = {
-    "female": ("Alicia", "anika", "grandma", "linda", "steph2", "steph3"),
-    "male": ("Denis", "Henrique", "Hugo", "michel", "miguel", "sandro"),
-}
+# Variants (espeak-ng-data/voices/!v): the timbres of adult female and male voices. Novelty ones (whisper, robots,
+# "Demonic", a child-like "zac") are left out, and so are two whose log-mel spectrograms looked wrong: "Marco"
+# (smeared, no stop closures) and "Storm" (a fixed band across all vowels).
+_VARIANTS = {
+    "female": tuple(f"f{i}" for i in range(1, 6))
+    + ("Annie", "aunty", "belinda", "steph", "Andrea", "Alicia", "anika", "grandma", "linda", "steph2", "steph3"),
+    "male": tuple(f"m{i}" for i in range(1, 9))
+    + ("travis", "antonio", "robert", "victor", "Diogo", "marcelo", "Denis", "Henrique", "Hugo", "michel", "miguel",
+       "sandro"),
+}  # fmt: skip
 
-# (pitch, rate) settings cycled over the identities of a pool: pitch 35-65 around the variant's base and
-# 140-200 words/min, the range of read speech.
-_GROUNDING_PROSODY = ((50, 160), (38, 175), (62, 145), (44, 190), (56, 150))
-_PRETRAIN_PROSODY = ((47, 168), (35, 155), (65, 182), (53, 140), (41, 198))
+# (pitch, rate) settings: pitch 35-65 around the variant's base and 140-200 words/min, the range of read speech.
+_PROSODY = ((50, 160), (38, 175), (62, 145), (44, 190), (56, 150), (47, 168), (35, 155), (65, 182), (53, 140),
+            (41, 198))  # fmt: skip
+_POOL_SIZES = {"grounding": {"female": 30, "male": 28}, "pretrain": {"female": 18, "male": 18}}
+_POOL_PREFIX = {"grounding": "g", "pretrain": "p"}
+_SHUFFLE = 20230709  # the fixed seed of the identities' order (any value; fixed so that pools never change)
 
 
-def _pool(prefix: str, variants: dict[str, tuple[str, ...]], counts: dict[str, int], prosody) -> list[Speaker]:
-    """Deterministic identities: each sex goes round its variants, shifting accent and (pitch, rate) each round.
+def _identities(sex: str) -> list[tuple[str, str, int, int]]:
+    """Every (accent, variant, pitch, rate) of one sex in one fixed pseudo-random order, variants spread evenly.
 
-    Identity ``i`` of a sex is variant ``v = i mod V`` in round ``k = i // V``; it takes accent ``v + k`` (mod
-    the 7 accents, so a variant never repeats an accent while k < 7) and prosody setting ``v + 2k`` (mod 5, so
-    a variant's rounds differ in pitch and rate too). The sexes are offset in accent so neither sex owns one.
+    The order goes round the variants (each round a fresh random order of them), each variant taking a fresh random
+    (accent, prosody) pair, so that any prefix, and any slice after it, covers the variants about equally.
     """
-    by_sex: dict[str, list[Speaker]] = {}
-    for sex, offset in (("female", 0), ("male", 1)):
-        names = variants[sex]
-        by_sex[sex] = []
-        for i in range(counts[sex]):
-            v, k = i % len(names), i // len(names)
-            pitch, rate = prosody[(v + 2 * k) % len(prosody)]
-            accent = _ACCENTS[(v + k + offset) % len(_ACCENTS)]
-            by_sex[sex].append(Speaker("", accent, names[v], sex, pitch, rate))
-    # Interleave the sexes so that any prefix of the list is roughly balanced.
-    females, males = by_sex["female"], by_sex["male"]
-    mixed = [s for pair in zip(females, males, strict=False) for s in pair]
-    mixed += females[len(males) :] + males[len(females) :]
-    return [Speaker(f"{prefix}{n:02d}", s.voice, s.variant, s.sex, s.pitch, s.rate) for n, s in enumerate(mixed)]
+    import numpy as np
+
+    rng = np.random.default_rng([_SHUFFLE, len(sex)])
+    names = _VARIANTS[sex]
+    pairs = {v: [(a, p) for a in _ACCENTS for p in _PROSODY] for v in names}
+    for v in names:
+        order = rng.permutation(len(pairs[v]))
+        pairs[v] = [pairs[v][i] for i in order]
+    out = []
+    for k in range(len(_ACCENTS) * len(_PROSODY)):
+        for i in rng.permutation(len(names)):
+            accent, (pitch, rate) = pairs[names[i]][k]
+            out.append((accent, names[i], pitch, rate))
+    return out
 
 
 def speakers(pool: str = "grounding") -> list[Speaker]:
     """The speakers of a pool: ``"grounding"`` (58: 30 female, 28 male) or ``"pretrain"`` (36: 18 and 18).
 
-    The grounding pool mirrors ActivityNet Speech's 58 speakers (30 female, 28 male). The pre-training pool
-    shares no variant, hence no (voice, variant, pitch, rate), with it: its corpus stands in for LibriSpeech,
-    whose speakers are not the benchmark's. Both lists are fixed (no randomness), ids ``g00``... and ``p00``...
+    The grounding pool mirrors ActivityNet Speech's 58 speakers (30 female, 28 male); the pre-training pool stands in
+    for LibriSpeech's. Like two sets of real speakers, the pools are drawn from one distribution of voices (the same
+    accents, timbres and prosody ranges) and share no identity: the grounding speakers take the first identities of
+    each sex in :func:`_identities`' order, the pre-training speakers the next ones. (Until issue 14 the pools had
+    disjoint timbres, so an ASR trained on the corpus heard every grounding speaker as a new kind of voice: 97 % WER.)
+    Both lists are fixed (no randomness at run time), ids ``g00``... and ``p00``..., the sexes interleaved so that any
+    prefix of a list is roughly balanced.
     """
-    if pool == "grounding":
-        return _pool("g", _GROUNDING_VARIANTS, {"female": 30, "male": 28}, _GROUNDING_PROSODY)
-    if pool == "pretrain":
-        return _pool("p", _PRETRAIN_VARIANTS, {"female": 18, "male": 18}, _PRETRAIN_PROSODY)
+    if pool in _POOL_SIZES:
+        by_sex = {}
+        for sex in ("female", "male"):
+            skip = _POOL_SIZES["grounding"][sex] if pool == "pretrain" else 0
+            ids = _identities(sex)[skip : skip + _POOL_SIZES[pool][sex]]
+            by_sex[sex] = [Speaker("", accent, variant, sex, pitch, rate) for accent, variant, pitch, rate in ids]
+        females, males = by_sex["female"], by_sex["male"]
+        mixed = [s for pair in zip(females, males, strict=False) for s in pair]
+        mixed += females[len(males) :] + males[len(females) :]
+        prefix = _POOL_PREFIX[pool]
+        return [Speaker(f"{prefix}{n:02d}", s.voice, s.variant, s.sex, s.pitch, s.rate) for n, s in enumerate(mixed)]
     raise ValueError(f"unknown speaker pool {pool!r}; choose 'grounding' or 'pretrain'")
 
 

@@ -1,4 +1,5 @@
-"""App. A.2: clip-to-speech attentive aggregation (eq. 9), concatenation and a Bi-GRU; and Table 5's Pool+Add."""
+"""§3.2 / App. A.2: clip-to-speech attentive aggregation (eq. 9), the cross gate, concatenation and a Bi-GRU; and
+Table 5's Pool+Add."""
 
 from __future__ import annotations
 
@@ -87,16 +88,35 @@ class _AdditiveScores(torch.autograd.Function):
         return grad_a, grad_c, grad_u, None, None
 
 
+class CrossGate(nn.Module):
+    """Feature fusion by a cross gate (Feng et al. 2018; the original code's ``CrossGate``): each stream is gated by
+    the other, ``v'_i = sigmoid(W_q q_i + b) * v_i`` and ``q'_i = sigmoid(W_v v_i + b') * q_i``, element-wise.
+
+    The gate supplies the first-order product of clip and aggregated query that concatenation alone leaves to the
+    Bi-GRU to discover."""
+
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.from_video, self.from_query = nn.Linear(d, d), nn.Linear(d, d)
+
+    def forward(self, v: Tensor, q: Tensor) -> tuple[Tensor, Tensor]:
+        return torch.sigmoid(self.from_query(q)) * v, torch.sigmoid(self.from_video(v)) * q
+
+
 class Interaction(nn.Module):
-    """Multi-modal clip features m_i = BiGRU([v_i ; q_i])."""
+    """§3.2's interaction, "attention-based aggregation and feature fusion (Zhang et al., 2019)": the aggregated
+    query q_i of eq. 9, the cross gate, then m_i = BiGRU([v'_i ; q'_i]) (App. A.2; the original code's
+    ``BetterFusion``)."""
 
     def __init__(self, d: int, d_att: int | None = None) -> None:
         super().__init__()
         self.attend = ClipQueryAttention(d, d_att)
+        self.gate = CrossGate(d)
         self.gru = BiGRU(2 * d, d)
 
     def forward(self, v: Tensor, s: Tensor, s_mask: Tensor) -> Tensor:
-        return self.gru(torch.cat([v, self.attend(v, s, s_mask)], dim=-1))
+        v, q = self.gate(v, self.attend(v, s, s_mask))
+        return self.gru(torch.cat([v, q], dim=-1))
 
 
 class PoolAdd(nn.Module):
