@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol
 
 
@@ -39,16 +40,17 @@ def _open_synth(profile: str, device: Any) -> Dataset:
     return SynthDataset.open(profile, device)
 
 
-def _open_captions(profile: str, device: Any) -> Dataset:
-    from bench.data.captions import CaptionsDataset
+def _open_real(name: str, profile: str, device: Any) -> Dataset:
+    """One of the real annotation datasets of :mod:`bench.data.captions`, by its name."""
+    from bench.data.captions import SOURCES, CaptionsDataset
 
-    return CaptionsDataset.open(profile, device)
+    return CaptionsDataset.open(profile, device, source=SOURCES[name])
 
 
-def _check_captions() -> Any:
-    from bench.data.captions import check_files
+def _check_real(name: str) -> Any:
+    from bench.data.captions import SOURCES, check_files
 
-    return check_files()
+    return check_files(source=SOURCES[name])
 
 
 _DATASETS: dict[str, DatasetSpec] = {
@@ -61,9 +63,17 @@ _DATASETS: dict[str, DatasetSpec] = {
     "activitynet-captions": DatasetSpec(
         "activitynet-captions",
         "the real ActivityNet Captions annotations only, from $WSVG_SHARED/data (for the blind rows)",
-        open=_open_captions,
+        open=partial(_open_real, "activitynet-captions"),
         annotations_only=True,
-        check=_check_captions,
+        check=partial(_check_real, "activitynet-captions"),
+    ),
+    "activitynet-cd": DatasetSpec(
+        "activitynet-cd",
+        "the real ActivityNet-CD annotations only (val, test-iid, test-ood; the prior tuned on val), from"
+        " $WSVG_SHARED/data (for the blind rows)",
+        open=partial(_open_real, "activitynet-cd"),
+        annotations_only=True,
+        check=partial(_check_real, "activitynet-cd"),
     ),
 }
 DATASET_NAMES: tuple[str, ...] = tuple(_DATASETS)

@@ -12,7 +12,8 @@ IoU 0.5 and 0.7 (Yuan et al. 2021, :mod:`bench.evaluate`) beside R@1: columns of
 Test splits (:data:`TEST_SPLITS`). A grounding run logs its test metrics on val_2 under ``test/`` and, where the
 dataset has the debiased split, those on test-ood under ``test_ood/``, with the predictions artifacts
 ``predictions/test_predictions.jsonl`` and ``predictions/test_ood_predictions.jsonl``. ``split`` chooses which
-one a table shows, and the caption names it.
+one a table shows, and the caption names it: on a real annotations dataset by the dataset's own split name and file
+(:func:`split_description`; ActivityNet-CD's ``test/`` is its test-iid split).
 
 When several finished runs exist for one seed, the newest is used; older ones stay in the store.
 """
@@ -29,7 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import tracking
+from bench import datasets, tracking
+from bench.data.captions import SOURCES
 
 TABLES_DIR = Path(os.environ.get("WSVG_TABLES", Path(__file__).resolve().parents[1] / "tables"))
 TABLE_NUMBERS = tuple(range(1, 12))
@@ -65,8 +67,9 @@ REFERENCE_METHODS = ("vslnet-text", "2dtan-text", "oracle-concept")
 """Reference rows under every grounding table (not rows of the paper, not under test): the supervised ceilings on
 the gold text and, on the synthetic benchmark, the oracle that knows the planted concept (issue 14)."""
 REFERENCE_GROUP = "References (not rows of the paper: supervised ceilings on the gold text, the concept oracle)"
-REAL_ANNOTATIONS = "activitynet-captions"
-"""The dataset whose 'ours' lines are real-data rows (annotations only); its tables say so in the caption."""
+REAL_DATASETS: tuple[str, ...] = tuple(SOURCES)
+"""The datasets whose 'ours' lines are real-data rows (annotations only, ``bench/data/captions.py``); their tables
+say so in the caption."""
 GROUNDING_METRICS = {k for k in METRIC_LABELS if k.startswith(("R1@", "R5@", "mIoU"))}
 OURS_METRICS = ("dR1@0.5", "dR1@0.7")
 """Columns every grounding table gets beside R@1 although the paper reports none: ours, marked with OURS_MARK."""
@@ -75,17 +78,26 @@ OURS_MARK = "†"
 
 @dataclass(frozen=True)
 class TestSplit:
-    """Where a run keeps one test split's numbers: the metric prefix and the predictions artifact."""
+    """Where a run keeps one test split's numbers: the metric prefix and the predictions artifact.
+
+    ``key`` is the split's name among a dataset's annotation files (``val_2``, ``test_ood``), by which a real
+    annotations dataset names its own file for it (:func:`split_description`).
+    """
 
     name: str
     prefix: str
     artifact: str
     description: str
+    key: str
 
 
 TEST_SPLITS: dict[str, TestSplit] = {
     "val_2": TestSplit(
-        "val_2", "test/", "predictions/test_predictions.jsonl", "val_2, the test split (metrics logged under test/)"
+        "val_2",
+        "test/",
+        "predictions/test_predictions.jsonl",
+        "val_2, the test split (metrics logged under test/)",
+        "val_2",
     ),
     "test-ood": TestSplit(
         "test-ood",
@@ -93,6 +105,7 @@ TEST_SPLITS: dict[str, TestSplit] = {
         "predictions/test_ood_predictions.jsonl",
         "test-ood, the debiased test split whose moments sit where training moments rarely do (metrics logged under"
         " test_ood/)",
+        "test_ood",
     ),
 }
 DEFAULT_SPLIT = "val_2"
@@ -103,6 +116,22 @@ def test_split(name: str) -> TestSplit:
     if name not in TEST_SPLITS:
         raise ValueError(f"unknown test split {name!r}; choose one of {', '.join(TEST_SPLITS)}")
     return TEST_SPLITS[name]
+
+
+def split_description(split: str, dataset: str) -> str:
+    """What test split ``split`` is on ``dataset``, for captions: on a real annotations dataset its own name and
+    file (``--split val_2`` on ActivityNet-CD is its test-iid, ``anet_test_iid.json``), else the generic text."""
+    ts = test_split(split)
+    source = SOURCES.get(dataset)
+    if source is None or ts.key not in source.files:
+        return ts.description
+    return f"{source.labels[ts.key]} ({source.files[ts.key]}; metrics logged under {ts.prefix})"
+
+
+def annotations_only(dataset: str) -> bool:
+    """Whether ``dataset`` holds annotations only, so that its tables show no reference rows (unknown names: no)."""
+    known = datasets.all_datasets().get(dataset)
+    return known is not None and known.annotations_only
 
 
 @dataclass(frozen=True)
@@ -349,10 +378,10 @@ def build(table: Table, dataset: str, profile: str, runs=None, split: str = DEFA
     rows = list(table.rows)
     if table.is_grounding:
         rows += [
-            Row(id=m, label=_blind_label(m), method=m, group="Blind rows (no video, no query)", blind=True)
+            Row(id=m, label=_blind_label(m, dataset), method=m, group="Blind rows (no video, no query)", blind=True)
             for m in BLIND_METHODS
         ]
-        if dataset != REAL_ANNOTATIONS:  # the references need video features; the oracle only runs on synth
+        if not annotations_only(dataset):  # the references need video features; the oracle only runs on synth
             refs = [m for m in REFERENCE_METHODS if m != "oracle-concept" or dataset == "synth"]
             rows += [Row(id=m, label=_reference_label(m), method=m, group=REFERENCE_GROUP, reference=True)
                      for m in refs]  # fmt: skip
@@ -398,8 +427,16 @@ def build(table: Table, dataset: str, profile: str, runs=None, split: str = DEFA
     return Rendered(header, lines, caption, provenance, align, table.notes, table.title, n_reproduced)
 
 
-def _blind_label(method: str) -> str:
-    return {"random": "Random", "prior": "Fixed-span prior (train)", "whole-video": "Whole video"}[method]
+def _blind_label(method: str, dataset: str) -> str:
+    """The blind row's label; the prior's names the split its span was tuned on (ActivityNet-CD: val)."""
+    labels = {"random": "Random", "prior": f"Fixed-span prior ({tuned_on(dataset)})", "whole-video": "Whole video"}
+    return labels[method]
+
+
+def tuned_on(dataset: str) -> str:
+    """The split the prior's span is tuned on, in ``dataset``'s own words: ``train``, or ``val`` on ActivityNet-CD."""
+    source = SOURCES.get(dataset)
+    return source.labels["train"] if source is not None else "train"
 
 
 def _reference_label(method: str) -> str:
@@ -433,7 +470,7 @@ def _caption(
         f"{table.paper_dataset or 'its data'}. "
         f"'ours': finished runs on dataset {dataset}"
         f"{' (content hash ' + ', '.join(hashes) + ')' if hashes else ''}, profile {profile}, seeds {seed_text}, "
-        f"commit {', '.join(commits) if commits else 'none'}, scored on test split {test_split(split).description};"
+        f"commit {', '.join(commits) if commits else 'none'}, scored on test split {split_description(split, dataset)};"
         " each cell is the mean ± sample standard deviation over the n seeds of its line, ours (n=...); a single"
         " seed (n=1) shows its one value. 'missing' means no finished run logged that metric. Δ = ours − paper."
     )
@@ -442,21 +479,25 @@ def _caption(
             " The synthetic benchmark is not ActivityNet Speech: its numbers are not a reproduction of the"
             " paper, and Δ compares two different benchmarks."
         )
-    if dataset == REAL_ANNOTATIONS:
+    source = SOURCES.get(dataset)
+    if source is not None:
         text += (
-            " The 'ours' lines are real-data rows: computed on the real ActivityNet Captions annotations (nothing"
-            " else: no video features, no speech), scored on its val_2 split, the test split whose moments the"
-            " paper's ActivityNet Speech test set shares; only the blind rows can run on this dataset, the prior's"
-            " span chosen on train alone. The 'paper' lines are the paper's reported numbers, not reproduced here."
+            f" The 'ours' lines are real-data rows: computed on the real {source.title} annotations (nothing else: no"
+            f" video features, no speech); {source.about}. Only the blind rows can run on this dataset."
+            f" {source.versus_paper}"
         )
     if table.is_grounding:
         text += (
             f" {OURS_MARK} Columns of this suite, not of the paper (no paper number): dR@1 IoU=m is the discounted"
             " recall of Yuan et al. 2021, each R@1 hit weighted by (1 − |Δstart|)(1 − |Δend|) with Δ in fractions"
             " of the video. IoU ties with a threshold are decided exactly (bench.evaluate)."
-            " Blind rows see neither video nor query; the fixed-span prior is the span chosen on train for R@1"
-            " IoU=0.5 (the priors tuned for the other metrics are in `bench report`). centre-in: share of queries"
-            " whose top-1 centre lies inside the true moment; pred. len: mean top-1 length as a share of the video."
+            " Blind rows see neither video nor query; the fixed-span prior is the span chosen on"
+            f" {tuned_on(dataset)} for R@1 IoU=0.5 (the priors tuned for the other metrics are in `bench report`)."
+            " centre-in: share of queries whose top-1 centre lies inside the true moment; pred. len: mean top-1"
+            " length as a share of the video."
+        )
+    if table.is_grounding and not annotations_only(dataset):  # build() shows no references on annotations only
+        text += (
             " References are rows of this suite, not of the paper, and not under test: VSLNet and 2D-TAN trained"
             " with full supervision on the gold transcript (ceilings for a method that reads the words), and on the"
             " synthetic benchmark an oracle that knows the planted concept (what the clip features allow)."
