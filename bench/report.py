@@ -17,6 +17,7 @@ import datetime as dt
 from pathlib import Path
 
 from bench import moments, tables, tracking
+from bench.data.captions import CD
 
 BLIND_FILE = "blind.md"
 HISTOGRAM_FILE = "moment_lengths.png"
@@ -57,7 +58,7 @@ def write_report(out: Path, dataset: str, profile: str, split: str = tables.DEFA
         index.append(f"- [Table {table.number}: {table.title}]({md.name}) ([LaTeX]({tex.name}))")
     blind_files = write_blind_section(out, profile, split=split)
     written += blind_files
-    index.append(f"- [Blind rows on both benchmarks, and the moment-length histogram]({BLIND_FILE})")
+    index.append(f"- [Blind rows on every benchmark, and the moment-length histogram]({BLIND_FILE})")
     (out / "index.md").write_text("\n".join(index) + "\n")
     written.append(out / "index.md")
     return written
@@ -105,11 +106,11 @@ def blind_rows(
         f" of FINISHED runs (one seed: its value alone), test split {tables.test_split(split).description}, in"
         " percent; dR@1 is the discounted recall of Yuan et al. 2021. synth is the embedded synthetic benchmark;"
         " activitynet-captions is the real ActivityNet Captions annotations and activitynet-cd the real"
-        f" ActivityNet-CD annotations, whose test/ split is {tables.split_description('val_2', 'activitynet-cd')}"
-        " (real-data rows; the paper's numbers are in the tables, not here). "
-        "'prior' is tuned for R@1 IoU=0.5, 'prior-<metric>' for that metric, each on train only (on activitynet-cd,"
-        f" which has no training split, on {tables.tuned_on('activitynet-cd')}); its span is "
-        "[start, end] as fractions of the duration. 'random' ranks the 153 2D-TAN candidates (N = 64), "
+        f" ActivityNet-CD annotations, on which test/ is {CD.labels['val_2']} ({CD.files['val_2']}) and test_ood/ is"
+        f" {CD.labels['test_ood']} ({CD.files['test_ood']}); both give real-data rows (the paper's numbers are in the"
+        " tables, not here). 'prior' is tuned for R@1 IoU=0.5, 'prior-<metric>' for that metric, each on train only"
+        f" (on activitynet-cd, which has no training split, on {CD.labels['train']}); its span is [start, end] as"
+        " fractions of the duration. 'random' ranks the 153 2D-TAN candidates (N = 64), "
         "'random-continuous' draws continuous spans. 'missing' means no finished run."
         + (f" Content hashes: {'; '.join(sorted(hashes))}." if hashes else "")
     )
@@ -134,11 +135,11 @@ def _prior_span(runs, run_ids: list[str]) -> str:
 def write_blind_section(
     out: Path, profile: str, runs_by_dataset: dict[str, object] | None = None, split: str = tables.DEFAULT_SPLIT
 ) -> list[Path]:
-    """``blind.md`` with the blind rows of both benchmarks, and the moment-length histogram with its counts."""
+    """``blind.md`` with the blind rows of every benchmark, and the moment-length histogram with its counts."""
     out.mkdir(parents=True, exist_ok=True)
     series, absent = moments.collect(profile)
     text = [
-        "# Blind rows on both benchmarks",
+        "# Blind rows on every benchmark",
         "",
         tables.to_markdown(blind_rows(profile, runs_by_dataset, split)),
         "## Moment length (span / duration)",
