@@ -236,6 +236,7 @@ def run(ctx: RunContext) -> RunResult:
     model = BaseNet(c, data.train.videos.shape[-1], data.word_vectors).to(ctx.device)
     ctx.log.log_params({"parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)})
     loss_fn = weak_loss if c.supervision == "weak" else full_loss
+
     def score(split: grounding.GroundingSplit, path: Path | None) -> dict[str, float]:
         return evaluate_split(model, split, c.eval_batch_size, c.n_clips, path)
 
@@ -267,8 +268,14 @@ register(
     )
 )
 register(
-    _spec("asr-base", "ASR-Base", "asr-text", "weak", ("table2:asr-base",),
-          "Base on the words of the ASR output (the cascade of Table 2): wav2vec2 CTC, then Base (gold-text form)")
+    _spec(
+        "asr-base",
+        "ASR-Base",
+        "asr-text",
+        "weak",
+        ("table2:asr-base",),
+        "Base on the words of the ASR output (the cascade of Table 2): wav2vec2 CTC, then Base (gold-text form)",
+    )
 )
 register(
     _spec("sbase", "SBase", "speech", "full", ("table10:sbase",), "the Base network trained with scaled-IoU BCE (C.1)")

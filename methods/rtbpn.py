@@ -10,9 +10,9 @@ query's way through the network (:class:`RTBPNNet`):
    ``w_t = sigmoid(W2 tanh(W1 (v_t * g)))``, min-max normalised over the clips (:func:`minmax`). The **enhanced**
    stream is ``v_t w_t``, the **suppressed** one ``v_t (1 - w_t)`` (the code's background vector b is a frozen zero);
 3. the **shared two-branch proposal module**, the same weights for every stream: clip-to-word tanh attention
-   (eq. 9's ``ClipQueryAttention``), a cross gate (:class:`methods.parts.fusion.CrossGate`), a Bi-GRU over ``[v' ; a']``, dropout 0.1,
-   then 2D-TAN's sparse map (max over clips), one k x k map convolution with masked re-weighting, and a linear
-   head read at the **153 candidates**: logits ``[B, 153]``, p = sigmoid.
+   (eq. 9's ``ClipQueryAttention``), a cross gate (:class:`methods.parts.fusion.CrossGate`), a Bi-GRU over
+   ``[v' ; a']``, dropout 0.1, then 2D-TAN's sparse map (max over clips), one k x k map convolution with masked
+   re-weighting, and a linear head read at the **153 candidates** (80 at 32 clips): logits, p = sigmoid.
 
 Training (:func:`rtbpn_loss`), the code's ``weakly_supervised_loss`` with ActivityNet's weights:
 

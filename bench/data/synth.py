@@ -19,8 +19,8 @@ readers serves both:
 How a video is made (the knobs live in :class:`SynthConfig`; ``shared/research/feasibility.md`` measured
 what they do). A duration in [20, 240] s (mean near 117 s); 2 to 5 described events (mean near 3.6) whose
 span / duration is drawn from U(0.75, 1) with probability ``p_long`` and Beta(1, 3.3) otherwise (mean near
-0.3; long moments are common, overlaps allowed); 0 to ``max_distractors`` (1) undescribed distractor events, half sharing the
-verb or object of a described one. A concept's 500-d prototype is
+0.3; long moments are common, overlaps allowed); 0 to ``max_distractors`` (1) undescribed distractor events, half
+sharing the verb or object of a described one. A concept's 500-d prototype is
 ``sqrt(ov/2)·verb + sqrt(ov/2)·object + sqrt(1−ov)·own`` so related concepts share components. A clip
 feature is ``scene + Σ amplitude · ramp(t) · prototype + AR(1) noise``, where ramp rises and falls over
 ``ramp_s`` seconds. ``split_bias = "debiased"`` places test moments where train moments never are
@@ -53,7 +53,7 @@ from bench.data import world
 
 SPLITS = ("train", "val_1", "val_2")
 OOD = "test_ood"  # the debiased test split, written beside SPLITS
-VERSION = 2  # bump when the generator's output changes for the same config
+VERSION = 3  # bump when the generator's output changes for the same config (3: the speaker pools of issue 14)
 
 
 @dataclass(frozen=True)
@@ -96,8 +96,9 @@ PROFILES: dict[str, SynthConfig] = {
     # (it was 150 videos, 547 queries, about 1.6 points: too coarse to tell methods apart, issue 14)
     "small": SynthConfig(videos=(900, 150, 560), corpus_utterances=3000, ood_videos=560),
     # the paper's split sizes (37,417 / 17,505 / 17,031 queries); videos are generated until the count is met
-    "paper": SynthConfig(videos=(10_300, 4_850, 4_700), corpus_utterances=60_000, query_limit=(37_417, 17_505, 17_031),
-                         ood_videos=3_700),
+    "paper": SynthConfig(
+        videos=(10_300, 4_850, 4_700), corpus_utterances=60_000, query_limit=(37_417, 17_505, 17_031), ood_videos=3_700
+    ),
 }
 
 
