@@ -69,6 +69,7 @@ class BaseConfig:
     query: Literal["speech", "gold-text", "asr-text", "features"] = "speech"
     supervision: Literal["weak", "full"] = "weak"
     fusion: Literal["attention", "pool-add"] = "attention"  # A.2's eq. 9 + concat, or Table 5's Pool+Add
+    cross_gate: bool = True  # §3.2's feature fusion (the code's cross gate); False: the suite before issue 21
     d: int = 256  # App. B.2
     n_clips: int = 64  # App. B.2
     video_convs: int = 4
@@ -125,7 +126,7 @@ class BaseNet(nn.Module):
         else:  # "features": batch["sem"] [B, L, query_dim], a frozen pre-trained encoder's output
             assert query_dim is not None, "a features query needs its width"
         self.query_gru = BiGRU(query_dim if c.query == "features" else c.d, c.d)
-        self.interaction = Interaction(c.d, c.d_att) if c.fusion == "attention" else PoolAdd(c.d)
+        self.interaction = Interaction(c.d, c.d_att, c.cross_gate) if c.fusion == "attention" else PoolAdd(c.d)
         self.proposals = proposals.ProposalScorer(c.d, c.map_kernel, c.n_clips, c.dropout)
 
     def encode_video(self, batch: dict[str, Tensor]) -> Tensor:

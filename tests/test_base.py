@@ -261,3 +261,14 @@ def test_bench_run_table_1_puts_base_and_the_blind_rows_in_the_table(tiny, capsy
         runs = tracking.finished_runs({"method": method, "profile": "tiny"})
         assert len(runs) == 1, method
     assert "Random" in out and "whole video" in out.lower()
+
+
+def test_the_gate_can_be_left_out_for_the_ablation():
+    """``cross_gate=False`` is the interaction before issue 21: the GRU reads ``[v ; q]`` as they come."""
+    torch.manual_seed(0)
+    inter = fusion.Interaction(4, gate=False)
+    v, s = torch.randn(2, 3, 4), torch.randn(2, 5, 4)
+    mask = torch.ones(2, 5, dtype=torch.bool)
+    want = inter.gru(torch.cat([v, inter.attend(v, s, mask)], dim=-1))
+    assert inter.gate is None and torch.equal(inter(v, s, mask), want)
+    assert base.base_config("tiny", cross_gate=False).cross_gate is False

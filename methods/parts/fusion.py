@@ -108,14 +108,16 @@ class Interaction(nn.Module):
     query q_i of eq. 9, the cross gate, then m_i = BiGRU([v'_i ; q'_i]) (App. A.2; the original code's
     ``BetterFusion``)."""
 
-    def __init__(self, d: int, d_att: int | None = None) -> None:
+    def __init__(self, d: int, d_att: int | None = None, gate: bool = True) -> None:
         super().__init__()
         self.attend = ClipQueryAttention(d, d_att)
-        self.gate = CrossGate(d)
+        self.gate = CrossGate(d) if gate else None  # None: attention and concatenation only (an ablation)
         self.gru = BiGRU(2 * d, d)
 
     def forward(self, v: Tensor, s: Tensor, s_mask: Tensor) -> Tensor:
-        v, q = self.gate(v, self.attend(v, s, s_mask))
+        q = self.attend(v, s, s_mask)
+        if self.gate is not None:
+            v, q = self.gate(v, q)
         return self.gru(torch.cat([v, q], dim=-1))
 
 
