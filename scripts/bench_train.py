@@ -11,7 +11,8 @@ SIL's grounding trains on its frozen encoder's features; here they are random fe
 two per transcript word (the two domains' CIF segments), which is what an update costs, without pre-training.
 Losses and gradients of the two paths agree (``tests/test_speed_paths.py``); this script only times them.
 
-Usage: ``.venv/bin/python scripts/bench_train.py --methods base,sil --profile small [--threads 2]``
+Usage: ``.venv/bin/python scripts/bench_train.py --methods base,sil --profile small [--threads 2]``; the small
+profile before issue 15 (64 clips, batch 64): ``--set n_clips=64 --batch 64`` (SIL: ``--set ground.n_clips=64``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import time
 
 import torch
 
+from bench import config as cfg
 from bench import datasets
 from bench.data import grounding, loader
 from bench.tracking import runs_home
@@ -48,13 +50,16 @@ def with_sem(split: grounding.GroundingSplit, width: int, generator: torch.Gener
     return grounding.GroundingSplit(split.name, queries, split.videos)
 
 
-def build(method: str, profile: str, data: grounding.GroundingData, generator: torch.Generator):
-    """``(model, loss(model, batch), train split)`` of a method at its profile configuration."""
+def method_config(method: str, profile: str, overrides: dict[str, str]):
+    """The method's profile configuration with ``--set`` overrides (SIL's grounding fields under ``ground.``)."""
+    return cfg.apply_overrides(registry.get(method).config(profile), overrides)
+
+
+def build(method: str, c, data: grounding.GroundingData, generator: torch.Generator):
+    """``(model, loss(model, batch), train split)`` of a method at configuration ``c``."""
     if method == "sil":
-        c = registry.get("sil").config(profile)
         model = sil.SILNet(c, data.train.videos.shape[-1], c.asp.d)
         return model, sil.sil_loss, with_sem(data.train, c.asp.d, generator)
-    c = registry.get(method).config(profile)
     model = base.BaseNet(c, data.train.videos.shape[-1], data.word_vectors)
     return model, (base.weak_loss if c.supervision == "weak" else base.full_loss), data.train
 
@@ -68,6 +73,13 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=2, help="untimed updates per path first")
     p.add_argument("--batch", type=int, default=None, help="default: the profile's batch size")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, here the cores)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override for both paths, e.g. --set n_clips=64 (SIL: --set ground.n_clips=64)",
+    )
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -78,10 +90,10 @@ def main() -> None:
     for method in args.methods.split(","):
         generator = torch.Generator().manual_seed(0)
         torch.manual_seed(0)
-        c = registry.get(method).config(args.profile)
+        c = method_config(method, args.profile, cfg.parse_overrides(args.set))
         ground = c.ground if method == "sil" else c  # SIL's grounding network is Base's, configured under .ground
         data = grounding.load(ds, runs_home() / "cache", device, ground.n_clips, progress=False)
-        fast, loss_fn, split = build(method, args.profile, data, generator)
+        fast, loss_fn, split = build(method, c, data, generator)
         ref = use_reference(fast)
         batch_size = args.batch or ground.train.batch_size
         paths = {"reference": ref, "fast": fast}
