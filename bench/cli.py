@@ -272,13 +272,11 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    import subprocess
-
     from bench import tracking
 
     command = tracking.ui_command(args.port)
-    print(f"MLflow UI on http://127.0.0.1:{args.port} over {tracking.tracking_uri()} (Ctrl-C stops it)")
-    return subprocess.call(command)
+    print(f"MLflow UI on http://127.0.0.1:{args.port} over {tracking.tracking_uri()} (Ctrl-C stops it)", flush=True)
+    return tracking.serve(command)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
