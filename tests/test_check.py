@@ -328,3 +328,20 @@ def test_vgcl_root_wrong_wav_name(tmp_path):
 def test_missing_root(tmp_path):
     report = check.check_root(tmp_path / "nowhere")
     assert not report.ok and found(report) == {("error", "missing-file", str(tmp_path / "nowhere"))}
+
+
+def test_glove_word_twice_with_the_same_vector_is_a_warning(root):
+    path = root.path / "glove.txt"
+    path.write_text(path.read_text() + rf.GLOVE_LINES[4] + "\n")  # "dog" again, same vector: every reader agrees
+    report = check.check_root(root.path)
+    assert found(report) == {("warning", "duplicate-word", f"{path} line 6")} and report.ok
+    assert "first on line 5) with the same vector" in report.problems[0].problem
+
+
+def test_stereo_whose_channels_cancel_is_silent_when_decoded(root):
+    wav = root.path / "wavs" / root.wavs["train"][4]
+    tone = rf.tone(0.2)
+    sf.write(wav, np.stack([tone, -tone], axis=1), 16000, subtype="PCM_16")  # one channel wired in reverse
+    assert found(check.check_root(root.path)) == {("warning", "multichannel-audio", str(wav))}
+    deep = check.check_root(root.path, deep_audio=True)
+    assert found(deep) == {("warning", "multichannel-audio", str(wav)), ("error", "silent-audio", str(wav))}
