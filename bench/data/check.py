@@ -17,12 +17,12 @@ Expected layout (the synthetic benchmark writes the same one, so the check serve
 
 Every problem names a path, a kind and the fix. Two severities:
 
-* ``error``: the data cannot be used as is (a missing file, unreadable, truncated, silent or too short audio
-  (under :data:`MIN_SPEECH_S` for speech), a wrong sample rate, NaN/inf or missing features, a wav named by the
+* ``error``: the data cannot be used as is (a missing file, unreadable or truncated audio, silent speech or
+  speech under :data:`MIN_SPEECH_S`, a wrong sample rate, NaN/inf or missing features, a wav named by the
   annotations but absent, a video listed twice in an annotation file, a bad GloVe line or a word listed twice with
   two vectors, a LibriSpeech transcript without audio, empty or holding non-ASCII characters, a broken checkpoint).
   ``CheckReport.ok`` is False.
-* ``warning``: what the readers handle by a documented rule that loses nothing: spans clipped into
+* ``warning``: what the readers handle by a documented rule, and count or say: spans clipped into
   ``[0, duration]`` (one per file, with the count); entries dropped under ``SkipPolicy(skip=True)`` (an empty,
   reversed or non-finite span, an empty sentence, a wrong wav name: the shipped ActivityNet train.json has four
   such spans, and dropping them gives the paper's 37,417 train pairs, so a loader reads annotations with skipping
@@ -31,9 +31,9 @@ Every problem names a path, a kind and the fix. Two severities:
   vector. ``strict=True`` makes warnings errors.
 
 Audio is probed from its header and its last sample (one seek, which finds a FLAC or wav cut short); ``deep_audio``
-(``bench data check --deep``) decodes every file as well, which also finds NaN samples, short reads and silence
-(peak under :data:`SILENCE_PEAK`). Wavs that no annotation names, and features of videos no annotation names,
-are not checked.
+(``bench data check --deep``) decodes every file as well, which also finds NaN samples, short reads and silent
+speech (peak under :data:`SILENCE_PEAK`; noise clips may be quiet). Wavs that no annotation names, and features
+of videos no annotation names, are not checked.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ MIN_SPEECH_S = 0.1
 """Seconds; spoken sentences (ActivityNet Speech, LibriSpeech) last longer, so a shorter file is a cut or failed
 recording. Noise clips (ESC-50) have no minimum."""
 SILENCE_PEAK = 1e-3
-"""Peak amplitude (full scale 1, so -60 dBFS) below which a decoded file is silent: no speech for the model."""
+"""Peak amplitude (full scale 1, so -60 dBFS) below which decoded speech is silent: no query for the model."""
 ERROR_KINDS = frozenset({"duplicate-key"})
 """Annotation findings that are errors although a skipping reader reads on: the file's intent is ambiguous."""
 LIBRISPEECH_DIRS: tuple[str, ...] = ("librispeech", "corpus")
@@ -172,11 +172,12 @@ class _Checker:
     def missing(self, path: Path, what: str, fix: str) -> None:
         self.add("missing-file", DataError(path, f"missing ({what})", fix))
 
-    def audio(self, path: Path, rate: int | None, min_seconds: float = 0.0) -> None:
-        """Check one audio file: readable to its last sample, at ``rate`` (None: any), ``min_seconds`` long, mono.
+    def audio(self, path: Path, rate: int | None, speech: bool = True) -> None:
+        """Check one audio file: readable to its last sample, at ``rate`` (None: any), mono; speech long and audible.
 
         Without ``deep_audio`` only the header and the last sample are read (a seek: a FLAC or wav cut short
         fails it); with it the whole file is decoded, which also finds NaN samples, short reads and silence.
+        Noise (``speech=False``) may be short or silent: it only ever adds to speech.
         """
         try:
             with sf.SoundFile(path) as f:
@@ -208,12 +209,12 @@ class _Checker:
                 ),
             )
             return
-        if frames < min_seconds * samplerate:
+        if speech and frames < MIN_SPEECH_S * samplerate:
             self.add(
                 "too-short-audio",
                 DataError(
                     path,
-                    f"{frames / samplerate:.3g} s of audio, shorter than the {min_seconds:g} s that any spoken "
+                    f"{frames / samplerate:.3g} s of audio, shorter than the {MIN_SPEECH_S:g} s that any spoken "
                     "sentence lasts (a cut or failed recording)",
                     "restore the file, or record the sentence again",
                 ),
@@ -240,7 +241,7 @@ class _Checker:
             self.add("truncated-audio", _truncated(path, f"the header promises {frames} samples, {len(wave)} decode"))
             return
         peak = float(wave.abs().max())
-        if peak < SILENCE_PEAK:
+        if speech and peak < SILENCE_PEAK:
             self.add(
                 "silent-audio",
                 DataError(
@@ -352,7 +353,7 @@ class _Checker:
                         ),
                     )
                     continue
-                self.audio(folder / name, librispeech.SAMPLE_RATE, MIN_SPEECH_S)
+                self.audio(folder / name, librispeech.SAMPLE_RATE)
         self.report.checked.append(f"wavs: {folder}, {named} wavs named by the annotations, {len(present)} files")
 
     def librispeech(self) -> None:
@@ -369,7 +370,7 @@ class _Checker:
         for kind, err in policy.found:
             self.add(kind, err)
         for u in utterances:
-            self.audio(u.path, librispeech.SAMPLE_RATE, MIN_SPEECH_S)
+            self.audio(u.path, librispeech.SAMPLE_RATE)
         self.report.checked.append(f"librispeech: {folder}, subsets {', '.join(subsets)}, {len(utterances)} utterances")
 
     def glove(self) -> None:
@@ -412,7 +413,7 @@ class _Checker:
         for kind, err in policy.found:
             self.add(kind, err)
         for clip in clips:
-            self.audio(clip.path, None)  # any rate: noise is resampled to the speech rate on load
+            self.audio(clip.path, None, speech=False)  # any rate: noise is resampled to the speech rate on load
         self.report.checked.append(f"esc50: {folder}, {len(clips)} clips")
 
     def wav2vec2(self) -> None:
