@@ -345,3 +345,10 @@ def test_stereo_whose_channels_cancel_is_silent_when_decoded(root):
     assert found(check.check_root(root.path)) == {("warning", "multichannel-audio", str(wav))}
     deep = check.check_root(root.path, deep_audio=True)
     assert found(deep) == {("warning", "multichannel-audio", str(wav)), ("error", "silent-audio", str(wav))}
+
+
+def test_short_quiet_noise_is_fine(root):
+    """Noise only ever adds to speech: an ESC-50 clip may be short or silent."""
+    clip = root.path / "esc50" / "audio" / rf.ESC50_ROWS[0][0]
+    sf.write(clip, np.zeros(441, dtype=np.float32), 44_100, subtype="PCM_16")  # 0.01 s of silence
+    assert check.check_root(root.path, deep_audio=True).problems == []
