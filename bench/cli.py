@@ -95,6 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
     q = data_sub.add_parser("check", help="validate a real data root; lists exactly what is missing or corrupt")
     q.add_argument("root", type=Path)
     q.add_argument("--strict", action="store_true", help="treat warnings (e.g. spans clipped to the video) as errors")
+    q.add_argument(
+        "--deep",
+        action="store_true",
+        help="decode every audio file (finds silence and NaN samples; slower) instead of its header and last sample",
+    )
 
     p = sub.add_parser("ui", help="open the MLflow UI on 127.0.0.1 over the suite's tracking store")
     p.add_argument("--port", type=int, default=5000)
@@ -262,7 +267,7 @@ def cmd_data(args: argparse.Namespace) -> int:
     if args.data_verb == "check":
         from bench.data import check
 
-        report = check.check_root(args.root, strict=args.strict)
+        report = check.check_root(args.root, strict=args.strict, deep_audio=args.deep)
         print(report.summary())
         return 0 if report.ok else 1
     for name, spec in datasets.all_datasets().items():
@@ -272,13 +277,11 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    import subprocess
-
     from bench import tracking
 
     command = tracking.ui_command(args.port)
-    print(f"MLflow UI on http://127.0.0.1:{args.port} over {tracking.tracking_uri()} (Ctrl-C stops it)")
-    return subprocess.call(command)
+    print(f"MLflow UI on http://127.0.0.1:{args.port} over {tracking.tracking_uri()} (Ctrl-C stops it)", flush=True)
+    return tracking.serve(command)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

@@ -69,7 +69,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import torch
 from torch import Tensor
@@ -483,24 +483,42 @@ def _parse_line(line: str, fail: Callable[..., ValueError]) -> tuple[str, float,
     return qid, float(duration), [float(x) for x in gt], [[float(x) for x in span] for span in pred]
 
 
+def _open_predictions(path: str | Path) -> TextIO:
+    """Open a predictions file, or raise one ``ValueError`` line naming it and the fix (never a bare errno)."""
+    fix = "Fix: give the path of a JSON-lines predictions file (a run's is under its predictions/ artifacts)."
+    try:
+        return open(path, encoding="utf-8")  # noqa: SIM115 (the caller's with block closes it)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such predictions file. {fix}") from None
+    except IsADirectoryError:
+        raise ValueError(f"{path}: is a directory, not a predictions file. {fix}") from None
+    except PermissionError:
+        raise ValueError(f"{path}: not readable (permission denied). Fix: make the file readable.") from None
+
+
 def read_predictions(path: str | Path) -> Predictions:
     """Read and validate a predictions file (format in the module docstring)."""
     rows: list[tuple[str, float, list[float], list[list[float]]]] = []
     seen: dict[str, int] = {}
-    with open(path, encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
+    with _open_predictions(path) as handle:
+        try:
+            for lineno, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
 
-            def fail(problem: str, fix: str, qid: str | None = None, lineno: int = lineno) -> ValueError:
-                who = f"qid {qid!r}" if qid is not None else "qid unknown"
-                return ValueError(f"{path}, line {lineno} ({who}): {problem}. Fix: {fix}.")
+                def fail(problem: str, fix: str, qid: str | None = None, lineno: int = lineno) -> ValueError:
+                    who = f"qid {qid!r}" if qid is not None else "qid unknown"
+                    return ValueError(f"{path}, line {lineno} ({who}): {problem}. Fix: {fix}.")
 
-            row = _parse_line(line, fail)
-            if row[0] in seen:
-                raise fail(f"duplicate qid, first seen on line {seen[row[0]]}", "give every query once", row[0])
-            seen[row[0]] = lineno
-            rows.append(row)
+                row = _parse_line(line, fail)
+                if row[0] in seen:
+                    raise fail(f"duplicate qid, first seen on line {seen[row[0]]}", "give every query once", row[0])
+                seen[row[0]] = lineno
+                rows.append(row)
+        except UnicodeDecodeError as e:
+            raise ValueError(
+                f"{path}: not UTF-8 text ({e.reason}). Fix: write the predictions as UTF-8 JSON lines."
+            ) from None
     if not rows:
         raise ValueError(f"{path}: no predictions in the file. Fix: write one JSON object per query.")
     n_cand = max(len(row[3]) for row in rows)

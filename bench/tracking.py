@@ -219,3 +219,69 @@ def ui_command(port: int = 5000) -> list[str]:
     if not os.environ.get("MLFLOW_TRACKING_URI"):
         cmd += ["--artifacts-destination", artifact_root()]
     return cmd
+
+
+STOP_GRACE_S = 10.0
+"""Seconds the UI server's processes get to exit after SIGTERM before they are killed."""
+
+
+class _Stop(Exception):
+    """Raised by the signal handler of :func:`serve` so that the wait for the server ends."""
+
+
+def serve(command: list[str]) -> int:
+    """Run a server ``command`` until it exits, and take all of its processes down with this one.
+
+    ``mlflow ui`` serves from children it starts (uvicorn workers, job runners). Killing only the process that
+    started them leaves them serving, and ``subprocess.call`` passes no signal on. So the server gets a session
+    (and process group) of its own, and SIGTERM, SIGINT or SIGHUP to this process stops that whole group:
+    SIGTERM, then SIGKILL for what is left after :data:`STOP_GRACE_S`. Ctrl-C reaches the server this way too,
+    since its group is no longer the terminal's. A stop asked for by a signal is the normal end of a UI, so it
+    returns 0; otherwise the server's exit status. SIGKILL cannot be caught: the group then outlives this process.
+    """
+    import signal
+
+    def stop(signum: int, _frame: object) -> None:
+        raise _Stop(signum)
+
+    signals = [signal.SIGTERM, signal.SIGINT, signal.SIGHUP]
+    previous = {s: signal.signal(s, stop) for s in signals}
+    server: subprocess.Popen | None = None
+    try:
+        server = subprocess.Popen(command, start_new_session=True)
+        return server.wait()
+    except _Stop:
+        return 0
+    finally:
+        for s in signals:  # a second Ctrl-C must not cut the shutdown short
+            signal.signal(s, signal.SIG_IGN)
+        if server is not None:
+            _stop_group(server)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _stop_group(leader: subprocess.Popen) -> None:
+    """SIGTERM the process group that ``leader`` leads, wait until it is empty, SIGKILL what is left."""
+    import signal
+    import time
+
+    def signal_group(signum: int) -> bool:
+        """Send ``signum`` to the group; False when no process of it is left."""
+        try:
+            os.killpg(leader.pid, signum)
+        except ProcessLookupError:
+            return False
+        return True
+
+    if not signal_group(signal.SIGTERM):
+        leader.wait()
+        return
+    deadline = time.monotonic() + STOP_GRACE_S
+    while time.monotonic() < deadline:
+        leader.poll()  # reap the leader, or the group never empties
+        if not signal_group(0):
+            return
+        time.sleep(0.1)
+    signal_group(signal.SIGKILL)
+    leader.wait()

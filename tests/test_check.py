@@ -152,6 +152,51 @@ def broken_checkpoint(r: rf.Root) -> set:
     return {("error", "bad-checkpoint", str(r.path / "wav2vec2"))}
 
 
+def cut_flac(r: rf.Root) -> set:
+    flac = r.path / "librispeech" / "train-clean-100" / "103" / "1240" / "103-1240-0000.flac"
+    data = flac.read_bytes()
+    flac.write_bytes(data[: len(data) // 2])  # an interrupted copy: the header still promises every sample
+    return {("error", "truncated-audio", str(flac))}
+
+
+def cut_wav(r: rf.Root) -> set:
+    wav = r.path / "wavs" / r.wavs["train"][0]
+    data = wav.read_bytes()
+    wav.write_bytes(data[: len(data) // 2])  # reads as a shorter wav: only the header's data size tells
+    return {("error", "truncated-audio", str(wav))}
+
+
+def short_wav(r: rf.Root) -> set:
+    wav = rf.write_wav(r.path / "wavs" / r.wavs["train"][3], 0.05)
+    return {("error", "too-short-audio", str(wav))}
+
+
+def stereo_wav(r: rf.Root) -> set:
+    wav = r.path / "wavs" / r.wavs["train"][4]
+    sf.write(wav, np.stack([rf.tone(0.2), rf.tone(0.2, freq=220.0)], axis=1), 16000, subtype="PCM_16")
+    return {("warning", "multichannel-audio", str(wav))}  # averaged into one voice, as documented
+
+
+def repeated_video(r: rf.Root) -> set:
+    path = r.path / "annotations" / "train.json"
+    text = path.read_text()  # the video again at the end, after the other faults' edits
+    again = json.dumps({"v_Sd4C8_FMdjA": json.loads(text)["v_Sd4C8_FMdjA"]})
+    path.write_text(text[:-1] + ", " + again[1:])
+    return {("error", "duplicate-key", f'{path} ["v_Sd4C8_FMdjA"]')}
+
+
+def non_ascii_transcript(r: rf.Root) -> set:
+    trans = r.path / "librispeech" / "train-clean-100" / "1034" / "121119" / "1034-121119.trans.txt"
+    trans.write_text("1034-121119-0000 THE RIVER\u2019S MOUTH RAN DOWN TO THE SEA\n")  # a curly apostrophe
+    return {("error", "non-ascii-transcript", f"{trans} line 1")}
+
+
+def glove_word_twice(r: rf.Root) -> set:
+    path = r.path / "glove.txt"
+    path.write_text(path.read_text() + "dog 0.5 0.5 0.5 0.5\n")
+    return {("error", "duplicate-word", f"{path} line 6")}
+
+
 def no_wav_dir(r: rf.Root) -> set:
     shutil.rmtree(r.path / "wavs")
     return {("error", "missing-file", str(r.path / "wavs"))}
@@ -170,8 +215,25 @@ FAULTS: list[Callable[[rf.Root], set]] = [
     missing_annotation,
     missing_esc50_clip,
     broken_checkpoint,
+    cut_flac,
+    cut_wav,
+    short_wav,
+    stereo_wav,
+    repeated_video,
+    non_ascii_transcript,
+    glove_word_twice,
     no_wav_dir,
 ]
+
+
+def silent_wav(r: rf.Root) -> set:
+    wav = r.path / "wavs" / r.wavs["val_1"][1]
+    sf.write(wav, np.zeros(3200, dtype=np.float32), 16000, subtype="PCM_16")
+    return {("error", "silent-audio", str(wav))}
+
+
+DEEP_FAULTS: list[Callable[[rf.Root], set]] = [silent_wav]
+"""Faults only decoding finds (``deep_audio=True``, ``bench data check --deep``)."""
 
 
 @pytest.mark.parametrize("plant", FAULTS, ids=[f.__name__ for f in FAULTS])
@@ -184,6 +246,15 @@ def test_each_fault_found_alone(root, plant):
         assert p.fix and str(p).endswith(p.fix) and "Fix:" in str(p)
 
 
+@pytest.mark.parametrize("plant", DEEP_FAULTS, ids=[f.__name__ for f in DEEP_FAULTS])
+def test_each_deep_fault_found_by_decoding(root, plant):
+    expected = plant(root)
+    assert check.check_root(root.path).ok  # the header and the last sample look right
+    report = check.check_root(root.path, deep_audio=True)
+    assert found(report) == expected, report.summary()
+    assert not report.ok
+
+
 def test_all_faults_at_once(root):
     expected: set = set()
     # all but the missing wav directory, which hides the wav faults; no two faults touch the same moment
@@ -193,11 +264,33 @@ def test_all_faults_at_once(root):
     assert found(report) == expected, report.summary()
     assert not report.ok
     assert report.kinds() == Counter(kind for _, kind, _ in expected)
-    assert len(report.warnings) == 2 and len(report.errors) == len(expected) - 2
+    n_warn = sum(sev == "warning" for sev, _, _ in expected)
+    assert len(report.warnings) == n_warn == 3 and len(report.errors) == len(expected) - n_warn
     text = report.summary()
-    assert text.startswith(f"data root {root.path}: NOT OK ({len(expected) - 2} errors, 2 warnings)")
+    assert text.startswith(f"data root {root.path}: NOT OK ({len(expected) - n_warn} errors, {n_warn} warnings)")
     assert "  missing-wav (1):" in text and "  span-clipped (1):" in text
     assert "1 spans lie outside [0, duration] by more than 1e-06 s (at most 4.34 s)" in text
+    assert "audio: header and last sample of every file (--deep decodes them all" in text
+
+
+def test_cli_names_each_fault_in_one_line(root, capsys):
+    """``bench data check ROOT --deep``: exit 1, and per fault its kind's heading and one line: file, problem, fix."""
+    from bench import cli
+
+    assert cli.main(["data", "check", str(root.path), "--deep"]) == 0
+    assert "audio: every file decoded (--deep)" in capsys.readouterr().out
+    expected: set = set()
+    for plant in FAULTS[:-1] + DEEP_FAULTS:
+        expected |= plant(root)
+    assert cli.main(["data", "check", str(root.path)]) == 1
+    assert "silent-audio" not in capsys.readouterr().out
+    assert cli.main(["data", "check", str(root.path), "--deep"]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    for severity, kind, path in expected:
+        heading = lines.index(f"{severity}s:")
+        assert any(line.startswith(f"  {kind} (") for line in lines[heading:]), kind
+        (line,) = [line for line in lines if line.startswith(f"    {path}: ")]
+        assert " Fix: " in line and not line.endswith("Fix: "), line
 
 
 def test_strict_and_summary_limit(root):
@@ -235,3 +328,27 @@ def test_vgcl_root_wrong_wav_name(tmp_path):
 def test_missing_root(tmp_path):
     report = check.check_root(tmp_path / "nowhere")
     assert not report.ok and found(report) == {("error", "missing-file", str(tmp_path / "nowhere"))}
+
+
+def test_glove_word_twice_with_the_same_vector_is_a_warning(root):
+    path = root.path / "glove.txt"
+    path.write_text(path.read_text() + rf.GLOVE_LINES[4] + "\n")  # "dog" again, same vector: every reader agrees
+    report = check.check_root(root.path)
+    assert found(report) == {("warning", "duplicate-word", f"{path} line 6")} and report.ok
+    assert "first on line 5) with the same vector" in report.problems[0].problem
+
+
+def test_stereo_whose_channels_cancel_is_silent_when_decoded(root):
+    wav = root.path / "wavs" / root.wavs["train"][4]
+    tone = rf.tone(0.2)
+    sf.write(wav, np.stack([tone, -tone], axis=1), 16000, subtype="PCM_16")  # one channel wired in reverse
+    assert found(check.check_root(root.path)) == {("warning", "multichannel-audio", str(wav))}
+    deep = check.check_root(root.path, deep_audio=True)
+    assert found(deep) == {("warning", "multichannel-audio", str(wav)), ("error", "silent-audio", str(wav))}
+
+
+def test_short_quiet_noise_is_fine(root):
+    """Noise only ever adds to speech: an ESC-50 clip may be short or silent."""
+    clip = root.path / "esc50" / "audio" / rf.ESC50_ROWS[0][0]
+    sf.write(clip, np.zeros(441, dtype=np.float32), 44_100, subtype="PCM_16")  # 0.01 s of silence
+    assert check.check_root(root.path, deep_audio=True).problems == []

@@ -637,3 +637,18 @@ def test_cli_evaluate_reports_exact_ties_and_labels_float_ties(tmp_path: Path, c
     data = json.loads(capsys.readouterr().out)
     assert data["ties"] == "float" and "FLOAT TIES" in data["evaluator"] and data["n_tied@0.3"] == 1
     assert data["R1@0.5"] == 0.5  # float64 counts the 1/2 tie as a hit (exactly: 0)
+
+
+@pytest.mark.parametrize("case", ["missing", "directory", "not UTF-8"])
+def test_cli_evaluate_unreadable_file_is_one_line_naming_it(tmp_path: Path, capsys, case: str) -> None:
+    from bench import cli
+
+    path = {"missing": tmp_path / "nope.jsonl", "directory": tmp_path, "not UTF-8": tmp_path / "latin1.jsonl"}[case]
+    if case == "not UTF-8":
+        path.write_bytes('{"qid": "caf\xe9#0"}\n'.encode("latin-1"))
+    assert cli.main(["evaluate", str(path)]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert captured.out == "" and len(lines) == 1, captured.err
+    assert lines[0].startswith(f"bench evaluate: error: {path}: ") and "Fix: " in lines[0]
+    assert "Errno" not in lines[0]

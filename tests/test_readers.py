@@ -113,6 +113,30 @@ def test_captions_bad_input(tmp_path, name, mutate, kind, key, lost):
         assert [m.k for m in ann if m.video == "v_QOlSCBRmfWY"] == [1, 3]
 
 
+def test_captions_repeated_keys(tmp_path):
+    """json keeps the last copy of a repeated key without a word; the reader names it, and skipping counts it."""
+    data = rf.CAPTIONS["train"]
+    first = json.dumps({"v_Sd4C8_FMdjA": {**data["v_Sd4C8_FMdjA"], "sentences": ["Old.", " Copy."]}})
+    path = tmp_path / "train.json"
+    path.write_text("{" + first[1:-1] + ", " + json.dumps(data)[1:])  # the video twice, the old copy first
+    with pytest.raises(DataError) as exc:
+        activitynet.read_captions(path, "train")
+    assert_data_error(exc, f'{path} ["v_Sd4C8_FMdjA"]', "listed 2 times", "drops the 2 sentences of the earlier one")
+    policy = SkipPolicy(skip=True)
+    ann = activitynet.read_captions(path, "train", policy)
+    assert policy.skipped == Counter({"duplicate-key": 1}) and ann.skipped == 2 and ann.entries == 7
+    assert [m.sentence for m in ann if m.video == "v_Sd4C8_FMdjA"] == [
+        "A man talks to the camera.",
+        "He jumps into the lake.",
+    ]
+    path.write_text(json.dumps(data).replace('"duration": 82.73,', '"duration": 82.73, "duration": 8.0,'))
+    with pytest.raises(DataError) as exc:
+        activitynet.read_captions(path, "train")
+    assert_data_error(exc, f'{path} ["v_QOlSCBRmfWY"]', "lists 'duration' more than once")
+    ann = activitynet.read_captions(path, "train", SkipPolicy(skip=True))
+    assert ann.videos == {"v_Sd4C8_FMdjA": 119.03999999999999} and ann.skipped == 3
+
+
 def test_captions_file_errors(tmp_path):
     with pytest.raises(DataError) as exc:
         activitynet.read_captions(tmp_path / "absent.json", "train")
@@ -498,6 +522,13 @@ def _chapter(root: Path) -> Path:
             "line 2",
         ),
         (lambda c: (c / "103-1240.trans.txt").unlink(), "missing-transcript", "103-1240.trans.txt"),
+        (
+            lambda c: (c / "103-1240.trans.txt").write_text(
+                "103-1240-0000 CHAPTER ONE\n103-1240-0001 THE WOOD\u2019S\n"
+            ),
+            "non-ascii-transcript",
+            "'\u2019' U+2019",
+        ),
     ],
 )
 def test_librispeech_bad(tmp_path, plant, kind, fragment):
@@ -580,6 +611,7 @@ def test_glove_roundtrip_and_spaced_words(tmp_path):
     wv = glove.read_glove(rf.write_glove_text(tmp_path / "g.txt", lines))
     assert wv.words[-1] == ". . ." and wv.vectors[-1].tolist() == [1, 2, 3, 4]
     assert wv.duplicates == 1 and wv.vectors[0, 0].item() == pytest.approx(0.418)
+    assert wv.repeats == [glove.Repeat("the", line=7, first_line=1, same=False)]
 
 
 @pytest.mark.parametrize(

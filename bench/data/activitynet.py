@@ -17,6 +17,10 @@ in the file), a non-finite value, a non-positive duration, a timestamps/sentence
 sentence is a :class:`DataError`; under ``SkipPolicy(skip=True)`` the entry is dropped and counted. The real
 train.json holds exactly four such spans; dropping them leaves 37,417 pairs, the paper's train count.
 
+A key repeated in a Captions file is a :class:`DataError` (kind ``duplicate-key``), since ``json`` itself keeps
+the last copy without a word: a video listed twice (skipping reads its last copy and counts the sentences of the
+earlier ones as skipped), or a field listed twice in one entry (skipping drops the entry).
+
 Clipping is counted twice: ``clipped`` counts every span the rule changed, ``clipped_beyond_tolerance`` those
 moved by more than :data:`CLIP_TOLERANCE` seconds. The difference is floating-point noise in the files
 (durations such as ``119.03999999999999`` against an end of ``119.04``), not an annotation error.
@@ -162,16 +166,49 @@ def parse_wav_name(name: str, where: str | None = None) -> WavName:
     return WavName(m["yt"], m["split"], int(m["k"]))
 
 
+class _Repeated(dict):
+    """A JSON object that keeps what ``json`` drops without a word: the earlier copies of a repeated key.
+
+    ``repeated`` maps each key that appears more than once to the values of its earlier copies, in file order;
+    the object itself holds the last copy, as a plain ``json.load`` would.
+    """
+
+    def __init__(self, pairs: list[tuple[str, Any]]) -> None:
+        super().__init__(pairs)
+        last = {key: i for i, (key, _) in enumerate(pairs)}
+        self.repeated: dict[str, list[Any]] = {}
+        for i, (key, value) in enumerate(pairs):
+            if i != last[key]:
+                self.repeated.setdefault(key, []).append(value)
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json``'s object hook: a plain dict, or a :class:`_Repeated` when a key repeats (rare, so no slower)."""
+    obj = dict(pairs)
+    return obj if len(obj) == len(pairs) else _Repeated(pairs)
+
+
+def _repeated(obj: Any) -> dict[str, list[Any]]:
+    """The earlier copies of the keys repeated in a JSON object read by :func:`_load_json` (empty: none)."""
+    return obj.repeated if isinstance(obj, _Repeated) else {}
+
+
 def _load_json(path: Path) -> Any:
     if not path.is_file():
         raise DataError(path, "no such file", "point to the annotation file (see shared/data/README.md)")
     try:
         with path.open(encoding="utf-8") as f:
-            return json.load(f)
+            return json.load(f, object_pairs_hook=_object)
     except json.JSONDecodeError as e:
         raise DataError(f"{path} line {e.lineno}", f"not valid JSON ({e.msg})", "restore the file") from None
     except UnicodeDecodeError as e:
         raise DataError(path, f"not UTF-8 text ({e.reason})", "restore the file") from None
+
+
+def _sentence_count(entry: Any) -> int:
+    """How many sentences an entry of a Captions file holds (1 when it is too broken to tell)."""
+    sentences = entry.get("sentences") if isinstance(entry, dict) else None
+    return max(len(sentences), 1) if isinstance(sentences, list) else 1
 
 
 def _number(x: Any) -> float | None:
@@ -257,9 +294,32 @@ def read_captions(path: str | Path, split: str, policy: SkipPolicy | None = None
     r = _Reader(path, split, policy)
     for video, entry in data.items():
         where = f'{path} ["{video}"]'
+        if dropped := _repeated(data).get(video):
+            n = sum(_sentence_count(copy) for copy in dropped)
+            r.out.entries += n
+            r.fail(
+                where,
+                f"video {video} is listed {len(dropped) + 1} times; JSON keeps only the last copy and drops the "
+                f"{n} sentences of the {'earlier one' if len(dropped) == 1 else 'earlier ones'} without a word",
+                "duplicate-key",
+                "merge the copies into one entry or delete the extra ones (skipping reads the last copy and counts "
+                "the earlier ones' sentences as skipped)",
+                entries=n,
+            )
         if not isinstance(entry, dict) or not {"duration", "timestamps", "sentences"} <= entry.keys():
             r.out.entries += 1
             r.fail(where, "entry lacks one of 'duration', 'timestamps', 'sentences'", "bad-entry")
+            continue
+        if _repeated(entry):
+            n = _sentence_count(entry)
+            r.out.entries += n
+            keys = ", ".join(repr(k) for k in _repeated(entry))
+            r.fail(
+                where,
+                f"entry lists {keys} more than once (JSON keeps the last copy silently)",
+                "duplicate-key",
+                entries=n,
+            )
             continue
         stamps, sentences = entry["timestamps"], entry["sentences"]
         if not isinstance(stamps, list) or not isinstance(sentences, list) or len(stamps) != len(sentences):

@@ -17,23 +17,29 @@ Expected layout (the synthetic benchmark writes the same one, so the check serve
 
 Every problem names a path, a kind and the fix. Two severities:
 
-* ``error``: the data cannot be used as is (a missing file, unreadable or corrupt audio, a wrong sample rate,
-  NaN/inf or missing features, a wav named by the annotations but absent, a bad GloVe line, a LibriSpeech
-  transcript without audio or empty, a broken checkpoint). ``CheckReport.ok`` is False.
-* ``warning``: annotation entries that the readers handle by their documented rule: spans clipped into
-  ``[0, duration]`` (one per file, with the count) and entries dropped under ``SkipPolicy(skip=True)`` (an empty,
-  reversed or non-finite span, an empty sentence, a wrong wav name). The shipped ActivityNet train.json has four
-  such spans, and dropping them gives the paper's 37,417 train pairs, so a loader reads annotations with
-  skipping on and logs the count. ``strict=True`` makes warnings errors.
+* ``error``: the data cannot be used as is (a missing file, unreadable or truncated audio, silent speech or
+  speech under :data:`MIN_SPEECH_S`, a wrong sample rate, NaN/inf or missing features, a wav named by the
+  annotations but absent, a video listed twice in an annotation file, a bad GloVe line or a word listed twice with
+  two vectors, a LibriSpeech transcript without audio, empty or holding non-ASCII characters, a broken checkpoint).
+  ``CheckReport.ok`` is False.
+* ``warning``: what the readers handle by a documented rule, and count or say: spans clipped into
+  ``[0, duration]`` (one per file, with the count); entries dropped under ``SkipPolicy(skip=True)`` (an empty,
+  reversed or non-finite span, an empty sentence, a wrong wav name: the shipped ActivityNet train.json has four
+  such spans, and dropping them gives the paper's 37,417 train pairs, so a loader reads annotations with skipping
+  on and logs the count); audio with several channels (the readers average them, which keeps one voice's speech;
+  channels that cancel out are found by ``deep_audio`` as silence); a word listed twice in GloVe with the same
+  vector. ``strict=True`` makes warnings errors.
 
-Audio is probed from its header (soundfile.info: readable, rate, length); ``deep_audio=True`` decodes every file
-as well, which also finds truncated data and NaN samples. Wavs that no annotation names, and features of videos
-no annotation names, are not checked.
+Audio is probed from its header and its last sample (one seek, which finds a FLAC or wav cut short); ``deep_audio``
+(``bench data check --deep``) decodes every file as well, which also finds NaN samples, short reads and silent
+speech (peak under :data:`SILENCE_PEAK`; noise clips may be quiet). Wavs that no annotation names, and features
+of videos no annotation names, are not checked.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +55,13 @@ ANNOTATION_CANDIDATES: dict[str, tuple[str, ...]] = {
     "val_2": ("val_2.json", "new_test_data.json", "test_data.json"),
 }
 WAV_DIRS: tuple[str, ...] = ("wavs", "speech/wavs", "wavs_16k")
+MIN_SPEECH_S = 0.1
+"""Seconds; spoken sentences (ActivityNet Speech, LibriSpeech) last longer, so a shorter file is a cut or failed
+recording. Noise clips (ESC-50) have no minimum."""
+SILENCE_PEAK = 1e-3
+"""Peak amplitude (full scale 1, so -60 dBFS) below which decoded speech is silent: no query for the model."""
+ERROR_KINDS = frozenset({"duplicate-key"})
+"""Annotation findings that are errors although a skipping reader reads on: the file's intent is ambiguous."""
 LIBRISPEECH_DIRS: tuple[str, ...] = ("librispeech", "corpus")
 
 
@@ -110,6 +123,28 @@ class CheckReport:
         return "\n".join(lines)
 
 
+def _last_sample_reads(f: sf.SoundFile) -> bool:
+    """Whether the last sample the header promises can be read: one seek, so cheap even for a long FLAC."""
+    try:
+        f.seek(f.frames - 1)
+        return len(f.read(1)) == 1
+    except (sf.LibsndfileError, RuntimeError):
+        return False
+
+
+_CUT_DATA = re.compile(r"^data\s*:\s*(\d+) \(should be (\d+)\)", re.MULTILINE)
+"""libsndfile's header log for a wav whose data chunk is longer than the file: ``data : 32000 (should be 15978)``.
+Only a hint (the log is not an API): where the line reads otherwise, nothing is reported from it."""
+
+
+def _truncated(path: Path, what: str) -> DataError:
+    return DataError(
+        path,
+        f"{what}: the file is cut short",
+        "restore the file from its source (an interrupted copy or download cuts files short)",
+    )
+
+
 @dataclass
 class _Collect(SkipPolicy):
     """A skip policy that keeps every error with its kind, so the check can list each one."""
@@ -137,31 +172,85 @@ class _Checker:
     def missing(self, path: Path, what: str, fix: str) -> None:
         self.add("missing-file", DataError(path, f"missing ({what})", fix))
 
-    def audio(self, path: Path, rate: int | None) -> None:
-        """Probe one audio file: readable, non-empty, at ``rate`` (None: any rate)."""
+    def audio(self, path: Path, rate: int | None, speech: bool = True) -> None:
+        """Check one audio file: readable to its last sample, at ``rate`` (None: any), mono; speech long and audible.
+
+        Without ``deep_audio`` only the header and the last sample are read (a seek: a FLAC or wav cut short
+        fails it); with it the whole file is decoded, which also finds NaN samples, short reads and silence.
+        Noise (``speech=False``) may be short or silent: it only ever adds to speech.
+        """
         try:
-            info = sf.info(path)
+            with sf.SoundFile(path) as f:
+                frames, samplerate, channels = f.frames, f.samplerate, f.channels
+                whole = frames == 0 or _last_sample_reads(f)
+                cut = _CUT_DATA.search(f.extra_info)
         except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
             self.add("corrupt-audio", DataError(path, f"unreadable audio ({e})", "restore or re-create the file"))
             return
-        if info.frames == 0:
+        if frames == 0:
             self.add("corrupt-audio", DataError(path, "audio has no samples", "restore or re-create the file"))
             return
-        if rate is not None and info.samplerate != rate:
+        if not whole:
+            promise = f"the header promises {frames} samples ({frames / samplerate:.3g} s) but the last cannot be read"
+            self.add("truncated-audio", _truncated(path, promise))
+            return
+        if cut and int(cut[2]) < int(cut[1]):  # a wav cut short reads as a shorter wav but for this header line
+            self.add(
+                "truncated-audio", _truncated(path, f"its data chunk declares {cut[1]} bytes, the file holds {cut[2]}")
+            )
+            return
+        if rate is not None and samplerate != rate:
             self.add(
                 "wrong-sample-rate",
                 DataError(
                     path,
-                    f"sample rate {info.samplerate} Hz, expected {rate} Hz",
+                    f"sample rate {samplerate} Hz, expected {rate} Hz",
                     f"resample to {rate // 1000} kHz (e.g. sox in.wav -r {rate} out.wav)",
                 ),
             )
             return
-        if self.deep_audio:
-            try:
-                librispeech.load_audio(path, sample_rate=info.samplerate)
-            except DataError as e:
-                self.add("corrupt-audio", e)
+        if speech and frames < MIN_SPEECH_S * samplerate:
+            self.add(
+                "too-short-audio",
+                DataError(
+                    path,
+                    f"{frames / samplerate:.3g} s of audio, shorter than the {MIN_SPEECH_S:g} s that any spoken "
+                    "sentence lasts (a cut or failed recording)",
+                    "restore the file, or record the sentence again",
+                ),
+            )
+            return
+        if channels > 1:
+            self.add(
+                "multichannel-audio",
+                DataError(
+                    path,
+                    f"{channels} channels; the readers average them into one (speech and noise are mono)",
+                    "nothing needed; to silence this, convert it to mono once (sox in.wav -c 1 out.wav)",
+                ),
+                "warning",
+            )
+        if not self.deep_audio:
+            return
+        try:
+            wave = librispeech.load_audio(path, sample_rate=samplerate)
+        except DataError as e:
+            self.add("corrupt-audio", e)
+            return
+        if len(wave) != frames:
+            self.add("truncated-audio", _truncated(path, f"the header promises {frames} samples, {len(wave)} decode"))
+            return
+        peak = float(wave.abs().max())
+        if speech and peak < SILENCE_PEAK:
+            self.add(
+                "silent-audio",
+                DataError(
+                    path,
+                    f"audio is silent (peak {peak:.2g}, below {SILENCE_PEAK:g}, i.e. -60 dBFS, after averaging "
+                    "the channels)",
+                    "restore the file, or record the sentence again",
+                ),
+            )
 
     # --- components -------------------------------------------------------------------------------------------
 
@@ -184,7 +273,7 @@ class _Checker:
                 self.add("corrupt-annotation", e)
                 continue
             for kind, err in policy.found:
-                self.add(kind, err, "warning")
+                self.add(kind, err, "error" if kind in ERROR_KINDS else "warning")
             if ann.clipped_beyond_tolerance:
                 self.add(
                     "span-clipped",
@@ -297,6 +386,14 @@ class _Checker:
             return
         for kind, err in policy.found:
             self.add(kind, err)
+        for r in wv.repeats:
+            where, first = f"{path} line {r.line}", f"word {r.word!r} is listed again (first on line {r.first_line})"
+            if r.same:  # harmless: every reader gets the same vector
+                fix = "nothing needed; to silence this, delete the line"
+                self.add("duplicate-word", DataError(where, f"{first} with the same vector", fix), "warning")
+            else:
+                problem = f"{first} with another vector: this reader keeps the first, one that fills a dict the last"
+                self.add("duplicate-word", DataError(where, problem, "delete the line whose vector is wrong"))
         self.report.checked.append(f"glove: {path}, {len(wv)} words of dimension {wv.dim}")
 
     def esc50(self) -> None:
@@ -316,7 +413,7 @@ class _Checker:
         for kind, err in policy.found:
             self.add(kind, err)
         for clip in clips:
-            self.audio(clip.path, None)  # any rate: noise is resampled to the speech rate on load
+            self.audio(clip.path, None, speech=False)  # any rate: noise is resampled to the speech rate on load
         self.report.checked.append(f"esc50: {folder}, {len(clips)} clips")
 
     def wav2vec2(self) -> None:
@@ -344,4 +441,9 @@ def check_root(
     checker.glove()
     checker.esc50()
     checker.wav2vec2()
+    checker.report.checked.append(
+        "audio: every file decoded (--deep)"
+        if deep_audio
+        else "audio: header and last sample of every file (--deep decodes them all: silence, NaN samples)"
+    )
     return checker.report

@@ -4,7 +4,8 @@ Format: one word per line, ``word v1 v2 ... vD``, single spaces, no header. GloV
 contain spaces, so a line is split from the right: the last D fields are the vector and the rest is the word,
 with D fixed by the first line. A line with fewer than D values, or with more where the field before the last D
 is a number (too many values, not a word with a space), or with a non-number, is a :class:`DataError` naming the
-line number. A repeated word keeps its first vector (and is counted in ``duplicates``), as gensim does.
+line number. A repeated word keeps its first vector, as gensim does, and is listed in ``repeats`` with both line
+numbers (``bench data check`` reports it: a reader that fills a dict would keep the last vector instead).
 
 :func:`write_glove` writes ``%.9g``, which round-trips float32 exactly: the synthetic benchmark's vectors read
 back bit for bit.
@@ -23,23 +24,39 @@ import torch
 from bench.data.errors import DataError, SkipPolicy
 
 
+@dataclass(frozen=True)
+class Repeat:
+    """A word listed again on ``line`` after its first listing on ``first_line``; ``same`` if with the same vector."""
+
+    word: str
+    line: int
+    first_line: int
+    same: bool
+
+
 @dataclass
 class WordVectors:
     """``words[i]`` has vector ``vectors[i]`` (float32 ``[V, D]``); ``index`` maps a word to its row.
 
-    ``unknown`` counts, per word, the tokens that :meth:`lookup` replaced with zeros.
+    ``repeats`` lists the words listed more than once (the first vector is kept); ``unknown`` counts, per word,
+    the tokens that :meth:`lookup` replaced with zeros.
     """
 
     words: list[str]
     vectors: torch.Tensor
     index: dict[str, int]
     path: Path | None = None
-    duplicates: int = 0
+    repeats: list[Repeat] = field(default_factory=list)
     unknown: Counter = field(default_factory=Counter)
 
     @property
     def dim(self) -> int:
         return int(self.vectors.shape[1])
+
+    @property
+    def duplicates(self) -> int:
+        """How many lines repeated an earlier word (and were not used)."""
+        return len(self.repeats)
 
     def __len__(self) -> int:
         return len(self.words)
@@ -87,7 +104,8 @@ def read_glove(path: str | Path, vocab: Iterable[str] | None = None, policy: Ski
     rows: list[np.ndarray] = []
     index: dict[str, int] = {}
     dim: int | None = None
-    duplicates = 0
+    first_line: dict[str, int] = {}
+    repeats: list[Repeat] = []
     try:
         with path.open(encoding="utf-8") as f:
             for lineno, raw in enumerate(f, 1):
@@ -134,8 +152,10 @@ def read_glove(path: str | Path, vocab: Iterable[str] | None = None, policy: Ski
                     )
                     continue
                 if word in index:
-                    duplicates += 1
+                    same = bool(np.array_equal(vec, rows[index[word]]))
+                    repeats.append(Repeat(word, lineno, first_line[word], same))
                     continue
+                first_line[word] = lineno
                 index[word] = len(words)
                 words.append(word)
                 rows.append(vec)
@@ -144,7 +164,7 @@ def read_glove(path: str | Path, vocab: Iterable[str] | None = None, policy: Ski
     if dim is None:
         raise DataError(path, "the file is empty", _FIX)
     vectors = torch.from_numpy(np.stack(rows)) if rows else torch.zeros(0, dim)
-    return WordVectors(words, vectors, index, path=path, duplicates=duplicates)
+    return WordVectors(words, vectors, index, path=path, repeats=repeats)
 
 
 _FIX = "restore the file (GloVe text format: 'word v1 ... vD' per line, one width throughout, no header)"

@@ -100,8 +100,9 @@ def read_librispeech(
 
     Problems per utterance (a transcript line without FLAC, ``missing-flac``; a FLAC without a line,
     ``missing-transcript``; an empty transcript, ``empty-transcript``; a malformed line, ``bad-transcript-line``;
-    a chapter without its ``.trans.txt``, ``missing-transcript``) raise, or are skipped and counted under
-    ``policy``. The audio itself is not opened here (see :func:`load_audio`).
+    a chapter without its ``.trans.txt``, ``missing-transcript``; a character outside ASCII, which LibriSpeech's
+    upper-case transcripts never hold and the ASR's targets would turn into a space, ``non-ascii-transcript``)
+    raise, or are skipped and counted under ``policy``. The audio itself is not opened here (see :func:`load_audio`).
     """
     policy = policy or SkipPolicy()
     root = Path(root)
@@ -152,6 +153,19 @@ def _read_chapter(chapter_dir: Path, subset: str, policy: SkipPolicy) -> list[Ut
             continue
         if not text.strip():
             policy.handle(DataError(where, f"{uid} has an empty transcript", "restore the line"), "empty-transcript")
+            texts[uid] = ""
+            continue
+        if odd := sorted({c for c in text if not c.isascii()}):
+            named = ", ".join(f"{c!r} U+{ord(c):04X}" for c in odd)
+            policy.handle(
+                DataError(
+                    where,
+                    f"{uid}'s transcript holds non-ASCII characters ({named}), which the ASR's character targets "
+                    "turn into spaces, splitting the word",
+                    "write them in ASCII as LibriSpeech does (e.g. \u2019 as ', \u00c9 as E)",
+                ),
+                "non-ascii-transcript",
+            )
             texts[uid] = ""
             continue
         texts[uid] = text.strip()
