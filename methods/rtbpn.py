@@ -155,7 +155,8 @@ class LanguageFilter(nn.Module):
 
 
 class RTBPNNet(nn.Module):
-    """RTBPN on a text query; ``forward`` scores the enhanced branch's 153 candidates (logits)."""
+    """RTBPN on a text query, or on the frozen speech encoder's features (``rtbpn+lsem``); ``forward`` scores the
+    enhanced branch's 153 candidates (logits)."""
 
     def __init__(self, c: RTBPNConfig, video_dim: int, word_vectors: Tensor | None = None,
                  query_dim: int | None = None) -> None:  # fmt: skip
