@@ -199,7 +199,7 @@ PLANNED: dict[str, MethodSpec] = {
             ("pretrain", "ground"),
             "speech",
             "weak",
-            6,
+            17,
             "WSLLN with the frozen L_sem speech encoder",
         ),
         _planned(
@@ -208,7 +208,7 @@ PLANNED: dict[str, MethodSpec] = {
             ("pretrain", "ground"),
             "speech",
             "weak",
-            6,
+            17,
             "RTBPN with the frozen L_sem speech encoder",
         ),
         _planned(

@@ -40,6 +40,15 @@ ties in the centre-based selection go to the higher score (a stable sort; the co
 the suite's evaluator, not the code's. Sizes: ``paper`` = the code's ActivityNet config (d = 512, 5x5 map kernel,
 Adam lr 8e-4, weight decay 1e-7, 200 warm-up updates, batch 64, 19 epochs); ``small`` keeps RTBPN's learning rate
 and weight decay with the suite's small loop and d = 64, a 3x3 kernel (2 CPU cores).
+
+**RTBPN + L_sem** (``rtbpn+lsem``, Table 1; §4.2, App. B.3): ``query = "features"`` replaces the text encoder, the
+fixed word vectors and their linear map, with the frozen L_sem-pre-trained speech encoder (the very stage and
+encodings of ``base+lsem``, :func:`methods.parts.textquery.register_lsem`) and a trainable FC layer over its feature
+steps (:class:`methods.parts.encoders.FeatureEncoder`), then RTBPN's Bi-GRU; the rest is RTBPN's as above. Where
+RTBPN reads words it reads the encoder's **feature steps** instead (the L_sem encoder has no CIF: one step per 80 ms
+frame, not per word): the language filter's NetVLAD pools the Bi-GRU's steps over the speech, and the clip-to-word
+attention attends over them. The code's 20-word cut (``max_words``) is a cut of words and does not apply: every step
+of the utterance is kept. The paper gives no other detail of this row.
 """
 
 from __future__ import annotations
@@ -47,7 +56,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -59,7 +68,7 @@ from bench.data import grounding
 from bench.run import RunContext, RunResult
 from methods import base, sil
 from methods.parts import losses, proposals, textquery
-from methods.parts.encoders import BiGRU, WordEncoder
+from methods.parts.encoders import BiGRU, FeatureEncoder, WordEncoder
 from methods.parts.fusion import ClipQueryAttention, CrossGate
 from methods.registry import MethodSpec, register
 
@@ -89,6 +98,8 @@ class RTBPNConfig:
     eval_batch_size: int = 128
     train: cfg.TrainConfig = field(default_factory=lambda: PAPER_TRAIN)
     asr: Any = None  # methods.asr's configuration on the asr-rtbpn row; None on the gold text
+    query: Literal["words", "features"] = "words"  # "words": word vectors of a text; "features": rtbpn+lsem
+    asp: Any = None  # methods.sil's encoder configuration on the rtbpn+lsem row (base+lsem's); None on text
 
 
 def rtbpn_config(profile: str, **kw: Any) -> RTBPNConfig:
@@ -112,7 +123,8 @@ def minmax(x: Tensor, dim: int = -1) -> Tensor:
 class NetVLAD(nn.Module):
     """NetVLAD over the words (the code's ``NetVLAD``, after Miech's LOUPE): soft-assign each L2-normalised word to
     ``k`` clusters, sum the residuals to each centre, L2-normalise per cluster, flatten, L2-normalise. Padding
-    words get no assignment. ``[B, L, d]`` -> ``[B, k * d]``."""
+    words get no assignment. ``[B, L, d]`` -> ``[B, k * d]``. On ``rtbpn+lsem`` the steps are the speech encoder's
+    feature steps, not words."""
 
     def __init__(self, k: int, d: int) -> None:
         super().__init__()
@@ -143,13 +155,21 @@ class LanguageFilter(nn.Module):
 
 
 class RTBPNNet(nn.Module):
-    """RTBPN on a text query; ``forward`` scores the enhanced branch's 153 candidates (logits)."""
+    """RTBPN on a text query, or on the frozen speech encoder's features (``rtbpn+lsem``); ``forward`` scores the
+    enhanced branch's 153 candidates (logits)."""
 
-    def __init__(self, c: RTBPNConfig, video_dim: int, word_vectors: Tensor) -> None:
+    def __init__(self, c: RTBPNConfig, video_dim: int, word_vectors: Tensor | None = None,
+                 query_dim: int | None = None) -> None:  # fmt: skip
         super().__init__()
         self.c = c
         self.video = nn.Linear(video_dim, c.d)
-        self.words = WordEncoder(word_vectors, c.d)
+        self.words = self.speech = None
+        if c.query == "features":  # batch["sem"] [B, L, query_dim]: the frozen L_sem encoder's output
+            assert query_dim is not None, "a features query needs its width"
+            self.speech = FeatureEncoder(query_dim, c.d)
+        else:
+            assert word_vectors is not None, "a text query needs word vectors"
+            self.words = WordEncoder(word_vectors, c.d)
         self.query_gru = BiGRU(c.d, c.d)
         self.filter = LanguageFilter(c.d, c.vlad_clusters)
         self.attend = ClipQueryAttention(c.d, c.d)  # the code's TanhAttention
@@ -162,8 +182,11 @@ class RTBPNNet(nn.Module):
         self.register_buffer("cand_iou", evaluate.temporal_iou(spans[:, None], spans[None]), persistent=False)
 
     def encode_query(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
-        words, length = textquery.clip_words(batch, self.c.max_words)
-        s, mask = self.words(words, length)
+        if self.speech is not None:  # every feature step: max_words cuts words
+            s, mask = self.speech(batch["sem"], batch["sem_len"])
+        else:
+            words, length = textquery.clip_words(batch, self.c.max_words)
+            s, mask = self.words(words, length)
         return self.query_gru(s, mask), mask
 
     def score(self, v: Tensor, s: Tensor, s_mask: Tensor, clip_rows: int = 0) -> Tensor | tuple[Tensor, Tensor]:
@@ -243,11 +266,13 @@ def evaluate_split(model: RTBPNNet, split: grounding.GroundingSplit, path: Path 
 
 
 def run(ctx: RunContext) -> RunResult:
-    """Train on train, select on val, test once; on ASR transcripts for ``asr-rtbpn``."""
+    """Train on train, select on val, test once; on ASR transcripts for ``asr-rtbpn``, on the frozen L_sem encoder's
+    features for ``rtbpn+lsem``."""
     c: RTBPNConfig = ctx.config
 
     def build(data: grounding.GroundingData) -> RTBPNNet:
-        return RTBPNNet(c, data.train.videos.shape[-1], data.word_vectors)
+        query_dim = c.asp.d if c.query == "features" else None
+        return RTBPNNet(c, data.train.videos.shape[-1], data.word_vectors, query_dim)
 
     return textquery.run_text_grounding(ctx, build, rtbpn_loss, evaluate_split)
 
@@ -259,6 +284,14 @@ textquery.register_pair(
     rtbpn_config,
     ("table9:rtbpn-text", "table6:rtbpn-text"),
     ("table1:asr-rtbpn", "table9:asr-rtbpn"),
+    "RTBPN: language-aware filter, enhanced/suppressed streams through a shared 2D-TAN proposal module",
+)
+textquery.register_lsem(
+    "rtbpn",
+    "RTBPN",
+    run,
+    rtbpn_config,
+    ("table1:rtbpn+lsem",),
     "RTBPN: language-aware filter, enhanced/suppressed streams through a shared 2D-TAN proposal module",
 )
 register(

@@ -29,13 +29,20 @@ Departures and choices (none fixed by a source): the candidate set and its max p
 sentence feature; one mismatched sentence per pair; the network width (``paper``: d = 256 as Base, the suite's
 grounding loop of App. B.2). Not built: the refinement step with pseudo-labels that the paper may have
 (§5 "[unverified]"); without its text it cannot be reproduced faithfully.
+
+**WSLLN + L_sem** (``wslln+lsem``, Table 1; §4.2, App. B.3): ``query = "features"`` replaces step 2's text encoder,
+the fixed word vectors and their linear map, with the frozen L_sem-pre-trained speech encoder (the very stage and
+encodings of ``base+lsem``, :func:`methods.parts.textquery.register_lsem`) and a trainable FC layer over its
+feature steps (:class:`methods.parts.encoders.FeatureEncoder`); the Bi-GRU, its final state as q, and everything
+after are WSLLN's as above. The sentence feature is read at the last and first *feature steps* (the L_sem encoder
+has no CIF: one step per 80 ms frame, not per word). The paper gives no other detail of this row.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -46,7 +53,7 @@ from bench.data import grounding
 from bench.run import RunContext, RunResult
 from methods import base
 from methods.parts import losses, proposals, textquery
-from methods.parts.encoders import BiGRU, WordEncoder
+from methods.parts.encoders import BiGRU, FeatureEncoder, WordEncoder
 
 
 @dataclass(frozen=True)
@@ -58,6 +65,8 @@ class WSLLNConfig:
     eval_batch_size: int = 128
     train: cfg.TrainConfig = field(default_factory=lambda: cfg.GROUNDING_TRAIN["paper"])
     asr: Any = None  # methods.asr's configuration on the asr-wslln row; None on the gold text
+    query: Literal["words", "features"] = "words"  # "words": word vectors of a text; "features": wslln+lsem
+    asp: Any = None  # methods.sil's encoder configuration on the wslln+lsem row (base+lsem's); None on text
 
 
 def wslln_config(profile: str, **kw: Any) -> WSLLNConfig:
@@ -79,7 +88,8 @@ def sentence_feature(s: Tensor, mask: Tensor) -> Tensor:
 class WSLLNNet(nn.Module):
     """Proposals x sentence -> alignment and detection branches; ``forward`` gives logit(p_i) of the candidates."""
 
-    def __init__(self, c: WSLLNConfig, video_dim: int, word_vectors: Tensor) -> None:
+    def __init__(self, c: WSLLNConfig, video_dim: int, word_vectors: Tensor | None = None,
+                 query_dim: int | None = None) -> None:  # fmt: skip
         super().__init__()
         self.c = c
         self.clips = nn.Sequential(nn.Linear(video_dim, c.d), nn.ReLU())
@@ -87,7 +97,13 @@ class WSLLNNet(nn.Module):
         cells = {tuple(x): i for i, x in enumerate(proposals.valid_cells(c.n_clips).tolist())}
         where = [cells[tuple(x)] for x in proposals.candidates(c.n_clips).tolist()]
         self.register_buffer("cand_cells", torch.tensor(where, dtype=torch.long), persistent=False)
-        self.words = WordEncoder(word_vectors, c.d)
+        self.words = self.speech = None
+        if c.query == "features":  # batch["sem"] [B, L, query_dim]: the frozen L_sem encoder's output
+            assert query_dim is not None, "a features query needs its width"
+            self.speech = FeatureEncoder(query_dim, c.d)
+        else:
+            assert word_vectors is not None, "a text query needs word vectors"
+            self.words = WordEncoder(word_vectors, c.d)
         self.query_gru = BiGRU(c.d, c.d)
         self.fuse = nn.Sequential(nn.Linear(3 * c.d, c.d), nn.ReLU(), nn.Dropout(c.dropout))
         self.align = nn.Sequential(nn.Linear(c.d, c.d), nn.ReLU(), nn.Linear(c.d, 2))
@@ -98,7 +114,10 @@ class WSLLNNet(nn.Module):
         return self.map(self.clips(batch["video"]))[:, self.cand_cells]
 
     def encode_query(self, batch: dict[str, Tensor]) -> Tensor:
-        s, mask = self.words(batch["words"], batch["words_len"])
+        if self.speech is not None:
+            s, mask = self.speech(batch["sem"], batch["sem_len"])
+        else:
+            s, mask = self.words(batch["words"], batch["words_len"])
         return sentence_feature(self.query_gru(s, mask), mask)
 
     def log_scores(self, v: Tensor, q: Tensor) -> Tensor:
@@ -143,11 +162,13 @@ def evaluate_split(model: WSLLNNet, split: grounding.GroundingSplit, path: Path 
 
 
 def run(ctx: RunContext) -> RunResult:
-    """Train on train, select on val, test once; on ASR transcripts for ``asr-wslln``."""
+    """Train on train, select on val, test once; on ASR transcripts for ``asr-wslln``, on the frozen L_sem encoder's
+    features for ``wslln+lsem``."""
     c: WSLLNConfig = ctx.config
 
     def build(data: grounding.GroundingData) -> WSLLNNet:
-        return WSLLNNet(c, data.train.videos.shape[-1], data.word_vectors)
+        query_dim = c.asp.d if c.query == "features" else None
+        return WSLLNNet(c, data.train.videos.shape[-1], data.word_vectors, query_dim)
 
     return textquery.run_text_grounding(ctx, build, wslln_loss, evaluate_split)
 
@@ -159,5 +180,13 @@ textquery.register_pair(
     wslln_config,
     ("table9:wslln-text",),
     ("table1:asr-wslln", "table9:asr-wslln"),
+    "WSLLN (this suite's re-implementation): alignment x detection branches over the 153 candidates, matching BCE",
+)
+textquery.register_lsem(
+    "wslln",
+    "WSLLN",
+    run,
+    wslln_config,
+    ("table1:wslln+lsem",),
     "WSLLN (this suite's re-implementation): alignment x detection branches over the 153 candidates, matching BCE",
 )

@@ -93,17 +93,19 @@ def _sil():
     return model, lambda b: sil.sil_loss(model, b)
 
 
-def _rtbpn(avcl: bool = False):
+def _rtbpn(avcl: bool = False, query: str = "words"):
     from methods import rtbpn
 
-    model = rtbpn.RTBPNNet(rtbpn.rtbpn_config("tiny", avcl=avcl, **ALL_CLIPS), VIDEO_DIM, word_vectors())
+    c = rtbpn.rtbpn_config("tiny", avcl=avcl, query=query, **ALL_CLIPS)
+    model = rtbpn.RTBPNNet(c, VIDEO_DIM, word_vectors(), query_dim=16 if query == "features" else None)
     return model, lambda b: rtbpn.rtbpn_loss(model, b)
 
 
-def _wslln():
+def _wslln(query: str = "words"):
     from methods import wslln
 
-    model = wslln.WSLLNNet(wslln.wslln_config("tiny"), VIDEO_DIM, word_vectors())
+    c = wslln.wslln_config("tiny", query=query)
+    model = wslln.WSLLNNet(c, VIDEO_DIM, word_vectors(), query_dim=16 if query == "features" else None)
     return model, lambda b: wslln.wslln_loss(model, b)
 
 
@@ -125,6 +127,8 @@ CASES: dict[str, Callable[[], tuple[nn.Module, Callable]]] = {
     "rtbpn-text+avcl": lambda: _rtbpn(avcl=True),
     "wslln-text": _wslln,
     "scn-text": _scn,
+    "wslln+lsem": lambda: _wslln("features"),  # the frozen encoder's features: the batch's 16-d "sem"
+    "rtbpn+lsem": lambda: _rtbpn(query="features"),
 }
 
 

@@ -1,4 +1,5 @@
-"""Encoders shared by the grounding methods: video (QANet-style), speech (conv front-end + Transformer), words.
+"""Encoders shared by the grounding methods: video (QANet-style), speech (conv front-end + Transformer), words, and
+a frozen encoder's features.
 
 Each returns a sequence ``[B, T, d]``; the query encoders also return a boolean mask ``[B, T]`` (True = real).
 """
@@ -120,6 +121,19 @@ class WordEncoder(nn.Module):
 
     def forward(self, words: Tensor, words_len: Tensor) -> tuple[Tensor, Tensor]:
         return self.project(self.embed(words)), lengths_to_mask(words_len, words.shape[1])
+
+
+class FeatureEncoder(nn.Module):
+    """A frozen pre-trained speech encoder's features as a query: a trainable FC layer to d (App. B.3's recipe for
+    pre-trained encoders, "another trainable fully-connected layer with a Bi-GRU"; the Bi-GRU is the caller's). The
+    speech counterpart of :class:`WordEncoder`, whose fixed word vectors the frozen features replace."""
+
+    def __init__(self, d_in: int, d: int) -> None:
+        super().__init__()
+        self.project = nn.Linear(d_in, d)
+
+    def forward(self, feats: Tensor, feats_len: Tensor) -> tuple[Tensor, Tensor]:
+        return self.project(feats), lengths_to_mask(feats_len, feats.shape[1])
 
 
 class BiGRU(nn.Module):

@@ -1,4 +1,5 @@
-"""Text-query grounding methods (WSLLN, RTBPN, SCN): ASR transcripts as queries, registration, the shared run.
+"""Text-query grounding methods (WSLLN, RTBPN, SCN): ASR transcripts as queries, the L_sem speech encoder in place
+of the text encoder, registration, the shared run.
 
 **ASR output as the query** (Table 1's cascaded rows ASR-WSLLN, ASR-SCN, ASR-RTBPN; App. B.3).
 
@@ -21,6 +22,16 @@ object is never modified: :func:`bench.data.grounding.load` shares it between ev
 (``<name>-text``: Table 9's bracketed numbers) and on the ASR output (``asr-<name>``: Table 1, Table 9), with
 the same network and configuration plus the nested ASR configuration. **The run** (:func:`run_text_grounding`):
 data (and transcripts), model, :class:`bench.train.Task`, :func:`bench.train.fit`, as Base does it.
+
+**The L_sem-pre-trained speech encoder as the query** (Table 1's WSLLN + L_sem and RTBPN + L_sem; §4.2: "we keep
+almost all architecture as same as the original backbones but replace the text encoder with the speech encoder").
+:func:`register_lsem` registers ``<name>+lsem``: the backbone's configuration with ``query = "features"`` and, as
+``asp``, the encoder configuration of ``base+lsem`` (:data:`methods.sil.SEM` at the profile's sizes), so the
+pre-training is the same cached stage as ``base+lsem``'s (same key: one build serves every row and seed) and the
+frozen features are the same cached encodings. :func:`speech_feature_data` adds them to every split as ``sem`` /
+``sem_len`` (SIL's :func:`methods.sil.with_speech_features`); the backbone reads them through a trainable FC layer
+(:class:`methods.parts.encoders.FeatureEncoder`) in place of its word vectors, then its own Bi-GRU (App. B.3's
+recipe for a frozen pre-trained encoder). Seeding follows SIL's (``asp.seeding``), and the run logs ``spread``.
 """
 
 from __future__ import annotations
@@ -140,20 +151,34 @@ def clip_words(batch: dict[str, Tensor], max_words: int | None) -> tuple[Tensor,
     return words[:, :max_words], length.clamp(max=max_words)
 
 
+def speech_feature_data(ctx: Any, data: grounding.GroundingData, asp_cfg: Any) -> grounding.GroundingData:
+    """The grounding data with each query's frozen speech features as ``sem`` / ``sem_len``: SIL's pre-training
+    stage of ``asp_cfg`` (built on first use, then reused) and its cached encodings, as ``methods.sil.run`` does."""
+    from methods import sil
+
+    asp_c = sil.pretrain_config(asp_cfg, ctx.seed)
+    ctx.log.log_params({"spread": sil.SPREAD[asp_cfg.seeding], "asp.pretrain_seed": asp_c.seed})
+    st, _ = sil.pretrain_stage(ctx, asp_c)
+    return sil.with_speech_features(ctx, data, st, asp_c)
+
+
 def run_text_grounding(
     ctx: RunContext,
     build: Callable[[grounding.GroundingData], nn.Module],
     loss: Callable[[nn.Module, dict[str, Tensor]], tuple[Tensor, dict[str, float]]],
     evaluate_split: Callable[[nn.Module, grounding.GroundingSplit, Path | None], dict[str, float]],
 ) -> RunResult:
-    """Train on train, select on val, test once (``bench.train.fit``); on ASR transcripts for an ``asr-text`` spec.
+    """Train on train, select on val, test once (``bench.train.fit``); on ASR transcripts for an ``asr-text`` spec,
+    on the frozen speech encoder's features for a ``speech`` one (``<name>+lsem``).
 
-    ``ctx.config`` needs ``n_clips``, ``train``, ``select_on`` and ``asr``.
+    ``ctx.config`` needs ``n_clips``, ``train``, ``select_on`` and ``asr`` (and ``asp`` for a ``speech`` spec).
     """
     c = ctx.config
     data = grounding.load(ctx.data, ctx.cache_dir, ctx.device, c.n_clips)
     if ctx.spec.query == "asr-text":
         data = asr_data(ctx, data, c.asr)
+    elif ctx.spec.query == "speech":
+        data = speech_feature_data(ctx, data, c.asp)
     model = build(data).to(ctx.device)
     ctx.log.log_params({"parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)})
     return fit_grounding(ctx, model, lambda batch: loss(model, batch), data, c.train, c.select_on,
@@ -171,3 +196,23 @@ def register_pair(name: str, title: str, run: Callable[[RunContext], RunResult],
                         f"{description}; on the gold transcript", run=run, config=config, issue=6))  # fmt: skip
     register(MethodSpec(f"asr-{name}", f"ASR-{title}", ("asr", "ground"), "asr-text", "weak", asr_rows,
                         f"{description}; on the ASR transcript", run=run, config=asr_config, issue=6))  # fmt: skip
+
+
+def lsem_encoder_config(profile: str) -> Any:
+    """The encoder configuration of ``base+lsem`` at ``profile``: L_sem alone (``methods.sil.SEM``)."""
+    from methods import sil
+
+    return sil.sil_config(profile, asp=sil.SEM).asp
+
+
+def register_lsem(name: str, title: str, run: Callable[[RunContext], RunResult], config: Callable[[str], Any],
+                  rows: tuple[str, ...], description: str) -> None:  # fmt: skip
+    """Register ``<name>+lsem``: the backbone on the frozen L_sem speech encoder's features (``query = "features"``),
+    pre-trained by the same cached stage as ``base+lsem``."""
+
+    def lsem_config(profile: str) -> Any:
+        return dataclasses.replace(config(profile), query="features", asp=lsem_encoder_config(profile))
+
+    register(MethodSpec(f"{name}+lsem", f"{title} + L_sem", ("pretrain", "ground"), "speech", "weak", rows,
+                        f"{description}; on the frozen L_sem speech encoder (FC + Bi-GRU in place of the word "
+                        "vectors)", run=run, config=lsem_config, issue=17))  # fmt: skip
