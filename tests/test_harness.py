@@ -275,3 +275,21 @@ def test_a_newer_latency_run_does_not_hide_the_accuracy_runs_of_the_same_seed():
     got = tables.collect(runs, "sil")
     assert got.seeds == [0, 1] and got.mean["mIoU"] == pytest.approx(0.25)  # both training runs still count
     assert got.mean["latency_s"] == pytest.approx(0.016) and set(got.run_ids) == {"a0", "a1", "l0"}
+
+
+def test_threads_option_sets_torchs_cpu_threads(monkeypatch):
+    """``--threads N`` reaches torch before the verb runs (run, calibrate and wer take it)."""
+    import torch
+
+    from bench import cli
+
+    before = torch.get_num_threads()
+    seen = {}
+    monkeypatch.setitem(cli.VERBS, "run", lambda args: seen.setdefault("threads", torch.get_num_threads()) and 0)
+    try:
+        assert cli.main(["run", "--method", "prior", "--threads", "1"]) == 0
+        assert seen["threads"] == 1
+        for verb in ("calibrate", "wer"):
+            assert cli.build_parser().parse_args([verb, "--threads", "3"]).threads == 3
+    finally:
+        torch.set_num_threads(before)
