@@ -221,9 +221,9 @@ def _run_one(
     }
     run_id = None
     try:
-        with tracking.start_run(
-            f"{spec.name}/{dataset}/{profile}/seed{seed}", params, tags={"wsvg.rows": ",".join(spec.rows)}
-        ) as log:
+        replaces = tracking.close_stale_runs(params)  # a killed earlier run of this seed ends KILLED, not RUNNING
+        tags = {"wsvg.rows": ",".join(spec.rows), **({"wsvg.replaces": ",".join(replaces)} if replaces else {})}
+        with tracking.start_run(f"{spec.name}/{dataset}/{profile}/seed{seed}", params, tags=tags) as log:
             run_id = log.run_id
             log.log_dict(
                 {"method": spec.name, "profile": profile, "overrides": overrides, "config": cfg.to_dict(method_cfg)},
