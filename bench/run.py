@@ -21,6 +21,7 @@ from typing import Any
 
 from bench import config as cfg
 from bench import datasets, tracking
+from bench.atomic import DiskFull
 from methods import registry
 from methods.registry import MethodSpec
 
@@ -247,7 +248,7 @@ def _run_one(
             for path in [result.predictions, *result.extra_predictions.values()]:
                 if path is not None:
                     log.log_artifact(path, "predictions")
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, DiskFull):  # a full disk fails every later run too: one error, and the sweep stops
         raise
     except Exception as err:  # noqa: BLE001 - every failure is reported, logged FAILED, and the sweep goes on
         detail = "".join(traceback.format_exception_only(err)).strip()

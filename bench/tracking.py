@@ -36,6 +36,7 @@ nothing, so the same method code runs on one process or many.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -44,7 +45,6 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -101,7 +101,7 @@ def _mlflow():
     return mlflow
 
 
-@contextmanager
+@contextlib.contextmanager
 def _store_lock() -> Iterator[None]:
     """Hold an exclusive lock on ``<database>.lock`` while a SQLite store is created or its experiment looked up.
 
@@ -203,7 +203,7 @@ IDENTITY = ("method", "dataset", "profile", "seed", "config_hash")
 later ``bench run`` of the same thing resumes and replaces."""
 
 
-@contextmanager
+@contextlib.contextmanager
 def start_run(run_name: str, params: dict[str, Any], tags: dict[str, Any] | None = None) -> Iterator[RunLogger]:
     """Open a run, log its provenance and owner process, yield a :class:`RunLogger`.
 
@@ -225,11 +225,11 @@ def start_run(run_name: str, params: dict[str, Any], tags: dict[str, Any] | None
         if git["diff"]:
             logger.log_text(git["diff"], "source/uncommitted.diff")
         yield logger
-    except KeyboardInterrupt:
-        mlflow.end_run("KILLED")
-        raise
-    except BaseException:
-        mlflow.end_run("FAILED")
+    except BaseException as err:
+        # a store that cannot be written (a full disk) must not hide the run's own error; the run then stays
+        # RUNNING, and the next bench run of it marks it KILLED
+        with contextlib.suppress(Exception):
+            mlflow.end_run("KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
         raise
     mlflow.end_run("FINISHED")
 
