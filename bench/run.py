@@ -177,22 +177,31 @@ def run(
     table: int | None = None,
     progress: bool = True,
 ) -> list[Outcome]:
-    """Run every (method, seed); a failure is logged FAILED and reported, and the others still run."""
+    """Run every (method, seed); a failure is logged FAILED and reported, and the others still run.
+
+    A seed-free method (``MethodSpec.seed_free``: its predictions do not depend on the seed) runs the first seed
+    only, and stderr says so: three runs of it would be three copies of one number, shown as n = 3 with std 0.
+    """
     from tqdm import tqdm
 
     from bench import dist  # imports torch: kept out of this module's import, as pick_device does
 
     cfg.check_profile(profile)
-    ds = datasets.spec(dataset)
-    if ds.check is not None:  # a missing data file is one clear error before any run, not a FAILED run per seed
-        ds.check()
+    datasets.check_available(dataset)  # missing data is one clear error before any run, not a FAILED run per seed
     dev = pick_device(device)
     shard = dist.init(dev)
     if shard.world > 1:  # under torchrun rank 0 builds (or opens) the dataset first; the others then find it cached
         if shard.main:
             datasets.open_dataset(dataset, profile, dev)
         dist.barrier()
-    jobs = [(s, seed) for s in specs for seed in seeds]
+    jobs = [(s, seed) for s in specs for seed in (seeds[:1] if s.seed_free else seeds)]
+    once = [s.name for s in specs if s.seed_free and len(seeds) > 1]
+    if once and shard.main:
+        print(
+            f"bench run: {', '.join(once)} {'does' if len(once) == 1 else 'do'} not depend on the seed; running seed "
+            f"{seeds[0]} only (of {', '.join(map(str, seeds))})",
+            file=sys.stderr,
+        )
     outcomes = []
     for spec, seed in tqdm(jobs, desc="bench run", unit="run", disable=not progress or len(jobs) < 2 or not shard.main):
         outcomes.append(_run_one(spec, seed, dataset, profile, dev, overrides or {}, table))
