@@ -199,16 +199,23 @@ def cmd_run(args: argparse.Namespace) -> int:
             "implemented in this version of the suite; nothing was run. `bench methods` shows what is planned.",
             file=sys.stderr,
         )
-    with _sigterm_interrupts():
-        outcomes = run.run(
-            specs,
-            dataset=args.dataset,
-            profile=args.profile,
-            seeds=seeds,
-            device=args.device,
-            overrides=overrides,
-            table=args.table,
+    try:
+        with _sigterm_interrupts():
+            outcomes = run.run(
+                specs,
+                dataset=args.dataset,
+                profile=args.profile,
+                seeds=seeds,
+                device=args.device,
+                overrides=overrides,
+                table=args.table,
+            )
+    except KeyboardInterrupt:
+        print(
+            "bench run: interrupted; the open run ends KILLED, and the same command resumes from its last checkpoint",
+            file=sys.stderr,
         )
+        return 130
     if not tracking.is_main_process():  # under torchrun, rank 0 alone reports
         return 1 if any(o.status != "FINISHED" for o in outcomes) else 0
     for o in outcomes:

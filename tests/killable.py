@@ -1,10 +1,11 @@
 """``bench run`` in a process of its own, with a test-only method that trains with the real loop and can be killed.
 
-``python killable.py [--kill-after-epoch N] [--start-at UNIX_TIME] -- BENCH RUN ARGS...`` registers the stand-in
-method ``base`` (a Table 1 row, so ``bench table 1`` shows it) on a stand-in ``synth`` dataset, then runs
+``python killable.py [--kill-after-epoch N [--signal TERM]] [--start-at UNIX_TIME] -- BENCH RUN ARGS...`` registers
+the stand-in method ``base`` (a Table 1 row, so ``bench table 1`` shows it) on a stand-in ``synth`` dataset, then runs
 ``bench run ARGS``. The method trains a one-weight model for three epochs with :func:`bench.train.fit`, so its
 checkpoints and its resume are the suite's own; ``--kill-after-epoch N`` sends the process SIGKILL once epoch N's
-checkpoint is on disk, which no Python code survives (the run is left RUNNING, as a real ``kill -9`` leaves it).
+checkpoint is on disk, which no Python code survives (the run is left RUNNING, as a real ``kill -9`` leaves it);
+``--signal TERM`` sends SIGTERM instead, as a plain ``kill PID`` does.
 ``--start-at`` waits until that time after the imports, so that two processes open the store at the same moment.
 
 The environment (``WSVG_HOME``, ``PYTHONPATH``) comes from the test that starts it.
@@ -30,6 +31,7 @@ from methods import registry
 
 EPOCHS = 3
 KILL_AFTER: int | None = None
+SIGNAL = signal.SIGKILL
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,7 @@ def toy_run(ctx: RunContext) -> RunResult:
 
     def on_epoch_end(epoch: int) -> None:
         if epoch == KILL_AFTER:
-            os.kill(os.getpid(), signal.SIGKILL)
+            os.kill(os.getpid(), SIGNAL)
 
     task = train.Task(model, loss, lambda gen, shard: iter([{"x": x}]), 1, lambda: predict(None), predict)
     out = train.fit(task, ctx.config.train, ctx, on_epoch_end=on_epoch_end)
@@ -88,13 +90,14 @@ def register() -> None:
 
 
 def main(argv: list[str]) -> int:
-    global KILL_AFTER
+    global KILL_AFTER, SIGNAL
     parser = argparse.ArgumentParser()
     parser.add_argument("--kill-after-epoch", type=int)
+    parser.add_argument("--signal", choices=("KILL", "TERM"), default="KILL")
     parser.add_argument("--start-at", type=float)
     parser.add_argument("bench", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
-    KILL_AFTER = args.kill_after_epoch
+    KILL_AFTER, SIGNAL = args.kill_after_epoch, getattr(signal, f"SIG{args.signal}")
     register()
     if args.start_at is not None:
         time.sleep(max(0.0, args.start_at - time.time()))

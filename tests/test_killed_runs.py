@@ -19,7 +19,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 
 
-def _bench_run(home: Path, *args: str, kill_after: int | None = None, start_at: float | None = None):
+def _bench_run(home: Path, *args: str, kill_after: int | None = None, sig: str = "KILL", start_at: float | None = None):
     """``bench run ARGS`` of the killable stand-in in its own process, started (not waited for)."""
     env = {
         **os.environ,
@@ -30,7 +30,7 @@ def _bench_run(home: Path, *args: str, kill_after: int | None = None, start_at: 
     env.pop("MLFLOW_TRACKING_URI", None)
     cmd = [sys.executable, str(HERE / "killable.py")]
     if kill_after is not None:
-        cmd += ["--kill-after-epoch", str(kill_after)]
+        cmd += ["--kill-after-epoch", str(kill_after), "--signal", sig]
     if start_at is not None:
         cmd += ["--start-at", str(start_at)]
     cmd += ["--", "--method", "base", "--profile", "tiny", "--device", "cpu", *args]
@@ -94,6 +94,17 @@ def test_an_interrupted_run_ends_killed(home):
         pass
     (run,) = _runs(home)
     assert run.info.status == "KILLED"
+
+
+def test_kill_pid_ends_the_run_killed_with_one_line(home):
+    stopped = _bench_run(home, "--seeds", "0", kill_after=1, sig="TERM")
+    _, err = stopped.communicate(timeout=300)
+    assert stopped.returncode == 130
+    assert err.strip().splitlines()[-1] == (
+        "bench run: interrupted; the open run ends KILLED, and the same command resumes from its last checkpoint"
+    )
+    assert "Traceback" not in err
+    assert [r.info.status for r in _runs(home)] == ["KILLED"]
 
 
 def test_two_bench_run_processes_on_one_fresh_store_both_land(home, toy_method):
