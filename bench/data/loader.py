@@ -136,7 +136,7 @@ class PaddedSplit:
         for name in sorted(self.tensors):
             t = self.tensors[name].detach().cpu().contiguous()
             h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
-            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+            h.update(t.view(torch.uint8).numpy().data if t.numel() else b"")  # the bytes in place, not a copy
         return h.hexdigest()[:16]
 
     # -- batches ---------------------------------------------------------------------------------------------
