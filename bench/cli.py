@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from bench import config as cfg
@@ -192,6 +194,21 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """While it lasts, ``kill PID`` ends the open run KILLED, as Ctrl-C does, instead of leaving it RUNNING."""
+    import signal
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from bench import run, tables, tracking
 
@@ -205,15 +222,23 @@ def cmd_run(args: argparse.Namespace) -> int:
             "implemented in this version of the suite; nothing was run. `bench methods` shows what is planned.",
             file=sys.stderr,
         )
-    outcomes = run.run(
-        specs,
-        dataset=args.dataset,
-        profile=args.profile,
-        seeds=seeds,
-        device=args.device,
-        overrides=overrides,
-        table=args.table,
-    )
+    try:
+        with _sigterm_interrupts():
+            outcomes = run.run(
+                specs,
+                dataset=args.dataset,
+                profile=args.profile,
+                seeds=seeds,
+                device=args.device,
+                overrides=overrides,
+                table=args.table,
+            )
+    except KeyboardInterrupt:
+        print(
+            "bench run: interrupted; the open run ends KILLED, and the same command resumes from its last checkpoint",
+            file=sys.stderr,
+        )
+        return 130
     if not tracking.is_main_process():  # under torchrun, rank 0 alone reports
         return 1 if any(o.status != "FINISHED" for o in outcomes) else 0
     for o in outcomes:

@@ -10,7 +10,7 @@ difference, with the test queries they share. For methods ``A`` and ``B`` this m
 3. scores it query by query with the one evaluator (:func:`bench.evaluate.score_file`, exact ties): a 0/1 hit for
    R@n, the top-1 IoU for mIoU, the discounted hit for dR@1;
 4. pairs the two methods by seed (the seeds both have) and by query id (the queries every run has). A method whose
-   predictions do not depend on the seed (:data:`SEED_FREE`: the fixed-span priors and the whole video) and that
+   predictions do not depend on the seed (:func:`seed_free`: the fixed-span priors and the whole video) and that
    has a single run is paired with every seed of the other;
 5. prints each method's mean ± std over its paired runs (n), the mean paired difference A - B, and the 95 %
    bootstrap interval of :func:`bench.stats.paired_bootstrap` (10,000 resamples of the queries, seeds kept paired,
@@ -32,14 +32,18 @@ import numpy as np
 
 from bench import evaluate, stats, tables, tracking
 
-SEED_FREE = ("prior", "whole-video")
-"""Blind methods whose predictions do not depend on the seed (``methods/blind.py``): every ``prior`` variant is
-fitted on train by a deterministic grid search, the whole video is fixed. ``random`` draws with its seed."""
 METRICS: tuple[str, ...] = evaluate.METRIC_KEYS + evaluate.DIAGNOSTIC_KEYS
 
 
 def seed_free(method: str) -> bool:
-    return any(method == name or method.startswith(name + "-") for name in SEED_FREE)
+    """Whether ``method``'s predictions do not depend on the seed (its registry entry's ``seed_free``: every
+    ``prior`` variant and the whole video, ``methods/blind.py``); an unknown name is not."""
+    from methods import registry
+
+    try:
+        return registry.get(method).seed_free
+    except KeyError:
+        return False
 
 
 def metric_key(name: str) -> str:
@@ -96,7 +100,7 @@ def newest_runs(runs, method: str, seeds: Sequence[int] | None = None) -> dict[i
 
 def pair_seeds(a: dict[int, Run], b: dict[int, Run], method_a: str, method_b: str) -> list[tuple[int, int]]:
     """Seed pairs ``(seed of A, seed of B)``: the seeds both have, or every seed of one method against the single
-    run of a seed-free one (:data:`SEED_FREE`)."""
+    run of a seed-free one (:func:`seed_free`)."""
     for runs, method in ((a, method_a), (b, method_b)):
         if not runs:
             raise ValueError(f"no finished run of {method!r} found; `bench run --method {method}` makes them")

@@ -95,13 +95,27 @@ def all_datasets() -> dict[str, DatasetSpec]:
     return dict(_DATASETS)
 
 
+def check_available(name: str) -> None:
+    """Raise now, before any run is opened, if ``name`` cannot be opened: a dataset this version does not build
+    yet (``NotImplementedError``), or one whose ``check`` finds a file missing (a :class:`DataError` naming it).
+
+    The generated ``synth`` is always available: opening it builds it.
+    """
+    ds = spec(name)
+    if ds.open is None:
+        raise NotImplementedError(
+            f"dataset {name!r} is not built yet in this version of the suite (issue {ds.issue} adds it); "
+            f"`bench data list` shows the datasets that run today"
+        )
+    if ds.check is not None:
+        ds.check()
+
+
 def open_dataset(name: str, profile: str, device: Any) -> Dataset:
     """Open ``name`` for ``profile`` once per process; later calls return the same object."""
     ds = spec(name)
     if ds.open is None:
-        raise NotImplementedError(
-            f"dataset {name!r} is not built yet in this version of the suite (issue {ds.issue} adds it)"
-        )
+        check_available(name)  # raises the not-built error
     key = (name, profile, str(device))
     if key not in _OPENED:
         _OPENED[key] = ds.open(profile, device)

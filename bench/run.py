@@ -21,6 +21,7 @@ from typing import Any
 
 from bench import config as cfg
 from bench import datasets, tracking
+from bench.atomic import DiskFull
 from methods import registry
 from methods.registry import MethodSpec
 
@@ -176,22 +177,31 @@ def run(
     table: int | None = None,
     progress: bool = True,
 ) -> list[Outcome]:
-    """Run every (method, seed); a failure is logged FAILED and reported, and the others still run."""
+    """Run every (method, seed); a failure is logged FAILED and reported, and the others still run.
+
+    A seed-free method (``MethodSpec.seed_free``: its predictions do not depend on the seed) runs the first seed
+    only, and stderr says so: three runs of it would be three copies of one number, shown as n = 3 with std 0.
+    """
     from tqdm import tqdm
 
     from bench import dist  # imports torch: kept out of this module's import, as pick_device does
 
     cfg.check_profile(profile)
-    ds = datasets.spec(dataset)
-    if ds.check is not None:  # a missing data file is one clear error before any run, not a FAILED run per seed
-        ds.check()
+    datasets.check_available(dataset)  # missing data is one clear error before any run, not a FAILED run per seed
     dev = pick_device(device)
     shard = dist.init(dev)
     if shard.world > 1:  # under torchrun rank 0 builds (or opens) the dataset first; the others then find it cached
         if shard.main:
             datasets.open_dataset(dataset, profile, dev)
         dist.barrier()
-    jobs = [(s, seed) for s in specs for seed in seeds]
+    jobs = [(s, seed) for s in specs for seed in (seeds[:1] if s.seed_free else seeds)]
+    once = [s.name for s in specs if s.seed_free and len(seeds) > 1]
+    if once and shard.main:
+        print(
+            f"bench run: {', '.join(once)} {'does' if len(once) == 1 else 'do'} not depend on the seed; running seed "
+            f"{seeds[0]} only (of {', '.join(map(str, seeds))})",
+            file=sys.stderr,
+        )
     outcomes = []
     for spec, seed in tqdm(jobs, desc="bench run", unit="run", disable=not progress or len(jobs) < 2 or not shard.main):
         outcomes.append(_run_one(spec, seed, dataset, profile, dev, overrides or {}, table))
@@ -221,9 +231,9 @@ def _run_one(
     }
     run_id = None
     try:
-        with tracking.start_run(
-            f"{spec.name}/{dataset}/{profile}/seed{seed}", params, tags={"wsvg.rows": ",".join(spec.rows)}
-        ) as log:
+        replaces = tracking.close_stale_runs(params)  # a killed earlier run of this seed ends KILLED, not RUNNING
+        tags = {"wsvg.rows": ",".join(spec.rows), **({"wsvg.replaces": ",".join(replaces)} if replaces else {})}
+        with tracking.start_run(f"{spec.name}/{dataset}/{profile}/seed{seed}", params, tags=tags) as log:
             run_id = log.run_id
             log.log_dict(
                 {"method": spec.name, "profile": profile, "overrides": overrides, "config": cfg.to_dict(method_cfg)},
@@ -247,7 +257,7 @@ def _run_one(
             for path in [result.predictions, *result.extra_predictions.values()]:
                 if path is not None:
                     log.log_artifact(path, "predictions")
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, DiskFull):  # a full disk fails every later run too: one error, and the sweep stops
         raise
     except Exception as err:  # noqa: BLE001 - every failure is reported, logged FAILED, and the sweep goes on
         detail = "".join(traceback.format_exception_only(err)).strip()

@@ -4,8 +4,11 @@ A stage is a pure function of its configuration and its inputs (each input named
 dataset's). Its key is a hash of ``(name, config, inputs)``; its files live in ``<runs>/cache/stages/<name>/<key>/``:
 
 - ``stage.json``: written last, atomically. Its presence means the stage is done; it records the configuration,
-  the inputs, the seconds the build took and the build's summary (for example the selected epoch).
-- whatever the build writes there (``model.pt``, transcripts, ...);
+  the inputs, the seconds the build took, the build's summary (for example the selected epoch) and the SHA-256 of
+  every file the build wrote (``files``).
+- whatever the build writes there (``model.pt``, transcripts, ...). A build killed while writing them leaves no
+  ``stage.json``, so the next run builds the stage again; a file that no longer matches its recorded hash (a
+  flipped byte, a truncated copy) is named on stderr and the stage is built again, never used.
 - ``work/``: the build's training checkpoint. A killed build started again resumes from it (the training loop's
   resume), so nothing already computed is lost.
 
@@ -19,8 +22,9 @@ part in the build (the training loop shards it), rank 0 alone writes files, and 
 
 from __future__ import annotations
 
+import hashlib
 import json
-import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +33,7 @@ from typing import Any
 
 from bench import config as cfg
 from bench import rng, tracking
+from bench.atomic import write_text_atomic
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,39 @@ class Stage:
 
     def record(self) -> dict[str, Any]:
         return json.loads(self.record_path.read_text())
+
+    def outputs(self) -> dict[str, str]:
+        """``{path relative to the stage: SHA-256}`` of every file the build wrote (not its ``work/`` checkpoints)."""
+        files = sorted(p for p in self.path.rglob("*") if p.is_file() and p != self.record_path)
+        kept = [p for p in files if p.relative_to(self.path).parts[0] != "work" and not _temporary(p)]
+        return {str(p.relative_to(self.path)): _sha256(p) for p in kept}
+
+    def damaged(self) -> str | None:
+        """What is wrong with a done stage's files against its record (``None`` when they match, or for a record
+        written before hashes were kept)."""
+        recorded = self.record().get("files")
+        if recorded is None:
+            return None
+        found = self.outputs()
+        for name, digest in recorded.items():
+            if name not in found:
+                return f"{self.path / name} is missing"
+            if found[name] != digest:
+                return f"{self.path / name} does not match the hash recorded in {self.record_path.name}"
+        return None
+
+
+def _temporary(path: Path) -> bool:
+    """A writer's temporary file (``bench.atomic.temporary_name``), left by a process killed mid-write."""
+    return path.name.startswith(".") and path.name.endswith(".tmp")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def stage_key(name: str, config: Any, inputs: dict[str, str]) -> str:
@@ -99,6 +137,13 @@ def run_stage(st: Stage, build: Callable[[StageContext], dict[str, Any]], *, con
     from bench import dist
 
     shard = dist.init(device)
+    problem = st.damaged() if st.done else None
+    if problem is not None:
+        print(f"stage {st.name} {st.key}: {problem}; building it again", file=sys.stderr)
+        dist.barrier()  # every rank has read the old record before rank 0 removes it
+        if shard.main:
+            st.record_path.unlink(missing_ok=True)
+        dist.barrier()
     if not st.done:
         with rng.kept():  # the caller's streams stay as they were, built here or found cached
             _build(st, build, config, inputs, device, seed, log, shard.main)
@@ -136,8 +181,8 @@ def _build(st: Stage, build: Callable[[StageContext], dict[str, Any]], config: A
         "summary": summary,
         "commit": tracking.git_state()["commit"],
     }
+    dist.barrier()  # every rank's outputs are written before rank 0 hashes them
     if main:
-        tmp = st.record_path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(record, indent=2, sort_keys=True, default=str))
-        os.replace(tmp, st.record_path)
+        record["files"] = st.outputs()
+        write_text_atomic(st.record_path, json.dumps(record, indent=2, sort_keys=True, default=str))
     dist.barrier()

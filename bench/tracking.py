@@ -13,8 +13,22 @@ values with ``step=epoch``, then the selected epoch's validation metrics under `
 test evaluation under ``test/``. Artifacts: the resolved config and the predictions file. MLflow rejects
 ``@`` in metric names, so ``R1@0.5`` is logged as ``R1_IoU0.5`` (:func:`mlflow_key`).
 
-A run that raises ends FAILED (the ``with`` block of :func:`start_run`); tables read FINISHED runs only.
-Runs are never deleted or overwritten: every ``bench run`` makes new ones.
+A run that raises ends FAILED (the ``with`` block of :func:`start_run`), one interrupted (Ctrl-C, ``kill``) ends
+KILLED; tables read FINISHED runs only. Runs are never deleted or overwritten: every ``bench run`` makes new ones.
+
+A killed process (``kill -9``, a lost machine) cannot close its run, which MLflow would show RUNNING forever. Each
+run records the host and process id that own it (tags ``wsvg.host``, ``wsvg.pid``), and before a (method, dataset,
+profile, seed, config) is run again, :func:`close_stale_runs` ends as KILLED every RUNNING run of it whose process is
+gone from this host. The new run is a new MLflow run, not the old one continued: a run's params are immutable in
+MLflow and describe one process (its commit, dirty flag, device, package versions), which a resume after a fix may
+change; the training loop logs the finished epochs' curves again into the new run, so it is whole, and its tag
+``wsvg.replaces`` names the run it replaces. So the store holds one FINISHED and one KILLED run, and a table, which
+reads the newest FINISHED run per seed, counts that seed once.
+
+Several ``bench run`` processes may share one SQLite store. The first use of a fresh store creates its schema and the
+experiment; two processes doing that at once collide (MLflow's migrations are not safe to run concurrently), so it
+happens under a file lock beside the database (:func:`_store_lock`). After that, SQLite's own locking serialises
+the short writes.
 
 Under ``torchrun`` only rank 0 talks to the store; other ranks get a :class:`RunLogger` that does
 nothing, so the same method code runs on one process or many.
@@ -22,12 +36,15 @@ nothing, so the same method code runs on one process or many.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import platform
+import socket
 import subprocess
+import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -84,14 +101,35 @@ def _mlflow():
     return mlflow
 
 
+@contextlib.contextmanager
+def _store_lock() -> Iterator[None]:
+    """Hold an exclusive lock on ``<database>.lock`` while a SQLite store is created or its experiment looked up.
+
+    Two processes opening a fresh store at once both run MLflow's schema migrations, and one fails (seen as
+    ``alembic ... CommandError: Online migration expected to match one row``); both may also create the
+    experiment. Other stores (a tracking server) serialise this themselves.
+    """
+    uri = tracking_uri()
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    db = Path(uri.removeprefix("sqlite:///"))
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_name(db.name + ".lock"), "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def _experiment_id(mlflow: Any) -> str:
-    if tracking_uri().startswith("sqlite:///"):
-        runs_home().mkdir(parents=True, exist_ok=True)
-    exp = mlflow.get_experiment_by_name(EXPERIMENT)
-    if exp is not None:
-        return exp.experiment_id
-    location = artifact_root() if not os.environ.get("MLFLOW_TRACKING_URI") else None
-    return mlflow.create_experiment(EXPERIMENT, artifact_location=location)
+    with _store_lock():
+        exp = mlflow.get_experiment_by_name(EXPERIMENT)
+        if exp is not None:
+            return exp.experiment_id
+        location = artifact_root() if not os.environ.get("MLFLOW_TRACKING_URI") else None
+        return mlflow.create_experiment(EXPERIMENT, artifact_location=location)
 
 
 def git_state(repo: Path | None = None) -> dict[str, str]:
@@ -160,22 +198,91 @@ class RunLogger:
             self._mlflow.log_artifact(str(path), artifact_path)
 
 
-@contextmanager
+IDENTITY = ("method", "dataset", "profile", "seed", "config_hash")
+"""The params that name one (method, dataset, profile, seed, config): its checkpoints' directory, and the runs that a
+later ``bench run`` of the same thing resumes and replaces."""
+
+
+@contextlib.contextmanager
 def start_run(run_name: str, params: dict[str, Any], tags: dict[str, Any] | None = None) -> Iterator[RunLogger]:
-    """Open a run, log its provenance, yield a :class:`RunLogger`; an exception ends the run FAILED."""
+    """Open a run, log its provenance and owner process, yield a :class:`RunLogger`.
+
+    The run ends FINISHED, FAILED when the block raises, or KILLED when it is interrupted (``KeyboardInterrupt``,
+    which ``bench run`` also raises on SIGTERM).
+    """
     if not is_main_process():
         yield RunLogger(None, None)
         return
     mlflow = _mlflow()
     exp_id = _experiment_id(mlflow)
     git = git_state()
-    with mlflow.start_run(experiment_id=exp_id, run_name=run_name) as run:
+    run = mlflow.start_run(experiment_id=exp_id, run_name=run_name)
+    try:
         logger = RunLogger(mlflow, run.info.run_id)
         logger.log_params({**params, "commit": git["commit"], "dirty": git["dirty"], **environment()})
-        logger.set_tags({"wsvg.commit": git["commit"], "wsvg.dirty": git["dirty"], **(tags or {})})
+        owner = {"wsvg.host": socket.gethostname(), "wsvg.pid": os.getpid()}
+        logger.set_tags({"wsvg.commit": git["commit"], "wsvg.dirty": git["dirty"], **owner, **(tags or {})})
         if git["diff"]:
             logger.log_text(git["diff"], "source/uncommitted.diff")
         yield logger
+    except BaseException as err:
+        # a store that cannot be written (a full disk) must not hide the run's own error; the run then stays
+        # RUNNING, and the next bench run of it marks it KILLED
+        with contextlib.suppress(Exception):
+            mlflow.end_run("KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
+        raise
+    mlflow.end_run("FINISHED")
+
+
+def _process_gone(pid: str | None) -> bool:
+    """True when no process ``pid`` runs on this host (a reused pid reads as alive: the run is then left alone)."""
+    try:
+        os.kill(int(pid or ""), 0)
+    except ValueError:
+        return True  # no pid recorded: a run of an older version of the suite, which recorded none
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def close_stale_runs(params: dict[str, Any]) -> list[str]:
+    """End as KILLED the RUNNING runs with these :data:`IDENTITY` params whose process is gone; their ids.
+
+    A run is stale when its ``wsvg.host`` is this host and its ``wsvg.pid`` no longer runs, or when it records no
+    owner (a run of an older version). A RUNNING run of another host, or of a live process here (a second ``bench
+    run`` of the same seed), is left as it is. Should a live process be taken for a dead one (a run without an owner
+    of an older version still going), its own end overwrites KILLED with FINISHED or FAILED.
+    """
+    if not is_main_process():
+        return []
+    mlflow = _mlflow()
+    exp_id = _experiment_id(mlflow)
+    clauses = ["attributes.status = 'RUNNING'", *(_param_clause(k, params[k]) for k in IDENTITY)]
+    running = mlflow.search_runs(experiment_ids=[exp_id], filter_string=" and ".join(clauses), output_format="list")
+    client = mlflow.MlflowClient()
+    host = socket.gethostname()
+    closed = []
+    for stale in running:
+        tags = stale.data.tags
+        if tags.get("wsvg.host", host) != host or not _process_gone(tags.get("wsvg.pid")):
+            continue
+        owner = f"process {tags.get('wsvg.pid', '?')} on {host}"
+        client.set_tag(stale.info.run_id, "wsvg.ended", f"KILLED: {owner} had ended without closing the run")
+        client.set_terminated(stale.info.run_id, "KILLED")
+        closed.append(stale.info.run_id)
+        print(
+            f"bench run: run {stale.info.run_id} ({stale.info.run_name}) was left RUNNING by {owner}, which is "
+            "gone; marked KILLED (the run starting now replaces it, from its last checkpoint if it wrote one)",
+            file=sys.stderr,
+        )
+    return closed
+
+
+def _param_clause(key: str, value: Any) -> str:
+    escaped = str(value).replace("'", "\\'")
+    return f"params.`{key}` = '{escaped}'"
 
 
 def finished_runs(filters: dict[str, str] | None = None):
@@ -190,20 +297,16 @@ def finished_runs(filters: dict[str, str] | None = None):
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
         return pd.DataFrame()
     mlflow = _mlflow()
-    exp = mlflow.get_experiment_by_name(EXPERIMENT)
+    with _store_lock():
+        exp = mlflow.get_experiment_by_name(EXPERIMENT)
     if exp is None:
         return pd.DataFrame()
-    clauses = ["attributes.status = 'FINISHED'"]
-    for key, value in (filters or {}).items():
-        escaped = str(value).replace("'", "\\'")
-        clauses.append(f"params.`{key}` = '{escaped}'")
+    clauses = ["attributes.status = 'FINISHED'", *(_param_clause(k, v) for k, v in (filters or {}).items())]
     return mlflow.search_runs(experiment_ids=[exp.experiment_id], filter_string=" and ".join(clauses))
 
 
 def ui_command(port: int = 5000) -> list[str]:
     """The ``mlflow ui`` command line over the suite's store, bound to 127.0.0.1."""
-    import sys
-
     cmd = [
         sys.executable,
         "-m",

@@ -38,9 +38,9 @@ import torch
 from torch import Tensor, nn
 
 from bench import dist
+from bench.atomic import save_atomic
 from bench.config import TrainConfig
 from bench.data.errors import DataError
-from bench.data.loader import save_atomic
 from bench.dist import Shard
 
 CHECKPOINT = "checkpoint.pt"

@@ -49,7 +49,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +61,7 @@ from torch import Tensor
 from bench import config as cfg
 from bench import dist, stages
 from bench import wer as wer_metrics
+from bench.atomic import write_text_atomic
 from bench.data import activitynet, grounding
 from bench.data.errors import DataError
 from bench.data.librispeech import SAMPLE_RATE, Utterance, load_audio, read_librispeech
@@ -520,9 +520,7 @@ def transcripts(ctx: RunContext, asr_cfg: ASRConfig | None = None) -> dict[str, 
             return {}
         out = {s: decode_split(model, processor, data, s, c.eval_batch_size, ctx.device)
                for s in grounding.split_files(data)}  # fmt: skip
-        tmp = sctx.out / f".{TRANSCRIPTS}.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps(out, indent=0, sort_keys=True))
-        os.replace(tmp, sctx.out / TRANSCRIPTS)
+        write_text_atomic(sctx.out / TRANSCRIPTS, json.dumps(out, indent=0, sort_keys=True))
         return {"queries": {s: len(v) for s, v in out.items()}, "asr": inputs["asr"]}
 
     stages.run_stage(st, build, config=config, inputs=inputs, device=ctx.device, seed=c.seed, log=ctx.log)

@@ -369,7 +369,12 @@ def specs() -> tuple[MethodSpec, ...]:
 def blind_spec(
     name: str, title: str, description: str, run: Callable[[RunContext], RunResult], config: Callable[[str], object]
 ) -> MethodSpec:
-    """A method that sees neither video nor query and is trained on nothing: no stages, no supervision."""
+    """A method that sees neither video nor query and is trained on nothing: no stages, no supervision.
+
+    Every prior (a deterministic grid search on train) and the whole video give the same predictions whatever the
+    seed, so they are ``seed_free``: ``bench run`` runs one seed of them, and ``bench compare`` pairs that one run
+    with every seed of the other method. ``random`` draws with its seed.
+    """
     return MethodSpec(
         name=name,
         title=title,
@@ -380,6 +385,7 @@ def blind_spec(
         description=description,
         run=run,
         config=config,
+        seed_free=run in (run_prior, run_whole_video),
     )
 
 

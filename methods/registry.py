@@ -42,6 +42,8 @@ class MethodSpec:
     run: Callable[..., Any] | None = None
     config: Callable[[str], Any] | None = None
     issue: int | None = None
+    # its predictions do not depend on the seed (a fixed span, a deterministic fit): ``bench run`` runs one seed
+    seed_free: bool = False
 
     def __post_init__(self) -> None:
         if not self.name or self.name != self.name.strip().lower() or " " in self.name:

@@ -225,25 +225,30 @@ def test_corrupt_cache_raises_data_error_naming_the_file(tmp_path, junk):
     path = tmp_path / "abc123.pt"
     path.write_bytes(junk)
     with pytest.raises(DataError, match="delete") as info:
-        featurize_cached("abc123", tmp_path, make_split)
+        PaddedSplit.load(path, key="abc123")
     assert str(path) in info.value.where and str(path) in info.value.fix
 
 
-def test_truncated_cache_file_raises_data_error(tmp_path):
+def test_truncated_cache_file_raises_data_error_and_is_rebuilt(tmp_path, capsys):
     featurize_cached("k1", tmp_path, make_split)
     path = tmp_path / "k1.pt"
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     with pytest.raises(DataError, match="corrupt"):
-        featurize_cached("k1", tmp_path, make_split)
+        PaddedSplit.load(path, key="k1")
+    assert featurize_cached("k1", tmp_path, make_split).fingerprint() == make_split().fingerprint()
+    assert f"{path}: cache file is corrupt" in capsys.readouterr().err
 
 
-def test_wrong_payload_or_key_raises_data_error(tmp_path):
+def test_wrong_payload_or_key_raises_data_error_and_is_rebuilt(tmp_path):
     torch.save({"something": "else"}, tmp_path / "k2.pt")
     with pytest.raises(DataError, match="not a padded-split cache"):
-        featurize_cached("k2", tmp_path, make_split)
+        PaddedSplit.load(tmp_path / "k2.pt", key="k2")
     make_split().save(tmp_path / "k3.pt", key="other")
     with pytest.raises(DataError, match="key"):
-        featurize_cached("k3", tmp_path, make_split)
+        PaddedSplit.load(tmp_path / "k3.pt", key="k3")
+    for key in ("k2", "k3"):
+        assert featurize_cached(key, tmp_path, make_split).fingerprint() == make_split().fingerprint()
+        PaddedSplit.load(tmp_path / f"{key}.pt", key=key)  # rewritten whole
 
 
 def test_build_must_return_a_split(tmp_path):

@@ -23,8 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import uuid
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,26 +33,12 @@ import torch
 from torch import Tensor
 
 from bench import rng
+from bench.atomic import save_atomic  # noqa: F401 - where the methods' stages find it (``loader.save_atomic``)
 from bench.data.errors import DataError
 
 LEN_SUFFIX = "_len"
 CACHE_FORMAT = "wsvg-padded-split"
-CACHE_VERSION = 1
-
-
-def save_atomic(obj: Any, path: str | Path) -> None:
-    """``torch.save`` to a temporary file beside ``path``, then ``os.replace``: a reader sees old or new, never half.
-
-    Each writer (a DDP rank, a second process) uses its own temporary name, so concurrent writers never collide.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+CACHE_VERSION = 2  # 2: the file holds its content hash (``sha256``), checked on every load
 
 
 def pad_stack(tensors: Sequence[Tensor], value: float = 0.0) -> tuple[Tensor, Tensor]:
@@ -151,7 +136,7 @@ class PaddedSplit:
         for name in sorted(self.tensors):
             t = self.tensors[name].detach().cpu().contiguous()
             h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
-            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+            h.update(t.view(torch.uint8).numpy().data if t.numel() else b"")  # the bytes in place, not a copy
         return h.hexdigest()[:16]
 
     # -- batches ---------------------------------------------------------------------------------------------
@@ -182,12 +167,14 @@ class PaddedSplit:
     # -- disk ------------------------------------------------------------------------------------------------
 
     def save(self, path: str | Path, key: str | None = None) -> None:
-        """``torch.save`` of a plain dict (CPU tensors, ids, meta, and the cache ``key``), written atomically."""
+        """``torch.save`` of a plain dict (CPU tensors, ids, meta, the cache ``key`` and the content's
+        :meth:`fingerprint`), written atomically (:func:`bench.atomic.save_atomic`)."""
         path = Path(path)
         payload = {
             "format": CACHE_FORMAT,
             "version": CACHE_VERSION,
             "key": key,
+            "sha256": self.fingerprint(),
             "tensors": {k: v.detach().cpu() for k, v in self.tensors.items()},
             "ids": self.ids,
             "meta": self.meta,
@@ -198,7 +185,9 @@ class PaddedSplit:
     def load(cls, path: str | Path, device: str | torch.device = "cpu", key: str | None = None) -> PaddedSplit:
         """Read a file written by :meth:`save`; anything unreadable raises :class:`DataError` naming the file.
 
-        With ``key``, the key stored in the file must match (a file renamed by hand is caught).
+        With ``key``, the key stored in the file must match (a file renamed by hand is caught). The content must
+        hash to the fingerprint stored when it was written: a flipped byte in a tensor, which unpickles without
+        complaint, is caught too.
         """
         path = Path(path)
         fix = f"delete {path}; the split is rebuilt on the next run"
@@ -218,6 +207,8 @@ class PaddedSplit:
             split = cls(dict(payload["tensors"]), list(payload["ids"]), dict(payload.get("meta") or {}))
         except (KeyError, TypeError, ValueError) as err:
             raise DataError(path, f"cache file is inconsistent ({err})", fix) from None
+        if split.fingerprint() != payload.get("sha256"):
+            raise DataError(path, "cache file is corrupt (its content does not match the hash stored with it)", fix)
         return split.to(device)
 
 
@@ -231,7 +222,9 @@ def featurize_cached(
     key: str, cache_dir: str | Path, build: Callable[[], PaddedSplit], device: str | torch.device = "cpu"
 ) -> PaddedSplit:
     """The split cached as ``cache_dir/<key>.pt``: built by ``build()`` and written atomically the first time,
-    loaded (onto ``device``) every later time. A corrupt file raises :class:`DataError` naming it.
+    loaded (onto ``device``) every later time. A file that does not load whole and intact (unreadable, truncated, of
+    another key or format version, or content that no longer matches its stored hash) is never used: it is named on
+    stderr and built again.
 
     ``key`` must change whenever the content would (see :func:`content_key`); it is also stored in the file and
     checked on load. Concurrent builders (DDP ranks) each write their own temporary file and ``os.replace`` it,
@@ -242,7 +235,10 @@ def featurize_cached(
         raise ValueError(f"cache key must be a plain file-name stem, got {key!r}")
     path = Path(cache_dir) / f"{key}.pt"
     if path.exists():
-        return PaddedSplit.load(path, device=device, key=key)
+        try:
+            return PaddedSplit.load(path, device=device, key=key)
+        except DataError as err:
+            print(f"{err.where}: {err.problem}; building it again", file=sys.stderr)
     with rng.kept():  # a build may draw (e.g. a model's initialisation): the run's streams must not see it
         split = build()
     if not isinstance(split, PaddedSplit):

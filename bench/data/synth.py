@@ -37,6 +37,7 @@ fixed span chosen on train falls there (no long moments), while a method that re
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import hashlib
 import json
 import math
@@ -49,6 +50,7 @@ from typing import Any
 
 import numpy as np
 
+from bench import atomic
 from bench.data import world
 
 SPLITS = ("train", "val_1", "val_2")
@@ -247,14 +249,54 @@ def root_for(profile: str, cfg: SynthConfig | None = None) -> Path:
 
 
 def build(profile: str, cfg: SynthConfig | None = None, force: bool = False, progress: bool = True) -> Path:
-    """Generate the benchmark for ``profile`` (once; later calls return the cached directory)."""
+    """Generate the benchmark for ``profile`` (once; later calls return the cached directory).
+
+    Whole or not at all: everything is written into ``<root>.building-<pid>`` and renamed onto ``<root>`` once
+    ``meta.json`` (written last) is in it, so a directory without ``meta.json`` is never read. A build that fails
+    removes its directory; one killed outright leaves it, and the next build removes it (its process is gone). The
+    build holds ``<root>.lock``: a second process asking for the same benchmark waits, then finds it built. A full
+    disk is one :class:`bench.atomic.DiskFull` error naming the directory.
+    """
     cfg = cfg or PROFILES[profile]
     root = root_for(profile, cfg)
     if (root / "meta.json").exists() and not force:
         return root
-    tmp = root.with_name(root.name + f".building-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with open(root.with_name(root.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also when the process dies
+        if (root / "meta.json").exists() and not force:
+            return root  # another process built it while this one waited
+        _remove_abandoned_builds(root)
+        tmp = root.with_name(root.name + f".building-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        try:
+            _generate(tmp, profile, cfg, progress)
+        except BaseException as err:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if atomic.is_disk_full(err):
+                raise atomic.DiskFull(tmp) from err
+            raise
+        if root.exists():
+            shutil.rmtree(root)
+        os.replace(tmp, root)
+    return root
+
+
+def _remove_abandoned_builds(root: Path) -> None:
+    """Delete the ``<root>.building-<pid>`` directories of builds whose process is gone (killed mid-build)."""
+    for old in root.parent.glob(root.name + ".building-*"):
+        pid = old.name.rsplit("-", 1)[-1]
+        try:
+            os.kill(int(pid), 0)
+        except (ValueError, ProcessLookupError):
+            shutil.rmtree(old, ignore_errors=True)
+        except PermissionError:
+            pass  # a live process of another user
+
+
+def _generate(tmp: Path, profile: str, cfg: SynthConfig, progress: bool) -> None:
+    """Write every file of the benchmark into ``tmp``, ``meta.json`` (with the content hash) last."""
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     videos = {split: _videos(cfg, split) for split in (*SPLITS, OOD) if split != OOD or cfg.ood_videos}
@@ -284,10 +326,6 @@ def build(profile: str, cfg: SynthConfig | None = None, force: bool = False, pro
         "content_hash": content_hash(tmp),
     }
     (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
-    if root.exists():
-        shutil.rmtree(root)
-    os.replace(tmp, root)
-    return root
 
 
 def _videos(cfg: SynthConfig, split: str) -> list[Video]:
