@@ -106,4 +106,5 @@ def _config_fields(raw: dict) -> dict:
 
 register(MethodSpec("oracle-concept", "Oracle (knows the planted concept)", ("ground",), "concept", "none", (),
                     "reference, not a method: the true concept's prototype as a matched filter over Base's candidates "
-                    "(synthetic data only)", run=run, config=oracle_config, issue=14))  # fmt: skip
+                    "(synthetic data only)", run=run, config=oracle_config, issue=14,
+                    seed_free=True))  # fmt: skip (no randomness: one seed stands for all)

@@ -35,8 +35,9 @@ def test_a_seed_free_method_runs_one_seed_and_says_so(home, toy_method, capsys):
     assert "ours (n=1)" in tables.render(1, "md", "synth", "tiny")  # n counts the one run, not three copies of it
 
 
-def test_the_priors_and_the_whole_video_are_seed_free_and_random_is_not():
+def test_the_priors_the_whole_video_and_the_oracle_are_seed_free_and_random_is_not():
     free = {name for name, spec in registry.all_methods().items() if spec.seed_free}
     blind = {name for name, spec in registry.all_methods().items() if spec.blind and spec.implemented}
-    assert free == {name for name in blind if name.startswith("prior") or name == "whole-video"}
+    # and the concept oracle, a deterministic reference
+    assert free == {name for name in blind if name.startswith("prior") or name == "whole-video"} | {"oracle-concept"}
     assert {"prior", "prior-miou", "whole-video"} <= free and "random" not in free and "random-continuous" not in free
