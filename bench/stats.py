@@ -115,6 +115,38 @@ def paired_bootstrap(
     )
 
 
+@dataclass(frozen=True)
+class SeedInterval:
+    """The mean of the per-seed-pair differences and its Student-t interval: the noise of training seeds."""
+
+    differences: tuple[float, ...]  # one per seed pair: run A's mean over the shared queries minus run B's
+    mean: float
+    low: float
+    high: float
+    level: float
+
+    @property
+    def inside_noise(self) -> bool:
+        return self.low <= 0.0 <= self.high
+
+
+def seed_interval(differences: Sequence[float], level: float = LEVEL) -> SeedInterval | None:
+    """Student-t interval ``mean ± t_{n-1} * sd / sqrt(n)`` of per-seed-pair differences; None below two pairs.
+
+    The query bootstrap holds each run fixed, so it says whether these runs differ on these queries; a seed that
+    trains a better or worse model is the other source of noise. With n seed pairs the t interval is the textbook
+    answer (n = 3: t = 4.30), and it is wide: that is what three seeds can tell.
+    """
+    from scipy import stats as scipy_stats
+
+    values = [float(v) for v in differences]
+    if len(values) < 2:
+        return None
+    mean, sd = statistics.fmean(values), statistics.stdev(values)
+    half = float(scipy_stats.t.ppf(0.5 + level / 2, len(values) - 1)) * sd / math.sqrt(len(values))
+    return SeedInterval(tuple(values), mean, mean - half, mean + half, level)
+
+
 def normal_half_width(values: np.ndarray, level: float = LEVEL) -> float:
     """The normal-approximation half width ``z * sd / sqrt(n)`` of the mean of ``values`` (a cross-check of the
     bootstrap in the tests and a quick estimate of a test split's sampling error)."""

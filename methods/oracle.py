@@ -104,7 +104,19 @@ def _config_fields(raw: dict) -> dict:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
 
 
-register(MethodSpec("oracle-concept", "Oracle (knows the planted concept)", ("ground",), "concept", "none", (),
-                    "reference, not a method: the true concept's prototype as a matched filter over Base's candidates "
-                    "(synthetic data only)", run=run, config=oracle_config, issue=14,
-                    seed_free=True))  # fmt: skip (no randomness: one seed stands for all)
+register(
+    MethodSpec(
+        "oracle-concept",
+        "Oracle (knows the planted concept)",
+        ("ground",),
+        "concept",
+        "none",
+        (),
+        "reference, not a method: the true concept's prototype as a matched filter over Base's candidates "
+        "(synthetic data only)",
+        run=run,
+        config=oracle_config,
+        issue=14,
+        seed_free=True,
+    )
+)  # fmt: skip (no randomness: one seed stands for all)

@@ -68,6 +68,9 @@ def test_compare_a_learned_method_with_a_blind_one_end_to_end(store):
     assert low <= diff * 100 + 0.005 and diff * 100 - 0.005 <= high
     assert ("inside noise" in out) == (low <= 0 <= high)
     assert "10,000 resamples of the queries, seeds kept paired, bootstrap seed 0" in out
+    # over seeds: one difference per seed pair, each Base run's logged value minus the prior's, and their t interval
+    per_pair = ", ".join(f"{(r - prior_r1[0]) * 100:+.2f}" for r in base_r1)
+    assert f"over seeds: per-pair differences {per_pair}; 95% Student-t interval" in out and "(n=2 pairs)" in out
     # swapping the methods negates everything; a method against itself is [0, 0] and inside noise
     _, swapped, _ = cli_out(["compare", "prior", "base", "--profile", "tiny"])
     assert interval(swapped) == (-high, -low)

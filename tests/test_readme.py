@@ -25,7 +25,7 @@ def test_ci_runs_exactly_the_readme_test_command():
 def test_main_command_runs_bench_on_the_default_dataset():
     main_command = _bash_blocks()[0].strip()
     assert main_command.startswith("python3 -m venv .venv")
-    assert "bench run --table 1" in main_command and "--dataset" not in main_command
+    assert "bench run --method sil --table 1" in main_command and "--dataset" not in main_command
 
 
 def test_readme_lists_every_verb():

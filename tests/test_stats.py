@@ -75,3 +75,12 @@ def test_paired_bootstrap_properties(data, pairs: int, seed: int) -> None:
     per_query = (a - b).mean(axis=0)
     assert per_query.min() - 1e-12 <= ab.low <= ab.high <= per_query.max() + 1e-12
     assert stats.paired_bootstrap(a, b, resamples=500, seed=seed) == ab
+
+
+def test_seed_interval_is_students_t_over_the_pairs_by_hand():
+    """differences 1, 2, 3: mean 2, sd 1, t(0.975, 2) = 4.302653 -> half width 4.302653 / sqrt(3) = 2.484138."""
+    s = stats.seed_interval([1.0, 2.0, 3.0])
+    assert s.mean == pytest.approx(2.0)
+    assert (s.low, s.high) == (pytest.approx(2.0 - 2.484138, abs=1e-6), pytest.approx(2.0 + 2.484138, abs=1e-6))
+    assert s.inside_noise and not stats.seed_interval([1.0, 1.1, 0.9]).inside_noise
+    assert stats.seed_interval([0.5]) is None  # one pair says nothing about seeds
