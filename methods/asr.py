@@ -30,7 +30,8 @@ pools are drawn from one distribution of voices (disjoint identities, ``bench/da
 WER 0.353 on held-out corpus speakers and CER 0.467 / WER 0.871 on the grounding test speech, so the voices were only
 part of the gap; the corpus's sentences (``world.corpus_sentence``) are another distribution of words than the
 captions', which a character CTC of this size does not bridge either (not yet measured apart). Before issue 14, a
-GPU sweep on subsets (600 corpus utterances, 1,500 updates) stayed at test CER 0.48-0.53 with speed perturbation, stronger time/feature masking, more dropout or a larger model, while adding 300 grounding
+GPU sweep on subsets (600 corpus utterances, 1,500 updates) stayed at test CER 0.48-0.53 with speed perturbation,
+stronger time/feature masking, more dropout or a larger model, while adding 300 grounding
 *train* queries (speech + caption) brought it to 0.09 with held-out corpus CER unchanged. ``train_speech =
 "corpus+grounding-train"`` does that: the training split's captions are available to every weakly-supervised method
 (the text baselines train on them), and no val or test speech is used; it stands in for the paper's wav2vec2, which
