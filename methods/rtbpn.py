@@ -68,7 +68,7 @@ from bench.data import grounding
 from bench.run import RunContext, RunResult
 from methods import base, sil
 from methods.parts import losses, proposals, textquery
-from methods.parts.encoders import BiGRU, FeatureEncoder, WordEncoder
+from methods.parts.encoders import BiGRU, query_encoders
 from methods.parts.fusion import ClipQueryAttention, CrossGate
 from methods.registry import MethodSpec, register
 
@@ -163,13 +163,7 @@ class RTBPNNet(nn.Module):
         super().__init__()
         self.c = c
         self.video = nn.Linear(video_dim, c.d)
-        self.words = self.speech = None
-        if c.query == "features":  # batch["sem"] [B, L, query_dim]: the frozen L_sem encoder's output
-            assert query_dim is not None, "a features query needs its width"
-            self.speech = FeatureEncoder(query_dim, c.d)
-        else:
-            assert word_vectors is not None, "a text query needs word vectors"
-            self.words = WordEncoder(word_vectors, c.d)
+        self.words, self.speech = query_encoders(c.query, c.d, word_vectors, query_dim)
         self.query_gru = BiGRU(c.d, c.d)
         self.filter = LanguageFilter(c.d, c.vlad_clusters)
         self.attend = ClipQueryAttention(c.d, c.d)  # the code's TanhAttention

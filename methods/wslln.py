@@ -53,7 +53,7 @@ from bench.data import grounding
 from bench.run import RunContext, RunResult
 from methods import base
 from methods.parts import losses, proposals, textquery
-from methods.parts.encoders import BiGRU, FeatureEncoder, WordEncoder
+from methods.parts.encoders import BiGRU, query_encoders
 
 
 @dataclass(frozen=True)
@@ -97,13 +97,7 @@ class WSLLNNet(nn.Module):
         cells = {tuple(x): i for i, x in enumerate(proposals.valid_cells(c.n_clips).tolist())}
         where = [cells[tuple(x)] for x in proposals.candidates(c.n_clips).tolist()]
         self.register_buffer("cand_cells", torch.tensor(where, dtype=torch.long), persistent=False)
-        self.words = self.speech = None
-        if c.query == "features":  # batch["sem"] [B, L, query_dim]: the frozen L_sem encoder's output
-            assert query_dim is not None, "a features query needs its width"
-            self.speech = FeatureEncoder(query_dim, c.d)
-        else:
-            assert word_vectors is not None, "a text query needs word vectors"
-            self.words = WordEncoder(word_vectors, c.d)
+        self.words, self.speech = query_encoders(c.query, c.d, word_vectors, query_dim)
         self.query_gru = BiGRU(c.d, c.d)
         self.fuse = nn.Sequential(nn.Linear(3 * c.d, c.d), nn.ReLU(), nn.Dropout(c.dropout))
         self.align = nn.Sequential(nn.Linear(c.d, c.d), nn.ReLU(), nn.Linear(c.d, 2))

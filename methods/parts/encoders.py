@@ -136,6 +136,19 @@ class FeatureEncoder(nn.Module):
         return self.project(feats), lengths_to_mask(feats_len, feats.shape[1])
 
 
+def query_encoders(query: str, d: int, word_vectors: Tensor | None, query_dim: int | None
+                   ) -> tuple[WordEncoder | None, FeatureEncoder | None]:  # fmt: skip
+    """A text backbone's query encoder: ``(WordEncoder, None)`` for words, ``(None, FeatureEncoder)`` for a frozen
+    speech encoder's features (``query == "features"``: ``batch["sem"]`` of width ``query_dim``)."""
+    if query == "features":
+        if query_dim is None:
+            raise ValueError("a features query needs its width (query_dim)")
+        return None, FeatureEncoder(query_dim, d)
+    if word_vectors is None:
+        raise ValueError("a text query needs word vectors")
+    return WordEncoder(word_vectors, d), None
+
+
 class BiGRU(nn.Module):
     """A bidirectional GRU whose two directions together give d features (d/2 each), run on packed sequences."""
 
