@@ -110,7 +110,7 @@ def rtbpn_config(profile: str, **kw: Any) -> RTBPNConfig:
         return RTBPNConfig(**kw)
     train = dataclasses.replace(cfg.GROUNDING_TRAIN[profile], lr=PAPER_TRAIN.lr, weight_decay=PAPER_TRAIN.weight_decay)
     size = {"tiny": dict(d=32, map_kernel=3), "small": dict(d=64, map_kernel=3)}[profile]
-    clips = {"n_clips": cfg.GROUNDING_CLIPS[profile], "T": sil.SIL_T * cfg.GROUNDING_CLIPS[profile] // 64}
+    clips = {"n_clips": cfg.GROUNDING_CLIPS[profile], "T": sil.avcl_clips(cfg.GROUNDING_CLIPS[profile])}
     return RTBPNConfig(**{"train": train, **clips, **size, **kw})
 
 

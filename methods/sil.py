@@ -172,6 +172,12 @@ class SILConfig:
 
 SIL_T = 12  # App. B.2: positive and negative clips of AVCL out of 64
 
+
+def avcl_clips(n_clips: int) -> int:
+    """AVCL's T at ``n_clips`` clips: App. B.2's 12 of 64, the same share of the video at other clip counts."""
+    return SIL_T * n_clips // 64
+
+
 ASP_SIZES = {
     "tiny": dict(d=32, n_a=1, n_s=1, heads=2, mel_channels=8, wave_channels=16, nar_layers=1, word_layers=1),
     "small": dict(d=64, n_a=2, n_s=2, heads=4, mel_channels=16, wave_channels=32, nar_layers=1, word_layers=1),
@@ -185,7 +191,7 @@ def sil_config(profile: str, asp: dict | None = None, **kw) -> SILConfig:
     a = ASPConfig(**{"train": cfg.PRETRAIN_TRAIN[profile], **ASP_SIZES[profile], **(asp or {})})
     ground_kw = {k: kw.pop(k) for k in ("supervision", "fusion") if k in kw}
     ground = base.base_config(profile, query="features", **ground_kw)
-    kw.setdefault("T", SIL_T * ground.n_clips // 64)  # App. B.2's 12 of 64 clips; the same share at other clip counts
+    kw.setdefault("T", avcl_clips(ground.n_clips))
     return SILConfig(asp=a, ground=ground, **kw)
 
 

@@ -255,3 +255,23 @@ def test_build_must_return_a_split(tmp_path):
     with pytest.raises(TypeError, match="PaddedSplit"):
         featurize_cached("k4", tmp_path, lambda: {"video": torch.zeros(1)})
     assert not (tmp_path / "k4.pt").exists()
+
+
+def test_clip_features_are_standardised_with_the_train_splits_statistics():
+    """Per dimension over train's clips: dim 0 holds 1, 3 (mean 2, sample std sqrt 2), dim 1 is constant 5 (only
+    centred); val is scaled with train's numbers, never its own."""
+    import math
+
+    from bench.data import grounding
+
+    def split(name: str, videos: list) -> grounding.GroundingSplit:
+        return grounding.GroundingSplit(name, PaddedSplit({"video_idx": torch.zeros(1)}, ["q"]), torch.tensor(videos))
+
+    train = split("train", [[[1.0, 5.0], [3.0, 5.0]]])
+    val = split("val", [[[2.0, 7.0], [6.0, 5.0]]])
+    data = grounding.GroundingData("toy", "h", 2, train, val, val, [], torch.zeros(1, 1))
+    out = grounding.standardize(data)
+    r2 = math.sqrt(2.0)
+    assert out.train.videos[0].flatten().tolist() == pytest.approx([-1 / r2, 0.0, 1 / r2, 0.0])
+    assert out.val.videos[0].flatten().tolist() == pytest.approx([0.0, 2.0, 4 / r2, 0.0])
+    assert data.train.videos[0, 0, 0] == 1.0  # the input is left as it was

@@ -108,17 +108,16 @@ def split_files(dataset: Any) -> dict[str, str]:
     return {**SPLIT_FILES, **{name: f for name, f in EXTRA_TESTS.items() if has(f)}}
 
 
-def load(dataset: Any, cache_dir: str | Path, device: Any = "cpu", n_clips: int = 64, progress: bool = True,
-         standardized: bool = True):  # fmt: skip
+def load(dataset: Any, cache_dir: str | Path, device: Any = "cpu", n_clips: int = 64, progress: bool = True):
     """The grounding splits of ``dataset`` (an opened dataset with annotation, feature, wav and word-vector paths).
 
     Built on first use (log-mels of every wav, clip features of every video), then read from the cache; the clip
-    features standardised on train unless ``standardized`` is False.
+    features standardised on train (:func:`standardize`).
     """
-    key = (dataset.content_hash, n_clips, str(device), standardized)
+    key = (dataset.content_hash, n_clips, str(device))
     if key not in _LOADED:
         data = _load(dataset, Path(cache_dir) / "grounding", device, n_clips, progress)
-        _LOADED[key] = standardize(data) if standardized else data
+        _LOADED[key] = standardize(data)
     return _LOADED[key]
 
 
