@@ -44,6 +44,21 @@ def test_caption_grammar(videos):
     assert "We see she" not in " ".join(texts)
 
 
+def test_corpus_speaks_every_caption_word_and_words_beyond(videos):
+    """The corpus stands in for LibriSpeech: every word a caption can say occurs in it, in other sentences."""
+    rng = np.random.default_rng(0)
+    corpus = [world.corpus_sentence(rng) for _ in range(3000)]  # synth/small's corpus size
+    corpus_words = {w for t in corpus for w in world.tokenize(t)}
+    caption_words = {w for v in videos for e in v.described for w in world.tokenize(e.text)}
+    assert caption_words <= corpus_words
+    assert set(world.tokenize(" ".join(world.EXTRA_OBJECTS))) <= corpus_words  # "and beyond"
+    assert corpus_words <= set(world.vocabulary())
+    captions = {e.text.lower() for v in videos for e in v.described}
+    assert sum(t.lower() in captions for t in corpus) < 0.05 * len(corpus)  # other sentences, not the captions
+    lengths = [len(t.split()) for t in corpus]
+    assert min(lengths) >= 5 and max(lengths) <= 20
+
+
 def test_video_statistics_are_activitynet_like(videos):
     durations = [v.duration for v in videos]
     assert min(durations) >= 20 and max(durations) <= 240

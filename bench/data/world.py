@@ -5,8 +5,9 @@ A *concept* is a (verb, object) pair such as (wash, car). Every verb and object 
 the phrase rather than spot one word. Captions follow an ActivityNet-like grammar of 6 to 20 words with
 function words ("A man is washing the car in the driveway.", "Then he scrubs the dog again.").
 
-The pre-training corpus (standing in for LibriSpeech) uses other sentence frames and extra verbs and
-objects that never occur in the grounding captions: "the captions' vocabulary and beyond".
+The pre-training corpus (standing in for LibriSpeech) speaks the captions' vocabulary in looser frames and adds
+its own frames with extra verbs and objects that never occur in the grounding captions: "the captions'
+vocabulary and beyond" (:func:`corpus_sentence`).
 """
 
 from __future__ import annotations
@@ -185,8 +186,31 @@ def caption(concept: Concept, sex: str, scene: str, first: bool, rng: np.random.
     return text
 
 
+CORPUS_PEOPLE = [
+    "my brother",
+    "the old teacher",
+    "our neighbour",
+    "a tired child",
+    "the young doctor",
+    "my sister",
+    "nobody",
+    "everyone",
+]
+
+
 def corpus_sentence(rng: np.random.Generator) -> str:
-    """A pre-training sentence: other frames, grounding words and extra words, 5 to 16 words."""
+    """A pre-training sentence, 5 to 20 words: the captions' vocabulary in looser frames, and words beyond it.
+
+    Like LibriSpeech's English, which holds every word of ActivityNet's captions in other sentences, the corpus
+    speaks the whole caption lexicon (:func:`narrative_sentence`, 60 %: subjects, verb forms, objects, tails and
+    clauses combined freely, without the captions' agreement of verb and object) beside sentences of its own
+    frames and extra words (40 %). Until issue 14 it had only the latter, which never say "camera", "music",
+    "sponge", "a young woman" or "afterwards": measured on synth/small, 3 epochs of CTC gave WER 0.353 on
+    held-out corpus speakers and 0.871 on the grounding test speech (see ``methods/asr.py`` for the effect of
+    this change). The corpus draws on its own random stream, never a grounding caption.
+    """
+    if rng.random() < 0.6:
+        return narrative_sentence(rng)
     if rng.random() < 0.6:
         concept = CONCEPTS[rng.integers(len(CONCEPTS))]
         lemma, third, ing = VERBS[concept.verb][rng.integers(len(VERBS[concept.verb]))]
@@ -194,16 +218,7 @@ def corpus_sentence(rng: np.random.Generator) -> str:
     else:
         lemma, third, ing = list(EXTRA_VERBS.values())[rng.integers(len(EXTRA_VERBS))]
         obj = EXTRA_OBJECTS[rng.integers(len(EXTRA_OBJECTS))]
-    who = [
-        "my brother",
-        "the old teacher",
-        "our neighbour",
-        "a tired child",
-        "the young doctor",
-        "my sister",
-        "nobody",
-        "everyone",
-    ][rng.integers(8)]
+    who = CORPUS_PEOPLE[rng.integers(len(CORPUS_PEOPLE))]
     where = SCENE_PHRASE[SCENES[rng.integers(len(SCENES))]]
     frames = [
         f"yesterday {who} wanted to {lemma} the {obj} {where}.",
@@ -214,6 +229,43 @@ def corpus_sentence(rng: np.random.Generator) -> str:
         f"after dinner {who} will {lemma} that {obj} again.",
     ]
     return frames[rng.integers(len(frames))]
+
+
+def narrative_sentence(rng: np.random.Generator) -> str:
+    """A sentence over the caption lexicon with any verb, any object and any tail: "the words, not the captions"."""
+
+    def pick(options: list[str]) -> str:
+        return options[rng.integers(len(options))]
+
+    sex = ("male", "female")[rng.integers(2)]
+    subject = pick([*SUBJECTS_MALE, *SUBJECTS_FEMALE, *PRONOUN[sex], *CORPUS_PEOPLE])
+    lemma, third, ing = pick([f for fs in VERBS.values() for f in fs])  # type: ignore[arg-type]
+    obj = pick([o for os_ in OBJECTS.values() for o in os_])
+    det = pick(DETERMINERS)
+    frames = [
+        f"{subject} is {ing} {det} {obj}",
+        f"{subject} {third} {det} {obj}",
+        f"{subject} begins to {lemma} {det} {obj}",
+        f"{subject} continues {ing} {det} {obj}",
+        f"we see {subject} {ing} {det} {obj}",
+        f"{pick(CONNECTIVES)} {subject} {third} {det} {obj}",
+        f"{subject} stops and then {third} {det} {obj}",
+    ]
+    text = pick(frames)
+    tails = [
+        *[i for v in INSTRUMENTS.values() for i in v],
+        *SCENE_PHRASE.values(),
+        *ADVERBS,
+    ]
+    for _ in range(int(rng.integers(3))):  # 0 to 2 tails
+        text += " " + pick(tails)
+    if rng.random() < 0.5:
+        text += " " + pick(CLAUSES).format(p=PRONOUN[sex][0])
+    if len(text.split()) < 5:  # "He cuts the rope" gets a scene, as the captions' shortest frames do
+        text += " " + pick(list(SCENE_PHRASE.values()))
+    words = text.split()[:19]
+    text = " ".join(words) + "."
+    return text[0].upper() + text[1:]
 
 
 def vocabulary() -> list[str]:
@@ -233,8 +285,8 @@ def vocabulary() -> list[str]:
         *[o for os_ in OBJECTS.values() for o in os_],
         *EXTRA_OBJECTS,
         "is begins to continues we see stops and then yesterday wanted i think every morning there was near "
-        "window it not easy when rains told me about after dinner will that again my brother old teacher "
-        "our neighbour tired child young doctor sister nobody everyone over his head across room",
+        "window it not easy when rains told me about after dinner will that again over his head across room",
+        *CORPUS_PEOPLE,
         *[c.format(p="he she") for c in CLAUSES],
     ]
     for text in texts:
