@@ -258,3 +258,24 @@ def test_a_malformed_claims_file_is_one_clear_error(tmp_path, text, error):
     with pytest.raises(ValueError, match=re.escape(error)) as info:
         claims.load_claims(path)
     assert str(path) in str(info.value)
+
+
+def test_the_report_includes_the_claims_check(store, tmp_path):
+    from bench import report
+
+    out = tmp_path / "report"
+    written = report.write_report(out, "synth", "small")
+    assert out / "claims.md" in written and "(claims.md)" in (out / "index.md").read_text()
+    text = (out / "claims.md").read_text()
+    sections = re.findall(r"^## (.*)$", text, re.M)
+    assert sections == [
+        "synth/small, test split val_2: every claim",
+        "synth/small, test split test-ood: the claims the paper never tested",
+        "activitynet-captions/small, test split val_2: every claim",
+        "activitynet-cd/small, test split val_2: every claim",
+        "activitynet-cd/small, test split test-ood: the claims the paper never tested",
+    ]
+    # the real-annotations section: the paper's SIL against the measured prior of the hand-made store
+    real = text.split("## activitynet-captions/small")[1].split("## activitynet-cd")[0]
+    assert re.search(r"^\| sil-over-prior \|.*\*\*holds\*\*", real, re.M)
+    assert "| sil | prior | holds | +20.26 |" in real
