@@ -597,6 +597,9 @@ _LATEX_ESCAPES = {
     "}": r"\}",
     "~": r"\textasciitilde{}",
     "^": r"\textasciicircum{}",
+    "|": r"$|$",  # the default OT1 font has no |, < or >: they would print as an em dash, ¡ and ¿
+    "<": r"$<$",
+    ">": r"$>$",
 }
 _LATEX_SYMBOLS = {
     "±": r"$\pm$",
@@ -745,56 +748,109 @@ def _described(blocks, n_left: int):
     return kept
 
 
-def to_latex(r: Rendered, label: str) -> str:
-    """Booktabs tabulars that each fit a plain article's text width (needs ``\\usepackage{booktabs,amssymb}``).
+LATEX_TEXT_HEIGHT_PT = 550.0
+"""The text height of a plain ``article`` (10 pt, letter paper; A4 has 598 pt): no float of the output is taller."""
+_LINE_PT = 9.5  # \footnotesize's baselineskip
+_HEIGHT_SPARE = 1.15  # the estimates below are short of pdflatex's heights by up to 12 % (struts, nested tabulars)
+_RULES_PT = 12.0  # booktabs' three rules and their spacing, and the \medskip between two tabulars in a float
 
-    A compact layout, unlike the Markdown one: per method one line of ours (the label, its info columns and
-    ``ours (n=...)``) and under it the paper's number; no Δ line. A table with more columns than fit the page is
-    split into several tabulars, each repeating the method labels, under one caption. Provenance and the notes on
-    the paper's table come as ``%`` comments.
+
+def _segment_lines(segment: tuple[list[int], list]) -> list[tuple[str, list[str], int]]:
+    """What a tabular of ``segment`` (its columns and blocks) prints: ``(kind, cells, index of the line in its
+    block)``, in order."""
+    cols, blocks = segment
+    return [(kind, line, j) for kind, lines in blocks for j, line in enumerate(lines)]
+
+
+def _height(r: Rendered, cols: list[int], blocks) -> float:
+    """An estimate of a tabular's height in points: its header, each line (a wrapped label counts its lines)."""
+    head = max(len(_header_lines(r, c)) for c in cols)
+    body = sum(len(_wrapped(line[0], _WRAP_LABEL)) if kind == "row" and 0 in cols else 1
+               for kind, lines in blocks for line in lines)  # fmt: skip
+    return _HEIGHT_SPARE * ((head + body) * _LINE_PT + _RULES_PT)
+
+
+def _caption_height(text: str) -> float:
+    return _HEIGHT_SPARE * (math.ceil(_width([text]) / LATEX_TEXT_WIDTH_PT) + 2) * _LINE_PT
+
+
+def _floats(r: Rendered, parts: list[list[int]], blocks, n_left: int, caption: str) -> list[list[tuple]]:
+    """The floats: each a list of tabulars ``(columns, blocks)``; a column part whose rows do not fit one page
+    goes on in the next float (its group title repeated), and tabulars share a float while they fit the page
+    height, the first float holding the caption too."""
+    segments: list[tuple[list[int], list]] = []
+    for cols in parts:
+        rows = _described(blocks, n_left) if n_left - 1 not in cols else blocks
+        rows = [(kind, lines[:1]) for kind, lines in rows] if n_left - 1 not in cols else rows
+        chunk: list = []
+        group = None
+        budget = LATEX_TEXT_HEIGHT_PT - _caption_height(caption if not segments else r.title + " (continued).")
+        for block in rows:
+            if block[0] == "group":
+                group = block
+            if chunk and _height(r, cols, [*chunk, block]) > budget:
+                segments.append((cols, chunk))
+                chunk = [group] if group is not None and block is not group else []
+                budget = LATEX_TEXT_HEIGHT_PT - _caption_height(r.title + " (continued).")
+            chunk.append(block)
+        segments.append((cols, chunk))
+    floats: list[list[tuple]] = []
+    used = 0.0
+    for segment in segments:
+        h = _height(r, *segment)
+        reserve = _caption_height(caption if len(floats) == 1 else r.title + " (continued).")  # the open float's
+        if floats and used + h + reserve <= LATEX_TEXT_HEIGHT_PT:
+            floats[-1].append(segment)
+            used += h
+        else:
+            floats.append([segment])
+            used = h
+    return floats
+
+
+def to_latex(r: Rendered, label: str) -> str:
+    """Booktabs tabulars that fit a plain article's page (needs ``\\usepackage{booktabs,amssymb}``).
+
+    A compact layout, unlike the Markdown one: per method one line of ours (the label and ``ours (n=...)``) and
+    under it the paper's number; no Δ line. A table with more columns than fit the text width is split into several
+    tabulars, each repeating the method labels (the info columns in the first, or alone when they fill the width);
+    tabulars taller than the page go on in further floats of the same number ("continued"). The first float holds
+    the caption and the label. Provenance and the notes on the paper's table come as ``%`` comments.
     """
     n_left = len(r.align) - len(r.align.lstrip("l")) if "r" in r.align else len(r.align)
-    out = [
-        rf"% needs \usepackage{{{LATEX_PACKAGES}}}",
-        r"\begin{table*}[t]",
-        r"\centering",
-        r"\footnotesize",
-        r"\setlength{\tabcolsep}{3pt}",
-    ]
+    caption = _latex_caption(r)
     if "r" not in r.align:  # a configuration table (Table 7): as it is
         blocks = [("row", [line]) for line in r.lines]
-        parts = [list(range(len(r.header)))]
+        floats = [[(list(range(len(r.header))), blocks)]]
     else:
         blocks = _methods(r, n_left)
-        parts = _parts(r, n_left, blocks)
-    for i, cols in enumerate(parts):
-        if i:
-            out.append(r"\par\medskip")
-        out += [rf"\begin{{tabular}}{{@{{}}{''.join(r.align[c] for c in cols)}@{{}}}}", r"\toprule"]
-        head = [_stack([latex_escape(x) for x in _header_lines(r, c)], r.align[c]) for c in cols]
-        out += [" & ".join(head) + r" \\", r"\midrule"]
-        info_only = n_left - 1 not in cols  # the rows' descriptions: one line per method
-        for kind, lines in _described(blocks, n_left) if info_only else blocks:
-            lines = lines[:1] if info_only else lines
-            if kind == "group":
-                title = lines[0][0].split(" (")[0]  # the caption explains the group; a long title would not fit
-                out.append(rf"\multicolumn{{{len(cols)}}}{{l}}{{\textit{{{latex_escape(title)}}}}} \\")
-                continue
-            for j, line in enumerate(lines):
+        floats = _floats(r, _parts(r, n_left, blocks), blocks, n_left, caption)
+    out = [rf"% needs \usepackage{{{LATEX_PACKAGES}}}"]
+    for f, segments in enumerate(floats):
+        out += [r"\begin{table*}[tbp]", r"\centering", r"\footnotesize", r"\setlength{\tabcolsep}{3pt}"]
+        for i, (cols, rows) in enumerate(segments):
+            if i:
+                out.append(r"\par\medskip")
+            out += [rf"\begin{{tabular}}{{@{{}}{''.join(r.align[c] for c in cols)}@{{}}}}", r"\toprule"]
+            head = [_stack([latex_escape(x) for x in _header_lines(r, c)], r.align[c]) for c in cols]
+            out += [" & ".join(head) + r" \\", r"\midrule"]
+            for kind, line, j in _segment_lines((cols, rows)):
+                if kind == "group":
+                    title = line[0].split(" (")[0]  # the caption explains the group; a long title would not fit
+                    out.append(rf"\multicolumn{{{len(cols)}}}{{l}}{{\textit{{{latex_escape(title)}}}}} \\")
+                    continue
                 cells = []
                 for c in cols:
-                    text = line[c]
-                    cell = (
-                        _stack([latex_escape(x) for x in _wrapped(text, _WRAP_LABEL)]) if c == 0 else latex_escape(text)
-                    )
+                    cell = _stack([latex_escape(x) for x in _wrapped(line[c], _WRAP_LABEL)]) if c == 0 else (
+                        latex_escape(line[c]))  # fmt: skip
                     cells.append(rf"\textit{{{cell}}}" if j and cell else cell)
                 out.append(" & ".join(cells) + r" \\")
-        out += [r"\bottomrule", r"\end{tabular}"]
-    out += [
-        rf"\caption{{{latex_escape(_latex_caption(r))}}}",
-        rf"\label{{{label}}}",
-        r"\end{table*}",
-    ]
+            out += [r"\bottomrule", r"\end{tabular}"]
+        if f == 0:
+            out += [rf"\caption{{{latex_escape(caption)}}}", rf"\label{{{label}}}"]
+        else:  # the same number again
+            out += [r"\addtocounter{table}{-1}", rf"\caption{{{latex_escape(r.title or 'Table')} (continued).}}"]
+        out.append(r"\end{table*}")
     out += [f"% {p}" for p in r.provenance]
     out += [f"% Note on the paper's table: {n}" for n in r.notes]
     return "\n".join(out) + "\n"

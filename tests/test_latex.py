@@ -1,5 +1,6 @@
 """The LaTeX tables are paste-ready: each compiles in a plain article with the packages its first line names, and
-fits the text width (pdflatex reports no overfull box), also with every cell filled by a two-seed mean ± std.
+fits the page (pdflatex reports no overfull box and no float too large), also with every cell filled by a two-seed
+mean ± std.
 
 The compile test needs ``pdflatex`` (Debian: ``texlive-latex-base texlive-latex-recommended``) and skips without it;
 the layout tests below it run everywhere.
@@ -66,6 +67,7 @@ def _compile(tex: Path, workdir: Path) -> tuple[int, str]:
 
 @pytest.mark.skipif(PDFLATEX is None, reason="pdflatex is not installed (texlive-latex-base, -recommended)")
 def test_every_generated_table_compiles_and_fits_the_page(filled_report, tmp_path):
+    """Wider than the text width: 'Overfull \\hbox'; taller than the page: 'Float too large'."""
     texs = sorted(filled_report.glob("table*.tex"))
     assert len(texs) == len(tables.TABLE_NUMBERS)
     for tex in texs:
@@ -73,7 +75,9 @@ def test_every_generated_table_compiles_and_fits_the_page(filled_report, tmp_pat
         assert code == 0, f"{tex.name} does not compile:\n{log[-2000:]}"
         overfull = re.findall(r"Overfull \\hbox \(([\d.]+)pt too wide\)", log)
         assert overfull == [], f"{tex.name}: wider than the text width by {overfull} pt"
-        assert "Undefined control sequence" not in log
+        too_tall = re.findall(r"Float too large for page by ([\d.]+)pt", log)
+        assert too_tall == [], f"{tex.name}: a float taller than the page by {too_tall} pt"
+        assert "Undefined control sequence" not in log and "Missing character" not in log
 
 
 def test_latex_layout_one_line_per_method_then_the_papers(filled_report):
@@ -105,4 +109,4 @@ def test_latex_escape_math_and_minus():
     assert tables.latex_escape("[-2, 2]") == "[$-$2, 2]" and tables.latex_escape("-0.25") == "$-$0.25"
     assert tables.latex_escape("Fixed-span prior") == "Fixed-span prior"  # a hyphen in a word stays a hyphen
     assert tables.latex_escape("a_b & 5%") == r"a\_b \& 5\%" and tables.latex_escape("−1") == "$-$1"
-    assert tables.latex_escape("–") == "--"
+    assert tables.latex_escape("–") == "--" and tables.latex_escape("|Δ| < 1") == r"$|$$\Delta$$|$ $<$ 1"
