@@ -268,6 +268,10 @@ def cmd_table(args: argparse.Namespace) -> int:
     hint = tables.empty_hint(args.number, args.dataset, args.profile, args.split)
     if hint:
         print(f"bench table: {hint}", file=sys.stderr)
+    elif tables.load_table(args.number).kind != "config":  # stdout stays the table; what it shows goes to stderr
+        print(f"bench table: Table {args.number} from dataset {args.dataset}, profile {args.profile}, test split "
+              f"{args.split} (choose with --dataset, --profile, --split); the store holds finished runs of "
+              f"{tables.held()}", file=sys.stderr)  # fmt: skip
     return 0
 
 

@@ -875,6 +875,16 @@ def render(
     raise ValueError(f"unknown format {fmt!r}; choose md or latex")
 
 
+def held(store=None) -> str:
+    """What the tracking store holds, for a reader choosing ``--dataset`` and ``--profile``: ``synth/small (12
+    runs), activitynet-captions/small (8 runs)``, or ``no finished run``."""
+    store = tracking.finished_runs() if store is None else store
+    if store is None or len(store) == 0 or "params.dataset" not in store:
+        return "no finished run"
+    counts = store.groupby(["params.dataset", "params.profile"]).size()
+    return ", ".join(f"{d}/{p} ({n} run{'s' * (n != 1)})" for (d, p), n in counts.items())
+
+
 def empty_hint(
     number: int, dataset: str, profile: str, split: str = DEFAULT_SPLIT, runs=None, store=None
 ) -> str | None:
@@ -898,8 +908,7 @@ def empty_hint(
             f"finished run at all. `bench run --table {number} --dataset {dataset} --profile {profile}` makes them."
         )
     counts = store.groupby(["params.dataset", "params.profile"]).size()
-    held = ", ".join(f"{d}/{p} ({n} run{'s' * (n != 1)})" for (d, p), n in counts.items())
-    text = f"Table {number}: no finished run of its rows for {shown}. The store holds finished runs of {held}"
+    text = f"Table {number}: no finished run of its rows for {shown}. The store holds finished runs of {held(store)}"
     if (dataset, profile) in counts.index:
         text += f"; those of {dataset}/{profile} are of other methods or logged no {test_split(split).prefix} metrics"
     return text + ". Choose with --dataset, --profile and --split."

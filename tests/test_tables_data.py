@@ -545,7 +545,10 @@ def test_an_empty_table_says_what_the_store_holds(logged_store, capsys):
     assert cli.main(["table", "1", "--profile", "tiny"]) == 0
     captured = capsys.readouterr()
     assert "synth/small (3 runs)" in captured.err and "missing" in captured.out
-    assert cli.main(["table", "1"]) == 0 and capsys.readouterr().err == ""  # runs found: no hint
+    assert cli.main(["table", "1"]) == 0  # runs found: no hint, but what it shows and what else the store holds
+    err = capsys.readouterr().err
+    assert "no finished run" not in err and "Table 1 from dataset synth, profile small, test split val_2" in err
+    assert "the store holds finished runs of synth/small (3 runs)" in err
 
 
 def test_report_follows_the_split(logged_store, tmp_path):
