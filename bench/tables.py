@@ -771,7 +771,8 @@ def _height(r: Rendered, cols: list[int], blocks) -> float:
 
 
 def _caption_height(text: str) -> float:
-    return _HEIGHT_SPARE * (math.ceil(_width([text]) / LATEX_TEXT_WIDTH_PT) + 2) * _LINE_PT
+    """Lines of ``text`` set in the text width, 10 % lost at line ends, and the caption's skip above."""
+    return _HEIGHT_SPARE * (math.ceil(1.1 * _width([text]) / LATEX_TEXT_WIDTH_PT) + 2) * _LINE_PT
 
 
 def _floats(r: Rendered, parts: list[list[int]], blocks, n_left: int, caption: str) -> list[list[tuple]]:
