@@ -147,6 +147,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", help="only these seeds, e.g. 0,1,2 or 0-4 (default: every seed both have)")
 
     p = sub.add_parser(
+        "claims",
+        help="which of the paper's claims (tables/claims.toml) hold on the tracked runs: holds / fails / inconclusive",
+        epilog=EPILOG,
+        description="Decide every claim of tables/claims.toml with the paired bootstrap of `bench compare` (each "
+        "pair A - B over the test queries, seeds kept paired): holds, fails, inconclusive or not-run, with the "
+        "difference, its 95 % interval, n and the run ids, and the verdict on the paper's own numbers. On the real "
+        "annotations only the claims with a blind side, as the paper's number against our measured blind row.",
+    )
+    _add_view_options(p)
+
+    p = sub.add_parser(
         "wer",
         help="ASR accuracy (WER, CER, BLEU, chrF) on the grounding test split's speech; fills Table 8",
         epilog=EPILOG,
@@ -257,6 +268,10 @@ def cmd_table(args: argparse.Namespace) -> int:
     hint = tables.empty_hint(args.number, args.dataset, args.profile, args.split)
     if hint:
         print(f"bench table: {hint}", file=sys.stderr)
+    elif tables.load_table(args.number).kind != "config":  # stdout stays the table; what it shows goes to stderr
+        print(f"bench table: Table {args.number} from dataset {args.dataset}, profile {args.profile}, test split "
+              f"{args.split} (choose with --dataset, --profile, --split); the store holds finished runs of "
+              f"{tables.held()}", file=sys.stderr)  # fmt: skip
     return 0
 
 
@@ -370,6 +385,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_claims(args: argparse.Namespace) -> int:
+    from bench import claims
+
+    results, left_out = claims.check(args.dataset, args.profile, args.split)
+    print(claims.to_markdown(results, args.dataset, args.profile, args.split, left_out), end="")
+    return 0
+
+
 def cmd_wer(args: argparse.Namespace) -> int:
     from bench import wer
 
@@ -414,6 +437,7 @@ VERBS = {
     "ui": cmd_ui,
     "evaluate": cmd_evaluate,
     "compare": cmd_compare,
+    "claims": cmd_claims,
     "wer": cmd_wer,
 }
 

@@ -124,7 +124,7 @@ def pair_seeds(a: dict[int, Run], b: dict[int, Run], method_a: str, method_b: st
     return [(s, s) for s in common]
 
 
-def _download(run: Run, artifact: str, into: Path) -> Path:
+def download(run: Run, artifact: str, into: Path) -> Path:
     """The run's artifact as a local file; a run without it is a clear error."""
     mlflow = tracking._mlflow()  # the store's client comes from tracking, the one module that configures mlflow
     quiet = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"  # no progress bar per file on stderr
@@ -145,8 +145,20 @@ def _download(run: Run, artifact: str, into: Path) -> Path:
 
 
 def _values(path: Path, metric: str) -> dict[str, float]:
-    qids, scores = evaluate.score_file(path)
-    return dict(zip(qids, scores.values[metric].tolist(), strict=True))
+    qids, scored = evaluate.score_file(path)
+    return dict(zip(qids, scored.values[metric].tolist(), strict=True))
+
+
+def scores(runs: Sequence[Run], split: str, metric: str) -> dict[tuple[str, int], dict[str, float]]:
+    """Per-query values of ``metric`` (fractions) on test split ``split`` for each run, keyed by (method, seed):
+    each run's predictions artifact downloaded and scored with the one evaluator (steps 2 and 3 above)."""
+    metric = metric_key(metric)
+    artifact = tables.test_split(split).artifact
+    values: dict[tuple[str, int], dict[str, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-compare-") as tmp:
+        for i, run in enumerate(runs):
+            values[(run.method, run.seed)] = _values(download(run, artifact, Path(tmp) / str(i)), metric)
+    return values
 
 
 def compare(
@@ -164,17 +176,13 @@ def compare(
 ) -> Comparison:
     """Compare ``method_a`` and ``method_b`` on ``metric`` (module docstring); ``runs`` defaults to the store's."""
     metric = metric_key(metric)
-    artifact = tables.test_split(split).artifact
+    tables.test_split(split)
     if runs is None:
         runs = tracking.finished_runs({"dataset": dataset, "profile": profile})
     runs_a, runs_b = newest_runs(runs, method_a, seeds), newest_runs(runs, method_b, seeds)
     pairs = pair_seeds(runs_a, runs_b, method_a, method_b)
     used = {(method_a, s) for s, _ in pairs} | {(method_b, s) for _, s in pairs}
-    values: dict[tuple[str, int], dict[str, float]] = {}
-    with tempfile.TemporaryDirectory(prefix="bench-compare-") as tmp:
-        for i, (method, seed) in enumerate(sorted(used)):
-            run = (runs_a if method == method_a else runs_b)[seed]
-            values[(method, seed)] = _values(_download(run, artifact, Path(tmp) / str(i)), metric)
+    values = scores([(runs_a if method == method_a else runs_b)[seed] for method, seed in sorted(used)], split, metric)
     shared = set.intersection(*(set(v) for v in values.values()))
     if not shared:
         raise ValueError(f"the predictions of {method_a} and {method_b} share no query id: are they of one dataset?")

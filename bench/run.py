@@ -203,7 +203,8 @@ def run(
             file=sys.stderr,
         )
     outcomes = []
-    for spec, seed in tqdm(jobs, desc="bench run", unit="run", disable=not progress or len(jobs) < 2 or not shard.main):
+    quiet = not progress or len(jobs) < 2 or not shard.main
+    for spec, seed in tqdm(jobs, desc="bench run", unit="run", disable=True if quiet else None):  # None: a TTY only
         outcomes.append(_run_one(spec, seed, dataset, profile, dev, overrides or {}, table))
     return outcomes
 

@@ -1,4 +1,4 @@
-"""The paper's tables as data (``tables/tableNN.toml``), joined with tracked runs, rendered as Markdown or LaTeX.
+r"""The paper's tables as data (``tables/tableNN.toml``), joined with tracked runs, rendered as Markdown or LaTeX.
 
 This module reads runs; it never trains. For every row it shows three lines: the paper's number, ours
 (mean ± sample standard deviation over the seeds of FINISHED runs of the row's method on the chosen dataset and
@@ -16,6 +16,14 @@ one a table shows, and the caption names it: on a real annotations dataset by th
 (:func:`split_description`; ActivityNet-CD's ``test/`` is its test-iid split).
 
 When several finished runs exist for one seed, the newest is used; older ones stay in the store.
+
+Writers. Markdown (:func:`to_markdown`) shows the three lines per row and keeps the ASCII hyphen-minus for negative
+numbers (``-1.23``: what a reader copies into a script parses as a number). LaTeX (:func:`to_latex`) is compact and
+paste-ready: per row one line of ours and the paper's number under it, no Δ line; negative numbers get a math minus
+(``$-$``), losses such as ``L_sem`` are set as ``$\mathcal{L}_{\mathrm{sem}}$``; its first line names the packages it
+needs (booktabs, amssymb), and a table wider than a plain article's text width is split into several tabulars under
+one caption (``tests/test_latex.py`` compiles each with pdflatex and checks that none is overfull). Recalls, IoUs and
+the diagnostics are logged to MLflow as fractions and printed in percent; every caption says so.
 """
 
 from __future__ import annotations
@@ -460,6 +468,17 @@ def _config_cell(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+DELTA_SENTENCE = " Δ = ours − paper."
+LATEX_LINES_SENTENCE = (
+    " Each method has two lines: ours (mean ± std, n seeds), then the paper's number (the Markdown table adds"
+    " Δ = ours − paper)."
+)
+UNITS_SENTENCE = (
+    " Recalls, IoUs and the diagnostics are in percent; the tracked runs log them as fractions (MLflow's"
+    " test/R1_IoU0.5 = 0.3026 is 30.26 here)."
+)
+
+
 def _caption(
     table: Table, dataset: str, profile: str, split: str, seeds: list[int], commits: list[str], hashes: list[str]
 ) -> str:
@@ -472,8 +491,10 @@ def _caption(
         f"{' (content hash ' + ', '.join(hashes) + ')' if hashes else ''}, profile {profile}, seeds {seed_text}, "
         f"commit {', '.join(commits) if commits else 'none'}, scored on test split {split_description(split, dataset)};"
         " each cell is the mean ± sample standard deviation over the n seeds of its line, ours (n=...); a single"
-        " seed (n=1) shows its one value. 'missing' means no finished run logged that metric. Δ = ours − paper."
+        f" seed (n=1) shows its one value. 'missing' means no finished run logged that metric.{DELTA_SENTENCE}"
     )
+    if set(table.metrics) & PERCENT_METRICS:
+        text += UNITS_SENTENCE
     if dataset == "synth":
         text += (
             " The synthetic benchmark is not ActivityNet Speech: its numbers are not a reproduction of the"
@@ -576,6 +597,9 @@ _LATEX_ESCAPES = {
     "}": r"\}",
     "~": r"\textasciitilde{}",
     "^": r"\textasciicircum{}",
+    "|": r"$|$",  # the default OT1 font has no |, < or >: they would print as an em dash, ¡ and ¿
+    "<": r"$<$",
+    ">": r"$>$",
 }
 _LATEX_SYMBOLS = {
     "±": r"$\pm$",
@@ -585,11 +609,27 @@ _LATEX_SYMBOLS = {
     "–": "--",
     "−": "$-$",
     "†": r"$^\dagger$",
+    "≈": r"$\approx$",
 }
+_LOSS = re.compile(r"\bL_([A-Za-z](?:[A-Za-z-]*[A-Za-z])?)")
+r"""A loss as the tables type it (``L_sem``, ``L_dis-s``): printed as math, ``$\mathcal{L}_{\mathrm{sem}}$``."""
+_MINUS = re.compile(r"(?<![\w-])-(?=\.?\d)")
+"""A minus sign before a number (``-1.23``, ``[-2, 2]``), not a hyphen inside a word (``Fixed-span``)."""
 
 
 def latex_escape(text: str) -> str:
-    out = "".join(_LATEX_ESCAPES.get(ch, ch) for ch in text)
+    """``text`` for LaTeX: special characters escaped, losses as math, minus signs of numbers as math minus."""
+    parts = []
+    at = 0
+    for m in _LOSS.finditer(text):
+        parts += [_latex_plain(text[at : m.start()]), rf"$\mathcal{{L}}_{{\mathrm{{{m.group(1)}}}}}$"]
+        at = m.end()
+    parts.append(_latex_plain(text[at:]))
+    return "".join(parts)
+
+
+def _latex_plain(text: str) -> str:
+    out = _MINUS.sub("\0", "".join(_LATEX_ESCAPES.get(ch, ch) for ch in text)).replace("\0", "$-$")
     for sym, rep in _LATEX_SYMBOLS.items():
         out = out.replace(sym, rep)
     return out
@@ -597,46 +637,231 @@ def latex_escape(text: str) -> str:
 
 LATEX_PACKAGES = "booktabs,amssymb"
 """What the LaTeX output needs (``\\toprule``..., ``\\checkmark``); its first line says so."""
+LATEX_TEXT_WIDTH_PT = 345.0
+"""The text width of a plain ``article`` (10 pt, letter or A4): every tabular of the output fits it."""
+_ADVANCE = {
+    **dict.fromkeys("0123456789", 4.25), ".": 2.4, ",": 2.4, " ": 2.8, "(": 3.1, ")": 3.1, "=": 6.2, "+": 6.2,
+    "-": 2.7, ":": 2.2, "'": 2.2, "/": 4.0, "@": 6.2, "±": 6.6, "†": 4.0, "✓": 6.7, "✗": 6.2, "Δ": 6.9, "≈": 6.2,
+    "–": 4.0, "m": 6.7, "w": 5.8, "a": 4.3, "A": 6.2,
+}  # fmt: skip
+"""Advances in points of 8 pt Computer Modern (the classes: lower-case letters "a", capitals and the rest "A")."""
+_COLSEP_PT = 2 * 3.0  # \tabcolsep is set to 3 pt
+_WRAP_LABEL, _WRAP_HEADER = 20, 9  # characters per line of a wrapped label or metric header
 
 
-def _latex_cell(cell: str) -> str:
-    """A cell in LaTeX; a leading minus of a number is a math minus, not a hyphen."""
-    text = latex_escape(cell)
-    return "$-$" + text[1:] if re.match(r"-\d", cell) else text
+def _stack(lines: list[str], align: str = "l") -> str:
+    """Several lines in one cell (a nested tabular: no package needed)."""
+    return (
+        lines[0]
+        if len(lines) == 1
+        else rf"\begin{{tabular}}[t]{{@{{}}{align}@{{}}}}" + r" \\ ".join(lines) + (r"\end{tabular}")
+    )
+
+
+def _wrapped(text: str, width: int, hyphens: bool = False) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(text, width, break_on_hyphens=hyphens, break_long_words=False) or [""]
+
+
+def _header_lines(r: Rendered, col: int) -> list[str]:
+    """A header cell's lines: the method column's label whole, the others wrapped to a narrow column."""
+    return [r.header[col]] if col == 0 else _wrapped(r.header[col], _WRAP_HEADER, hyphens=True)
+
+
+def _width(lines: list[str]) -> float:
+    """An estimate of a cell's width in points at \\footnotesize (8 pt Computer Modern), from its raw text: the
+    advances of its characters by class, a loss (``L_sem``) as its math form, and 3 % to spare (within 3 % of
+    pdflatex's widths where measured, above them for numbers)."""
+
+    def line(text: str) -> float:
+        text = _LOSS.sub(lambda m: "L" + "x" * max(1, round(len(m.group(1)) * 0.7)), text)  # subscripts are small
+        return sum(_ADVANCE.get(ch, _ADVANCE["a"] if ch.islower() else _ADVANCE["A"]) for ch in text)
+
+    return 1.03 * max(line(li) for li in lines)
+
+
+def _methods(r: Rendered, n_left: int) -> list[tuple[str, list[list[str]]]]:
+    """Regroup the Markdown layout's lines (paper, ours, Δ per row) into LaTeX blocks: ``("group", [[title]])`` or
+    ``("row", [ours line, paper line])`` with the ours line first and the row's label and info on it; Δ dropped."""
+    blocks: list[tuple[str, list[list[str]]]] = []
+    paper: list[str] | None = None
+    for line in r.lines:
+        kind = line[n_left - 1]
+        if line[0].startswith("*") and not any(line[1:]):
+            blocks.append(("group", [[line[0].strip("*")]]))
+        elif kind == "paper":
+            paper = line
+        elif kind == "Δ":
+            continue
+        elif paper is not None:  # the ours line of a paper row: label and info from the paper line
+            ours = [*paper[: n_left - 1], *line[n_left - 1 :]]
+            blocks.append(("row", [ours, ["", *[""] * (n_left - 2), "paper", *paper[n_left:]]]))
+            paper = None
+        else:  # a blind or reference row: ours only
+            blocks.append(("row", [line]))
+    return blocks
+
+
+def _parts(r: Rendered, n_left: int, blocks) -> list[list[int]]:
+    """Column indices of each tabular: the label and kind columns, then as many metric columns as fit the text
+    width; the info columns go with the first part, or into a part of their own when the metrics would not fit."""
+    rows = [line for kind, lines in blocks if kind == "row" for line in lines]
+
+    def width(col: int) -> float:
+        cells = [_wrapped(line[col], _WRAP_LABEL) if col == 0 else [line[col]] for line in rows]
+        return max(_width(c) for c in [*cells, _header_lines(r, col)]) + _COLSEP_PT
+
+    fixed = [0, n_left - 1]
+    info = list(range(1, n_left - 1))
+    metrics = list(range(n_left, len(r.header)))
+    budget = LATEX_TEXT_WIDTH_PT + _COLSEP_PT  # no \tabcolsep outside the first and last column (@{})
+    base = sum(width(c) for c in fixed)
+    parts: list[list[int]] = []
+    current = [0, *info, n_left - 1]
+    used = base + sum(width(c) for c in info)
+    for col in metrics:
+        w = width(col)
+        if used + w > budget and current[-1] != fixed[-1]:
+            parts.append(current)
+            current, used = list(fixed), base
+        elif used + w > budget:  # the info columns fill the page: a part of their own, without kind
+            parts.append(current[:-1])
+            current, used = list(fixed), base
+        current.append(col)
+        used += w
+    parts.append(current)
+    return parts
+
+
+def _described(blocks, n_left: int):
+    """The blocks of the rows with a description (info cells), each group kept only if one of its rows is."""
+    kept, group = [], None
+    for kind, lines in blocks:
+        if kind == "group":
+            group = (kind, lines)
+        elif any(lines[0][1 : n_left - 1]):
+            if group is not None:
+                kept.append(group)
+                group = None
+            kept.append((kind, lines))
+    return kept
+
+
+LATEX_TEXT_HEIGHT_PT = 550.0
+"""The text height of a plain ``article`` (10 pt, letter paper; A4 has 598 pt): no float of the output is taller."""
+_LINE_PT = 9.5  # \footnotesize's baselineskip
+_HEIGHT_SPARE = 1.15  # the estimates below are short of pdflatex's heights by up to 12 % (struts, nested tabulars)
+_RULES_PT = 12.0  # booktabs' three rules and their spacing, and the \medskip between two tabulars in a float
+
+
+def _segment_lines(segment: tuple[list[int], list]) -> list[tuple[str, list[str], int]]:
+    """What a tabular of ``segment`` (its columns and blocks) prints: ``(kind, cells, index of the line in its
+    block)``, in order."""
+    cols, blocks = segment
+    return [(kind, line, j) for kind, lines in blocks for j, line in enumerate(lines)]
+
+
+def _height(r: Rendered, cols: list[int], blocks) -> float:
+    """An estimate of a tabular's height in points: its header, each line (a wrapped label counts its lines)."""
+    head = max(len(_header_lines(r, c)) for c in cols)
+    body = sum(len(_wrapped(line[0], _WRAP_LABEL)) if kind == "row" and 0 in cols else 1
+               for kind, lines in blocks for line in lines)  # fmt: skip
+    return _HEIGHT_SPARE * ((head + body) * _LINE_PT + _RULES_PT)
+
+
+def _caption_height(text: str) -> float:
+    """Lines of ``text`` set in the text width, 10 % lost at line ends, and the caption's skip above."""
+    return _HEIGHT_SPARE * (math.ceil(1.1 * _width([text]) / LATEX_TEXT_WIDTH_PT) + 2) * _LINE_PT
+
+
+def _floats(r: Rendered, parts: list[list[int]], blocks, n_left: int, caption: str) -> list[list[tuple]]:
+    """The floats: each a list of tabulars ``(columns, blocks)``; a column part whose rows do not fit one page
+    goes on in the next float (its group title repeated), and tabulars share a float while they fit the page
+    height, the first float holding the caption too."""
+    segments: list[tuple[list[int], list]] = []
+    for cols in parts:
+        rows = _described(blocks, n_left) if n_left - 1 not in cols else blocks
+        rows = [(kind, lines[:1]) for kind, lines in rows] if n_left - 1 not in cols else rows
+        chunk: list = []
+        group = None
+        budget = LATEX_TEXT_HEIGHT_PT - _caption_height(caption if not segments else r.title + " (continued).")
+        for block in rows:
+            if block[0] == "group":
+                group = block
+            if chunk and _height(r, cols, [*chunk, block]) > budget:
+                segments.append((cols, chunk))
+                chunk = [group] if group is not None and block is not group else []
+                budget = LATEX_TEXT_HEIGHT_PT - _caption_height(r.title + " (continued).")
+            chunk.append(block)
+        segments.append((cols, chunk))
+    floats: list[list[tuple]] = []
+    used = 0.0
+    for segment in segments:
+        h = _height(r, *segment)
+        reserve = _caption_height(caption if len(floats) == 1 else r.title + " (continued).")  # the open float's
+        if floats and used + h + reserve <= LATEX_TEXT_HEIGHT_PT:
+            floats[-1].append(segment)
+            used += h
+        else:
+            floats.append([segment])
+            used = h
+    return floats
 
 
 def to_latex(r: Rendered, label: str) -> str:
-    """A booktabs table (needs ``\\usepackage{booktabs,amssymb}``), provenance as ``%`` comments."""
-    out = [
-        rf"% needs \usepackage{{{LATEX_PACKAGES}}}",
-        r"\begin{table*}[t]",
-        r"\centering",
-        r"\small",
-        rf"\begin{{tabular}}{{{r.align}}}",
-        r"\toprule",
-        " & ".join(latex_escape(h) for h in r.header) + r" \\",
-        r"\midrule",
-    ]
-    for line in r.lines:
-        if line[0].startswith("*") and not any(line[1:]):
-            out.append(rf"\multicolumn{{{len(r.header)}}}{{l}}{{\textit{{{latex_escape(line[0].strip('*'))}}}}} \\")
-        else:
-            out.append(" & ".join(_latex_cell(c) for c in line) + r" \\")
-    out += [
-        r"\bottomrule",
-        r"\end{tabular}",
-        rf"\caption{{{latex_escape(_latex_caption(r))}}}",
-        rf"\label{{{label}}}",
-        r"\end{table*}",
-    ]
+    """Booktabs tabulars that fit a plain article's page (needs ``\\usepackage{booktabs,amssymb}``).
+
+    A compact layout, unlike the Markdown one: per method one line of ours (the label and ``ours (n=...)``) and
+    under it the paper's number; no Δ line. A table with more columns than fit the text width is split into several
+    tabulars, each repeating the method labels (the info columns in the first, or alone when they fill the width);
+    tabulars taller than the page go on in further floats of the same number ("continued"). The first float holds
+    the caption and the label. Provenance and the notes on the paper's table come as ``%`` comments.
+    """
+    n_left = len(r.align) - len(r.align.lstrip("l")) if "r" in r.align else len(r.align)
+    caption = _latex_caption(r)
+    if "r" not in r.align:  # a configuration table (Table 7): as it is
+        blocks = [("row", [line]) for line in r.lines]
+        floats = [[(list(range(len(r.header))), blocks)]]
+    else:
+        blocks = _methods(r, n_left)
+        floats = _floats(r, _parts(r, n_left, blocks), blocks, n_left, caption)
+    out = [rf"% needs \usepackage{{{LATEX_PACKAGES}}}"]
+    for f, segments in enumerate(floats):
+        out += [r"\begin{table*}[tbp]", r"\centering", r"\footnotesize", r"\setlength{\tabcolsep}{3pt}"]
+        for i, (cols, rows) in enumerate(segments):
+            if i:
+                out.append(r"\par\medskip")
+            out += [rf"\begin{{tabular}}{{@{{}}{''.join(r.align[c] for c in cols)}@{{}}}}", r"\toprule"]
+            head = [_stack([latex_escape(x) for x in _header_lines(r, c)], r.align[c]) for c in cols]
+            out += [" & ".join(head) + r" \\", r"\midrule"]
+            for kind, line, j in _segment_lines((cols, rows)):
+                if kind == "group":
+                    title = line[0].split(" (")[0]  # the caption explains the group; a long title would not fit
+                    out.append(rf"\multicolumn{{{len(cols)}}}{{l}}{{\textit{{{latex_escape(title)}}}}} \\")
+                    continue
+                cells = []
+                for c in cols:
+                    cell = _stack([latex_escape(x) for x in _wrapped(line[c], _WRAP_LABEL)]) if c == 0 else (
+                        latex_escape(line[c]))  # fmt: skip
+                    cells.append(rf"\textit{{{cell}}}" if j and cell else cell)
+                out.append(" & ".join(cells) + r" \\")
+            out += [r"\bottomrule", r"\end{tabular}"]
+        if f == 0:
+            out += [rf"\caption{{{latex_escape(caption)}}}", rf"\label{{{label}}}"]
+        else:  # the same number again
+            out += [r"\addtocounter{table}{-1}", rf"\caption{{{latex_escape(r.title or 'Table')} (continued).}}"]
+        out.append(r"\end{table*}")
     out += [f"% {p}" for p in r.provenance]
     out += [f"% Note on the paper's table: {n}" for n in r.notes]
     return "\n".join(out) + "\n"
 
 
 def _latex_caption(r: Rendered) -> str:
-    """LaTeX numbers the table itself ("Table 3:"), so the caption starts with the title, not a second number."""
-    return f"{r.title}. {r.caption}" if r.title else r.caption
+    """LaTeX numbers the table itself ("Table 3:"), so the caption starts with the title, not a second number; and
+    its lines are ours then the paper's, without the Markdown's Δ line."""
+    caption = r.caption.replace(DELTA_SENTENCE, LATEX_LINES_SENTENCE)
+    return f"{r.title}. {caption}" if r.title else caption
 
 
 def render(
@@ -649,6 +874,16 @@ def render(
     if fmt == "latex":
         return to_latex(rendered, label=f"tab:sil-{number}")
     raise ValueError(f"unknown format {fmt!r}; choose md or latex")
+
+
+def held(store=None) -> str:
+    """What the tracking store holds, for a reader choosing ``--dataset`` and ``--profile``: ``synth/small (12
+    runs), activitynet-captions/small (8 runs)``, or ``no finished run``."""
+    store = tracking.finished_runs() if store is None else store
+    if store is None or len(store) == 0 or "params.dataset" not in store:
+        return "no finished run"
+    counts = store.groupby(["params.dataset", "params.profile"]).size()
+    return ", ".join(f"{d}/{p} ({n} run{'s' * (n != 1)})" for (d, p), n in counts.items())
 
 
 def empty_hint(
@@ -674,8 +909,7 @@ def empty_hint(
             f"finished run at all. `bench run --table {number} --dataset {dataset} --profile {profile}` makes them."
         )
     counts = store.groupby(["params.dataset", "params.profile"]).size()
-    held = ", ".join(f"{d}/{p} ({n} run{'s' * (n != 1)})" for (d, p), n in counts.items())
-    text = f"Table {number}: no finished run of its rows for {shown}. The store holds finished runs of {held}"
+    text = f"Table {number}: no finished run of its rows for {shown}. The store holds finished runs of {held(store)}"
     if (dataset, profile) in counts.index:
         text += f"; those of {dataset}/{profile} are of other methods or logged no {test_split(split).prefix} metrics"
     return text + ". Choose with --dataset, --profile and --split."

@@ -527,9 +527,11 @@ def test_captions_do_not_repeat_the_table_number_and_latex_says_what_it_needs(lo
     assert latex.splitlines()[0] == r"% needs \usepackage{booktabs,amssymb}"
     assert rf"\caption{{{tables.latex_escape(title)}. 'paper': the numbers" in latex  # LaTeX adds "Table N:" itself
     assert "$^\\dagger$" in latex and "ours (n=2)" in latex
-    # a negative Δ is a math minus in LaTeX, never a hyphen
-    delta_cells = [c.strip() for li in latex.splitlines() if "$\\Delta$" in li for c in li.split("&")]
-    assert any(c.startswith("$-$") for c in delta_cells) and not any(re.match(r"-\d", c) for c in delta_cells)
+    # LaTeX has no Δ line (the Markdown has it); a negative number is a math minus in LaTeX, never a hyphen
+    assert "& $\\Delta$ &" not in latex and "| Δ |" in md
+    assert tables.latex_escape("-4.08") == "$-$4.08"
+    cells = [c.strip() for li in latex.splitlines() if not li.startswith("%") for c in li.split("&")]
+    assert not any(re.match(r"-\d", c) for c in cells)
 
 
 def test_an_empty_table_says_what_the_store_holds(logged_store, capsys):
@@ -543,7 +545,10 @@ def test_an_empty_table_says_what_the_store_holds(logged_store, capsys):
     assert cli.main(["table", "1", "--profile", "tiny"]) == 0
     captured = capsys.readouterr()
     assert "synth/small (3 runs)" in captured.err and "missing" in captured.out
-    assert cli.main(["table", "1"]) == 0 and capsys.readouterr().err == ""  # runs found: no hint
+    assert cli.main(["table", "1"]) == 0  # runs found: no hint, but what it shows and what else the store holds
+    err = capsys.readouterr().err
+    assert "no finished run" not in err and "Table 1 from dataset synth, profile small, test split val_2" in err
+    assert "the store holds finished runs of synth/small (3 runs)" in err
 
 
 def test_report_follows_the_split(logged_store, tmp_path):

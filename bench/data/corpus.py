@@ -74,7 +74,7 @@ def load_corpus(dataset: Any, cache_dir: str | Path, subset: str, max_words: int
         from tqdm import tqdm
 
         items = []
-        for u in tqdm(utterances, desc=f"corpus {subset}", unit="utt", disable=not progress):
+        for u in tqdm(utterances, desc=f"corpus {subset}", unit="utt", disable=None if progress else True):
             ids = [row[w] for w in tokenize(u.text) if w in row][:max_words] or [0]
             items.append({**speech_item(u.path), "words": torch.tensor(ids)})
         return loader.PaddedSplit.from_items([u.id for u in utterances], items, ragged=("wave", "mel", "words"))

@@ -204,7 +204,7 @@ def _video_split(dataset: Any, ann: activitynet.Annotations, n_clips: int, progr
     with store:
         clips = [
             c3d.resample_to_clips(store.get(v), n_clips)
-            for v in tqdm(videos, desc=f"clips {ann.split}", unit="video", disable=not progress)
+            for v in tqdm(videos, desc=f"clips {ann.split}", unit="video", disable=None if progress else True)
         ]
     return loader.PaddedSplit({"video": torch.stack(clips).float()}, videos)
 
@@ -217,7 +217,7 @@ def _query_split(
 
     video_row = {v: i for i, v in enumerate(ann.videos)}
     items = []
-    for m in tqdm(list(ann), desc=f"log-mel {ann.split}", unit="query", disable=not progress):
+    for m in tqdm(list(ann), desc=f"log-mel {ann.split}", unit="query", disable=None if progress else True):
         path = Path(dataset.wav_dir) / activitynet.wav_name(m.video, m.split, m.k)
         try:
             wave, rate = sf.read(path, dtype="float32", always_2d=True)

@@ -372,7 +372,7 @@ def _write_features(root: Path, cfg: SynthConfig, videos: dict[str, list[Video]]
     (root / "features").mkdir()
     all_videos = [v for vids in videos.values() for v in vids]
     with h5py.File(root / "features" / "sub_activitynet_synth.c3d.hdf5", "w") as h5:
-        for v in tqdm(all_videos, desc="synth features", unit="video", disable=not progress):
+        for v in tqdm(all_videos, desc="synth features", unit="video", disable=None if progress else True):
             h5.create_dataset(f"{v.id}/c3d_features", data=video_features(cfg, v, protos, scenes))
 
 
@@ -383,7 +383,7 @@ def _speak(items: list[tuple[str, Any]], cfg: SynthConfig, desc: str, progress: 
     from bench.data import tts
 
     chunk = 256
-    with tqdm(total=len(items), desc=desc, unit="utt", disable=not progress) as bar:
+    with tqdm(total=len(items), desc=desc, unit="utt", disable=None if progress else True) as bar:
         for lo in range(0, len(items), chunk):
             batch = items[lo : lo + chunk]
             yield from tts.synthesize_many(batch, workers=cfg.tts_workers)
