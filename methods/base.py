@@ -59,8 +59,8 @@ from torch import Tensor, nn
 
 from bench import config as cfg
 from bench import evaluate
+from bench.context import RunContext, RunResult
 from bench.data import grounding
-from bench.run import RunContext, RunResult
 from bench.train import fit_grounding
 from methods.parts import losses, proposals, textquery
 from methods.parts.encoders import BiGRU, SpeechEncoder, VideoEncoder, WordEncoder, lengths_to_mask

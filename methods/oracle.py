@@ -25,9 +25,9 @@ import torch
 from torch import Tensor
 
 from bench import config as cfg
+from bench.context import RunContext, RunResult
 from bench.data import grounding
 from bench.data.errors import DataError
-from bench.run import RunContext, RunResult
 from methods import base
 from methods.parts import proposals
 from methods.registry import MethodSpec, register

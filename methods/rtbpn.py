@@ -64,8 +64,8 @@ from torch.nn import functional as F
 
 from bench import config as cfg
 from bench import evaluate
+from bench.context import RunContext, RunResult
 from bench.data import grounding
-from bench.run import RunContext, RunResult
 from methods import base, sil
 from methods.parts import losses, proposals, textquery
 from methods.parts.encoders import BiGRU, query_encoders

@@ -54,8 +54,8 @@ from torch.nn import functional as F
 
 from bench import config as cfg
 from bench import evaluate
+from bench.context import RunContext, RunResult
 from bench.data import grounding
-from bench.run import RunContext, RunResult
 from methods.parts import textquery
 from methods.parts.encoders import WordEncoder, lengths_to_mask, sinusoid
 

@@ -102,8 +102,8 @@ from torch.nn import functional as F
 
 from bench import config as cfg
 from bench import stages
+from bench.context import RunContext, RunResult
 from bench.data import corpus, grounding, loader
-from bench.run import RunContext, RunResult
 from bench.train import Task, fit, fit_grounding
 from methods import base
 from methods.parts import cif as ciflib

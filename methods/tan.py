@@ -36,8 +36,8 @@ from torch.nn import functional as F
 
 from bench import config as cfg
 from bench import evaluate
+from bench.context import RunContext, RunResult
 from bench.data import grounding
-from bench.run import RunContext, RunResult
 from bench.train import fit_grounding
 from methods import base
 from methods.parts import losses, proposals

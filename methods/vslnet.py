@@ -91,8 +91,8 @@ from torch.nn import functional as F
 
 from bench import config as cfg
 from bench import evaluate
+from bench.context import RunContext, RunResult
 from bench.data import grounding
-from bench.run import RunContext, RunResult
 from bench.train import fit_grounding
 from methods.parts.encoders import lengths_to_mask
 from methods.registry import MethodSpec, register

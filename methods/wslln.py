@@ -49,8 +49,8 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from bench import config as cfg
+from bench.context import RunContext, RunResult
 from bench.data import grounding
-from bench.run import RunContext, RunResult
 from methods import base
 from methods.parts import losses, proposals, textquery
 from methods.parts.encoders import BiGRU, query_encoders

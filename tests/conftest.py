@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from bench import datasets, evaluate
-from bench.run import RunContext, RunResult
+from bench.context import RunContext, RunResult
 from methods import registry
 
 REPO = Path(__file__).resolve().parents[1]

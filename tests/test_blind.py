@@ -24,7 +24,7 @@ import torch
 import methods
 from bench import config as cfg
 from bench import evaluate, tracking
-from bench.run import RunContext, RunResult
+from bench.context import RunContext, RunResult
 from methods import registry
 from methods.parts.proposals import candidates
 
@@ -101,7 +101,7 @@ def run_method(
         log=log if log is not None else tracking.RunLogger(None, None),  # inactive: the statistics tests log nothing
         workdir=workdir,
         cache_dir=workdir / "cache",
-        _data=data,
+        preloaded=data,
     )
     return spec.run(ctx)
 

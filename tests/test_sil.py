@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from bench import config, evaluate, stages, tracking
-from bench.run import RunContext
+from bench.context import RunContext
 from methods import registry, sil
 from methods.parts import cif, proposals
 
@@ -295,12 +295,12 @@ def _mask(vc: torch.Tensor) -> torch.Tensor:
 def _run(name, data, home, workdir, seed=0, **overrides):
     spec = registry.get(name)
     c = config.apply_overrides(spec.config("tiny"), {k: str(v) for k, v in overrides.items()})
-    from bench.run import set_seed
+    from bench.context import set_seed
 
     set_seed(seed)
     with tracking.start_run(f"test/{name}", {"method": name}) as log:
         ctx = RunContext(spec, c, "synth", "tiny", seed, torch.device("cpu"), log, workdir, home / "cache")
-        ctx._data = data
+        ctx.preloaded = data
         return spec.run(ctx)
 
 

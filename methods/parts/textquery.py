@@ -45,9 +45,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from bench.context import RunContext, RunResult
 from bench.data import grounding, loader
 from bench.data.world import tokenize
-from bench.run import RunContext, RunResult
 from bench.train import fit_grounding
 from methods.registry import MethodSpec, register
 
