@@ -335,6 +335,8 @@ _BUILTIN_MODULES: tuple[str, ...] = (
     "methods.tan",
     "methods.oracle",
     "methods.vslnet",
+    "methods.cascade",
+    "methods.lsem",
 )
 
 
