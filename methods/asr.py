@@ -71,7 +71,7 @@ from bench.data import activitynet, grounding
 from bench.data.errors import DataError
 from bench.data.librispeech import SAMPLE_RATE, Utterance, load_audio, read_librispeech
 from bench.train import Task, fit
-from methods.registry import MethodSpec, register
+from methods.spec import MethodSpec, register
 
 METHOD = "asr-wav2vec2"
 VOCAB: tuple[str, ...] = ("<pad>", "<unk>", "|", "'", *"abcdefghijklmnopqrstuvwxyz")

@@ -66,7 +66,7 @@ from bench.data import grounding
 from methods.parts import losses, proposals, recipe
 from methods.parts.encoders import BiGRU, SpeechEncoder, VideoEncoder, WordEncoder, lengths_to_mask
 from methods.parts.fusion import Interaction, PoolAdd
-from methods.registry import MethodSpec, register
+from methods.spec import MethodSpec, register
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from bench.context import RunContext
 from bench.data import grounding
 from methods import base, rtbpn, scn, wslln
 from methods.parts import textquery
-from methods.registry import MethodSpec, register
+from methods.spec import MethodSpec, register
 
 
 def profile_asr_config(profile: str) -> Any:

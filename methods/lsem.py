@@ -21,7 +21,7 @@ from typing import Any
 from bench.context import RunContext
 from bench.data import grounding
 from methods import rtbpn, sil, wslln
-from methods.registry import MethodSpec, register
+from methods.spec import MethodSpec, register
 
 
 def speech_feature_data(ctx: RunContext, data: grounding.GroundingData) -> grounding.GroundingData:

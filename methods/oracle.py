@@ -29,7 +29,7 @@ from bench.context import RunContext, RunResult
 from bench.data import grounding
 from bench.data.errors import DataError
 from methods.parts import proposals, ranking
-from methods.registry import MethodSpec, register
+from methods.spec import MethodSpec, register
 
 
 @dataclass(frozen=True)

@@ -69,7 +69,7 @@ from methods.parts import losses, proposals, recipe, textquery
 from methods.parts.avcl import AVCL, avcl_clips, select_clips
 from methods.parts.encoders import BiGRU, query_encoders
 from methods.parts.fusion import ClipQueryAttention, CrossGate
-from methods.registry import MethodSpec, register
+from methods.spec import MethodSpec, register
 
 DESCRIPTION = "RTBPN: language-aware filter, enhanced/suppressed streams through a shared 2D-TAN proposal module"
 NORM_EPS = 1e-10  # the code's min-max normalisation: (x - min + eps) / (max - min + eps)

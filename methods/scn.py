@@ -59,7 +59,7 @@ from bench.data import grounding
 from methods.parts import ranking, recipe, textquery
 from methods.parts.encoders import WordEncoder, lengths_to_mask, sinusoid
 from methods.parts.words import FUNCTION_WORDS
-from methods.registry import MethodSpec, register
+from methods.spec import MethodSpec, register
 
 DESCRIPTION = "SCN: proposals scored by a causal Transformer, ranked by rewards of masked-word completion"
 PAPER_TRAIN = cfg.TrainConfig(epochs=19, batch_size=128, lr=4e-4, warmup_updates=400, weight_decay=0.0)

@@ -113,7 +113,7 @@ from methods.parts import recipe
 from methods.parts.avcl import AVCL, avcl_clips, select_clips
 from methods.parts.encoders import Conv2dSubsampling, lengths_to_mask, masked_mean, sinusoid
 from methods.parts.words import FUNCTION_WORDS
-from methods.registry import MethodSpec, register
+from methods.spec import MethodSpec, register
 
 ASP_VERSION = 2  # part of the stage key: raised whenever the encoder or its pre-training computes something else
 

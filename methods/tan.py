@@ -39,7 +39,7 @@ from bench import evaluate
 from bench.context import RunContext, RunResult
 from bench.data import grounding
 from methods.parts import losses, proposals, ranking, recipe
-from methods.registry import MethodSpec, register
+from methods.spec import MethodSpec, register
 
 
 @dataclass(frozen=True)

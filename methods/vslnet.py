@@ -95,7 +95,7 @@ from bench.context import RunContext, RunResult
 from bench.data import grounding
 from bench.train import fit_grounding
 from methods.parts.encoders import lengths_to_mask
-from methods.registry import MethodSpec, register
+from methods.spec import MethodSpec, register
 
 MASK_VALUE = -1e30  # the code's mask_logits
 # VSLNet's own settings (argparse defaults of the code; the paper's ActivityNet run), in the suite's loop.

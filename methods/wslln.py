@@ -52,7 +52,7 @@ from bench.context import RunContext, RunResult
 from bench.data import grounding
 from methods.parts import losses, proposals, recipe
 from methods.parts.encoders import BiGRU, query_encoders
-from methods.registry import MethodSpec, register
+from methods.spec import MethodSpec, register
 
 DESCRIPTION = (
     "WSLLN (this suite's re-implementation): alignment x detection branches over the 153 candidates, matching BCE"
