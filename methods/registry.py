@@ -11,18 +11,25 @@ in ``PLANNED`` can be run: ``bench run`` refuses it with the issue number.
 
 from __future__ import annotations
 
+from methods import spec as _spec
 from methods.planned import PLANNED
-from methods.spec import _REGISTRY as _REGISTRY
 from methods.spec import QUERIES, STAGES, SUPERVISIONS, MethodSpec, Query, Stage, Supervision, register
 
 __all__ = ["PLANNED", "QUERIES", "STAGES", "SUPERVISIONS", "MethodSpec", "Query", "Stage", "Supervision", "register",
            "all_methods", "get", "is_known"]  # fmt: skip
 
 
+def __getattr__(name: str) -> object:
+    """``registry._REGISTRY`` reads the store of :mod:`methods.spec`, where :func:`register` writes."""
+    if name == "_REGISTRY":
+        return _spec._REGISTRY
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def all_methods() -> dict[str, MethodSpec]:
     """Registered methods first, then planned ones not (yet) registered; keyed by name."""
     _load_builtin_methods()
-    out = dict(_REGISTRY)
+    out = dict(_spec._REGISTRY)
     for name, spec in PLANNED.items():
         out.setdefault(name, spec)
     return out
