@@ -394,9 +394,9 @@ def cmd_claims(args: argparse.Namespace) -> int:
 
 
 def cmd_wer(args: argparse.Namespace) -> int:
-    from bench import wer
+    from bench import run, wer
 
-    out = wer.run_wer(
+    out = run.run_wer(
         dataset=args.dataset,
         profile=args.profile,
         checkpoint=str(args.checkpoint) if args.checkpoint else None,

@@ -2,8 +2,8 @@
 
 A run's configuration is resolved once (profile defaults, then ``--set key=value`` overrides), logged
 whole as an artifact and hashed into a short parameter. There is no YAML layer and no magic: a method's
-config is a dataclass that nests the harness dataclasses below, and its ``PROFILES`` dict says what
-``tiny``, ``small`` and ``paper`` mean for it.
+config is a dataclass that nests the harness dataclasses below, and its config function (``base_config(profile)``,
+``sil_config(profile)``, ...) says what ``tiny``, ``small`` and ``paper`` (:data:`PROFILES`) mean for it.
 
 Profiles:
 - ``tiny``: CI smoke tests, seconds per method on the CPU.

@@ -2,16 +2,16 @@
 
 One query's path through the suite: ``bench run`` (cli) -> :func:`run` -> the method's ``run(ctx)``
 (data from :mod:`bench.datasets`, training in ``bench.train``, scoring in :mod:`bench.evaluate`) ->
-:class:`RunResult` -> logged by :mod:`bench.tracking` -> read back by :mod:`bench.tables`.
+:class:`bench.context.RunResult` -> logged by :mod:`bench.tracking` -> read back by :mod:`bench.tables`.
 
-A method's run function receives a :class:`RunContext` and returns a :class:`RunResult`. It never opens
+A method's run function receives a :class:`bench.context.RunContext` and returns a :class:`bench.context.RunResult`
+(the contract, re-exported here for the orchestrator's callers). It never opens
 MLflow runs, picks seeds or devices itself: the harness does that once, the same way for every method.
 """
 
 from __future__ import annotations
 
 import os
-import random
 import sys
 import traceback
 from collections.abc import Sequence
@@ -22,45 +22,9 @@ from typing import Any
 from bench import config as cfg
 from bench import datasets, tracking
 from bench.atomic import DiskFull
+from bench.context import RunContext, RunResult, set_seed
 from methods import registry
 from methods.registry import MethodSpec
-
-
-@dataclass
-class RunContext:
-    """Everything a method's run function may use; built by the harness for one (method, seed)."""
-
-    spec: MethodSpec
-    config: Any
-    dataset_name: str
-    profile: str
-    seed: int
-    device: Any
-    log: tracking.RunLogger
-    workdir: Path  # checkpoints of this (method, dataset, profile, seed, config) live here; resume reads them
-    cache_dir: Path  # stage cache shared by all runs (pre-trained encoders, ASR models)
-    _data: Any = None
-
-    @property
-    def data(self) -> Any:
-        """The dataset, opened once per process and shared by every method in it."""
-        if self._data is None:
-            self._data = datasets.open_dataset(self.dataset_name, self.profile, self.device)
-        return self._data
-
-
-@dataclass
-class RunResult:
-    """What a method hands back: test metrics from :mod:`bench.evaluate` (fractions), and how it chose them."""
-
-    test: dict[str, float]
-    val_best: dict[str, float] = field(default_factory=dict)
-    selected_epoch: int | None = None
-    predictions: Path | None = None  # the test predictions file in the evaluator's JSON-lines format
-    dataset_hash: str | None = None
-    # further test splits scored once with the same weights (the debiased ``test_ood``): metrics and predictions
-    extra_tests: dict[str, dict[str, float]] = field(default_factory=dict)
-    extra_predictions: dict[str, Path] = field(default_factory=dict)
 
 
 @dataclass
@@ -104,15 +68,6 @@ def pick_device(name: str) -> Any:
     if not torch.cuda.is_available():
         raise RuntimeError("--device cuda was asked for, but torch sees no CUDA device; use --device cpu")
     return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-
-
-def set_seed(seed: int) -> None:
-    import numpy as np
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def methods_to_run(method: str | None, table: int | None, dataset: str | None = None,
@@ -247,7 +202,7 @@ def _run_one(
                 raise RuntimeError(f"method {spec.name} returned no test metrics")
             log.log_params(
                 {
-                    "dataset_hash": result.dataset_hash or getattr(ctx._data, "content_hash", "none"),
+                    "dataset_hash": result.dataset_hash or getattr(ctx.preloaded, "content_hash", "none"),
                     "selected_epoch": result.selected_epoch if result.selected_epoch is not None else "-",
                 }
             )
@@ -265,3 +220,61 @@ def _run_one(
         print(f"bench run: {spec.name} seed {seed} FAILED: {detail}", file=sys.stderr)
         return Outcome(spec.name, seed, "FAILED", run_id, error=detail)
     return Outcome(spec.name, seed, "FINISHED", run_id, test=result.test)
+
+
+def run_wer(
+    *,
+    dataset: str = "synth",
+    profile: str = "small",
+    checkpoint: str | None = None,
+    device: str = "auto",
+    overrides: dict[str, str] | None = None,
+    n_worst: int = 10,
+) -> dict[str, Any]:
+    """``bench wer``: score the ASR of ``profile`` (or a local ``checkpoint``) on the grounding test split's speech.
+
+    Opens one tracked run named like a ``bench run`` of ``asr-wav2vec2`` (params method, dataset, profile, seed =
+    the ASR config's seed, table 8), so :mod:`bench.tables` puts its WER in Table 8's row. Without ``checkpoint``
+    the ASR stage is trained (or found cached) and the cached test transcripts are scored; with one, only the test
+    split is decoded. Returns totals, rows and the paths written.
+    """
+    import dataclasses
+
+    from bench import wer
+    from methods import asr
+
+    cfg.check_profile(profile)
+    spec = datasets.spec(dataset)
+    if spec.annotations_only:
+        raise ValueError(f"dataset {dataset!r} holds no speech; bench wer needs one with query wavs (e.g. synth)")
+    c = cfg.apply_overrides(asr.asr_config(profile), overrides or {})
+    if checkpoint:
+        c = dataclasses.replace(c, checkpoint=str(Path(checkpoint).expanduser().resolve()))
+    dev = pick_device(device)
+    data = datasets.open_dataset(dataset, profile, dev)
+    home = tracking.runs_home()
+    params = {
+        "method": asr.METHOD,
+        "dataset": dataset,
+        "profile": profile,
+        "seed": c.seed,
+        "device": str(dev),
+        "table": 8,
+        "config_hash": cfg.config_hash(c),
+        "evaluator": "bench wer: " + wer.NORMALISATION_TEXT,
+        "dataset_hash": data.content_hash,
+        "asr.checkpoint": c.checkpoint or "trained (stage asr)",
+    }
+    with tracking.start_run(f"wer/{dataset}/{profile}", params, tags={"wsvg.rows": "table8:asr-wav2vec2"}) as log:
+        log.log_dict({"method": asr.METHOD, "profile": profile, "config": cfg.to_dict(c)}, "config/resolved.json")
+        ctx = RunContext(registry.get(asr.METHOD), c, dataset, profile, c.seed, dev, log, home / "work" / "wer",
+                         home / "cache", preloaded=data)  # fmt: skip
+        refs = asr.references(data, "test")
+        hyps = asr.decode_test(ctx, c) if c.checkpoint else asr.transcripts(ctx, c)["test"]
+        totals, rows = wer.score(refs, hyps)
+        out_dir = home / "wer" / f"{dataset}-{profile}-{asr.model_tag(ctx, c)}"
+        paths = wer.write_errors(rows, out_dir)
+        for path in paths:
+            log.log_artifact(path, "wer")
+        log.log_metrics(totals, prefix="test/")
+    return {"totals": totals, "rows": rows, "paths": paths, "worst": wer.worst(rows, n_worst), "run_id": log.run_id}

@@ -163,7 +163,7 @@ def run_stage(st: Stage, build: Callable[[StageContext], dict[str, Any]], *, con
 def _build(st: Stage, build: Callable[[StageContext], dict[str, Any]], config: Any, inputs: dict[str, str],
            device: Any, seed: int, log: tracking.RunLogger, main: bool) -> None:  # fmt: skip
     from bench import dist
-    from bench.run import set_seed
+    from bench.context import set_seed
 
     workdir = st.path / "work"
     workdir.mkdir(parents=True, exist_ok=True)

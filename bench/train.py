@@ -114,7 +114,7 @@ def fit(task: Task, cfg: TrainConfig, ctx: Any, select_on: str = "R1@0.5",
         on_epoch_end: Callable[[int], None] | None = None) -> FitResult:  # fmt: skip
     """Train ``task`` for ``cfg.epochs`` epochs (resuming from ``ctx.workdir``), select on val, test once.
 
-    ``ctx`` is the harness's :class:`bench.run.RunContext` (seed, logger, workdir). ``on_epoch_end(epoch)`` runs
+    ``ctx`` is the harness's :class:`bench.context.RunContext` (seed, logger, workdir). ``on_epoch_end(epoch)`` runs
     after each epoch's checkpoint is on disk (the tests use it to kill a run at a known point).
     """
     from tqdm import tqdm
@@ -228,7 +228,7 @@ def fit_grounding(ctx: Any, model: nn.Module, loss: Callable[[dict[str, Tensor]]
     """The grounding methods' :func:`fit`: shuffled batches of ``data.train`` (this rank's shard), ``score(split,
     predictions path or None)`` on ``data.val`` after each epoch and once on ``data.test`` (and on each further test
     split of the data, ``data.extra_tests``: the debiased ``test_ood``); a :class:`RunResult`."""
-    from bench.run import RunResult
+    from bench.context import RunResult
 
     train = data.train
     task = Task(

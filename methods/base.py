@@ -18,10 +18,12 @@ a negative: such pairs are left out of eq. 10 (rare: about 1 in 250 pairs on the
 Inference: candidates ranked by score; the evaluator takes the top-1 and the top-5 after NMS at 0.45.
 
 Registered variants: ``base`` (speech, weak), ``base-text`` (gold transcript, weak: the ceiling for speech and the
-backbone of the cascaded rows), ``asr-base`` (the same on the words of the ASR output of ``methods/asr.py``: Table 2's
-ASR-Base) and ``sbase`` (speech, fully supervised with 2D-TAN's scaled-IoU BCE, App. C.1). SIL (``methods/sil.py``)
-reuses this network on its frozen encoder's features (``query="features"``), with Table 5's Pool+Add fusion as an
-option and the scorer also read at the single-clip cells for AVCL (:meth:`BaseNet.score`).
+backbone of the cascaded rows), ``asr-base`` (the same on the words of the ASR output, registered with the other
+cascades in ``methods/cascade.py``: Table 2's ASR-Base) and ``sbase`` (speech, fully supervised with 2D-TAN's scaled-IoU
+BCE, App. C.1). SIL (``methods/sil.py``) reuses this network on its frozen encoder's features (``query="features"``),
+with Table 5's Pool+Add fusion as an option and the scorer also read at the single-clip cells for AVCL
+(:meth:`BaseNet.score`). Ranking and scoring of the candidates are :mod:`methods.parts.ranking`'s, the run is
+:func:`methods.parts.recipe.ground`.
 
 Where the paper is silent, the original code decides (``shared/research/sil-original.md`` §3): a 5x5 map
 convolution with 2D-TAN's masked re-weighting, dropout 0.1, 4 conv layers + 1 attention layer in the video block.
@@ -51,7 +53,7 @@ adds no gradient worth the name. This is a finding of the paper's method on this
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
+from functools import partial
 from typing import Any, Literal
 
 import torch
@@ -59,13 +61,12 @@ from torch import Tensor, nn
 
 from bench import config as cfg
 from bench import evaluate
+from bench.context import RunContext, RunResult
 from bench.data import grounding
-from bench.run import RunContext, RunResult
-from bench.train import fit_grounding
-from methods.parts import losses, proposals, textquery
+from methods.parts import losses, proposals, recipe
 from methods.parts.encoders import BiGRU, SpeechEncoder, VideoEncoder, WordEncoder, lengths_to_mask
 from methods.parts.fusion import Interaction, PoolAdd
-from methods.registry import MethodSpec, register
+from methods.spec import MethodSpec, register
 
 
 @dataclass(frozen=True)
@@ -178,13 +179,11 @@ def weak_pass(model: BaseNet, batch: dict[str, Tensor], clips: bool = False) -> 
     v = model.encode_video(batch)
     s, mask = model.encode_query(batch)
     b = v.shape[0]
-    shift = int(torch.randint(1, b, (1,))) if b > 1 else 0
-    other = torch.roll(torch.arange(b, device=v.device), shift)
+    other, distinct = losses.partner(batch["video_idx"])
     out = model.score(torch.cat([v, v[other], v]), torch.cat([s, s, s[other]]), torch.cat([mask, mask, mask[other]]),
                       clip_rows=b if clips else 0)  # fmt: skip
     logits, clip_logits = out if clips else (out, None)
     k, k_other_video, k_other_query = torch.sigmoid(logits).split(b)
-    distinct = batch["video_idx"][other] != batch["video_idx"]
     mil = losses.mil_loss(k, k_other_video, k_other_query, model.c.top_r, distinct, distinct)
     div = losses.diversity_loss(k if model.c.div_on == "scores" else logits[:b], model.c.top_r)
     loss = mil + model.c.div_weight * div
@@ -205,62 +204,20 @@ def full_loss(model: BaseNet, batch: dict[str, Tensor]) -> tuple[Tensor, dict[st
     return bce, {"bce": bce.item()}
 
 
-@torch.no_grad()
-def rank_split(model: nn.Module, split: grounding.GroundingSplit, batch_size: int, n_clips: int):
-    """Every query's candidates ranked by score: spans ``[Q, n_cand, 2]`` (seconds) and scores ``[Q, n_cand]``."""
-    scores = torch.cat([torch.sigmoid(model(b)) for b in split.batches(batch_size)])
-    order = scores.argsort(dim=1, descending=True, stable=True)
-    spans = proposals.candidate_spans(split.queries["duration"], n_clips)
-    spans = spans.gather(1, order[..., None].expand(-1, -1, 2))
-    return spans, scores.gather(1, order)
-
-
-def evaluate_split(model: nn.Module, split: grounding.GroundingSplit, batch_size: int, n_clips: int,
-                   predictions: Path | None = None) -> dict[str, float]:  # fmt: skip
-    """The one evaluator on a split's ranked candidates; optionally also writes the predictions file."""
-    spans, scores = rank_split(model, split, batch_size, n_clips)
-    return score_ranked(split, spans, scores, predictions)
-
-
-def score_ranked(split: grounding.GroundingSplit, spans: Tensor, scores: Tensor,
-                 predictions: Path | None = None) -> dict[str, float]:  # fmt: skip
-    """The evaluator's metrics (and diagnostics) of ranked spans ``[Q, K, 2]`` with their scores ``[Q, K]``."""
-    q = split.queries
-    spans, scores, gt, duration = spans.cpu(), scores.cpu(), q["span"].cpu(), q["duration"].cpu()
-    if predictions is not None:
-        evaluate.write_predictions(predictions, split.qids, duration, gt, spans, scores)
-    metrics = evaluate.evaluate(spans, gt, duration)
-    keep = evaluate.METRIC_KEYS + evaluate.DIAGNOSTIC_KEYS + evaluate.TIE_KEYS
-    return {k: v for k, v in metrics.items() if k in keep}
-
-
-def run(ctx: RunContext) -> RunResult:
-    """Train on train, select on val, test once; the harness logs the result."""
+def run(ctx: RunContext, prepare: recipe.Prepare | None = None) -> RunResult:
+    """Train on train, select on val, test once (:func:`methods.parts.recipe.ground`); ``prepare`` gives the
+    cascade's ASR transcripts for ``asr-base`` (``methods/cascade.py``)."""
     c: BaseConfig = ctx.config
-    data = grounding.load(ctx.data, ctx.cache_dir, ctx.device, c.n_clips)
-    if c.query == "asr-text":  # the cascade: the words of the ASR output replace the transcript's
-        data = textquery.asr_data(ctx, data, c.asr)
-    model = BaseNet(c, data.train.videos.shape[-1], data.word_vectors).to(ctx.device)
-    ctx.log.log_params({"parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)})
-    loss_fn = weak_loss if c.supervision == "weak" else full_loss
 
-    def score(split: grounding.GroundingSplit, path: Path | None) -> dict[str, float]:
-        return evaluate_split(model, split, c.eval_batch_size, c.n_clips, path)
+    def build(data: grounding.GroundingData) -> BaseNet:
+        return BaseNet(c, data.train.videos.shape[-1], data.word_vectors)
 
-    return fit_grounding(ctx, model, lambda batch: loss_fn(model, batch), data, c.train, c.select_on, score)
+    return recipe.ground(ctx, c, build, weak_loss if c.supervision == "weak" else full_loss, prepare=prepare)
 
 
 def _spec(name: str, title: str, query: str, supervision: str, rows: tuple[str, ...], desc: str) -> MethodSpec:
-    def config(profile: str) -> BaseConfig:
-        if query == "asr-text":
-            from methods import asr
-
-            return base_config(profile, query=query, supervision=supervision, asr=asr.asr_config(profile))
-        return base_config(profile, query=query, supervision=supervision)
-
-    stages = ("asr", "ground") if query == "asr-text" else ("ground",)
-    return MethodSpec(name, title, stages, query, supervision, rows, desc, run=run, config=config,
-                      issue=6 if query == "asr-text" else 4)  # fmt: skip
+    return MethodSpec(name, title, ("ground",), query, supervision, rows, desc, run=run,
+                      config=partial(base_config, query=query, supervision=supervision), issue=4)  # fmt: skip
 
 
 register(_spec("base", "Base", "speech", "weak", ("table1:base", "table3:base"), "App. A, no pre-training"))
@@ -272,16 +229,6 @@ register(
         "weak",
         (),
         "Base with word vectors + Bi-GRU over the gold transcript: the ceiling for speech",
-    )
-)
-register(
-    _spec(
-        "asr-base",
-        "ASR-Base",
-        "asr-text",
-        "weak",
-        ("table2:asr-base",),
-        "Base on the words of the ASR output (the cascade of Table 2): wav2vec2 CTC, then Base (gold-text form)",
     )
 )
 register(

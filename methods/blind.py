@@ -46,11 +46,12 @@ from torch import Tensor
 
 from bench import config as cfg
 from bench import datasets, evaluate
+from bench.context import RunContext, RunResult
 from bench.data.activitynet import Moment, read_captions
 from bench.data.errors import SkipPolicy
-from bench.run import RunContext, RunResult
 from methods.parts.proposals import N_CLIPS, candidate_spans
-from methods.registry import PLANNED, MethodSpec, register
+from methods.planned import PLANNED
+from methods.spec import MethodSpec, register
 
 TRAIN, VAL, TEST = "train", "val_1", "val_2"
 EXTRA_TESTS = ("test_ood",)  # further test splits, scored where the dataset has them (bench.data.grounding)

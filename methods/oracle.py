@@ -25,12 +25,11 @@ import torch
 from torch import Tensor
 
 from bench import config as cfg
+from bench.context import RunContext, RunResult
 from bench.data import grounding
 from bench.data.errors import DataError
-from bench.run import RunContext, RunResult
-from methods import base
-from methods.parts import proposals
-from methods.registry import MethodSpec, register
+from methods.parts import proposals, ranking
+from methods.spec import MethodSpec, register
 
 
 @dataclass(frozen=True)
@@ -89,7 +88,7 @@ def run(ctx: RunContext) -> RunResult:
         order = scores.argsort(dim=1, descending=True, stable=True)
         spans = proposals.candidate_spans(split.queries["duration"], c.n_clips)
         spans = spans.gather(1, order[..., None].expand(-1, -1, 2))
-        return base.score_ranked(split, spans, scores.gather(1, order), path)
+        return ranking.score_ranked(split, spans, scores.gather(1, order), path)
 
     files = grounding.split_files(ctx.data)
     val = score(data.val, files["val"], None)

@@ -25,9 +25,9 @@ Training (:func:`rtbpn_loss`), the code's ``weakly_supervised_loss`` with Activi
 - ``L = L_inter + 0.1 reg1 + 0.1 L_intra + 0.01 reg2``.
 
 **RTBPN + AVCL** (``rtbpn-text+avcl``, Table 6: SIL §3.4's acoustic-visual contrastive loss on RTBPN, gold text):
-``L + lambda3 L_AVCL`` with SIL's own :class:`methods.sil.AVCL` and :func:`methods.sil.select_clips` (T = 12,
-lambda3 = 0.1, both selection strategies): the enhanced branch's top proposal and clip-level scores (the proposal
-scorer read at the single-clip cells, as SIL does on Base) pick T positive and T negative clips among RTBPN's
+``L + lambda3 L_AVCL`` with SIL's own :class:`methods.parts.avcl.AVCL` and :func:`~methods.parts.avcl.select_clips`
+(T = 12, lambda3 = 0.1, both selection strategies): the enhanced branch's top proposal and clip-level scores (the
+proposal scorer read at the single-clip cells, as SIL does on Base) pick T positive and T negative clips among RTBPN's
 clip features; the query side is RTBPN's Bi-GRU output.
 
 Inference: the enhanced branch's candidates ranked by p; the one evaluator (strict IoU > m, NMS 0.45, top-1 mIoU)
@@ -43,7 +43,7 @@ and weight decay with the suite's small loop and d = 64, a 3x3 kernel (2 CPU cor
 
 **RTBPN + L_sem** (``rtbpn+lsem``, Table 1; §4.2, App. B.3): ``query = "features"`` replaces the text encoder, the
 fixed word vectors and their linear map, with the frozen L_sem-pre-trained speech encoder (the very stage and
-encodings of ``base+lsem``, :func:`methods.parts.textquery.register_lsem`) and a trainable FC layer over its feature
+encodings of ``base+lsem``, ``methods/lsem.py``) and a trainable FC layer over its feature
 steps (:class:`methods.parts.encoders.FeatureEncoder`), then RTBPN's Bi-GRU; the rest is RTBPN's as above. Where
 RTBPN reads words it reads the encoder's **feature steps** instead (the L_sem encoder has no CIF: one step per 80 ms
 frame, not per word): the language filter's NetVLAD pools the Bi-GRU's steps over the speech, and the clip-to-word
@@ -55,7 +55,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -64,14 +63,15 @@ from torch.nn import functional as F
 
 from bench import config as cfg
 from bench import evaluate
+from bench.context import RunContext, RunResult
 from bench.data import grounding
-from bench.run import RunContext, RunResult
-from methods import base, sil
-from methods.parts import losses, proposals, textquery
+from methods.parts import losses, proposals, recipe, textquery
+from methods.parts.avcl import AVCL, avcl_clips, select_clips
 from methods.parts.encoders import BiGRU, query_encoders
 from methods.parts.fusion import ClipQueryAttention, CrossGate
-from methods.registry import MethodSpec, register
+from methods.spec import MethodSpec, register
 
+DESCRIPTION = "RTBPN: language-aware filter, enhanced/suppressed streams through a shared 2D-TAN proposal module"
 NORM_EPS = 1e-10  # the code's min-max normalisation: (x - min + eps) / (max - min + eps)
 PAPER_TRAIN = cfg.TrainConfig(epochs=19, batch_size=64, lr=8e-4, warmup_updates=200, weight_decay=1e-7)
 
@@ -110,7 +110,7 @@ def rtbpn_config(profile: str, **kw: Any) -> RTBPNConfig:
         return RTBPNConfig(**kw)
     train = dataclasses.replace(cfg.GROUNDING_TRAIN[profile], lr=PAPER_TRAIN.lr, weight_decay=PAPER_TRAIN.weight_decay)
     size = {"tiny": dict(d=32, map_kernel=3), "small": dict(d=64, map_kernel=3)}[profile]
-    clips = {"n_clips": cfg.GROUNDING_CLIPS[profile], "T": sil.avcl_clips(cfg.GROUNDING_CLIPS[profile])}
+    clips = {"n_clips": cfg.GROUNDING_CLIPS[profile], "T": avcl_clips(cfg.GROUNDING_CLIPS[profile])}
     return RTBPNConfig(**{"train": train, **clips, **size, **kw})
 
 
@@ -171,7 +171,7 @@ class RTBPNNet(nn.Module):
         self.fuse_gru = BiGRU(2 * c.d, c.d)
         self.fuse_dropout = nn.Dropout(c.dropout)
         self.proposals = proposals.ProposalScorer(c.d, c.map_kernel, c.n_clips)
-        self.avcl = sil.AVCL(c.d) if c.avcl else None
+        self.avcl = AVCL(c.d) if c.avcl else None
         spans = proposals.candidate_spans(torch.tensor([float(c.n_clips)]), c.n_clips)[0]  # in clips
         self.register_buffer("cand_iou", evaluate.temporal_iou(spans[:, None], spans[None]), persistent=False)
 
@@ -233,7 +233,7 @@ def rtbpn_loss(model: RTBPNNet, batch: dict[str, Tensor]) -> tuple[Tensor, dict[
     v = model.video(batch["video"])
     s, mask = model.encode_query(batch)
     w = model.filter(v, s, mask)
-    other, distinct = textquery.partner(batch["video_idx"])
+    other, distinct = losses.partner(batch["video_idx"])
     w_neg = model.filter(v[other], s, mask)  # V' re-filtered with its own weights
     streams = torch.cat([v * w[..., None], v * (1 - w[..., None]), v[other] * w_neg[..., None]])
     out = model.score(streams, torch.cat([s, s, s]), torch.cat([mask, mask, mask]), v.shape[0] if c.avcl else 0)
@@ -249,45 +249,28 @@ def rtbpn_loss(model: RTBPNNet, batch: dict[str, Tensor]) -> tuple[Tensor, dict[
     scalars = {"inter": inter.item(), "intra": intra.item(), "reg1": reg1.item(), "reg2": reg2.item()}
     if model.avcl is None or clip_logits is None:
         return loss, scalars
-    pos, neg = sil.select_clips(p_pos.detach(), torch.sigmoid(clip_logits.detach()), c.n_clips, c.T, c.location,
-                                c.score)  # fmt: skip
+    pos, neg = select_clips(p_pos.detach(), torch.sigmoid(clip_logits.detach()), c.n_clips, c.T, c.location,
+                            c.score)  # fmt: skip
     avcl = model.avcl(s, mask, v, pos, neg)
     return loss + c.lambda3 * avcl, {**scalars, "avcl": avcl.item()}
 
 
-def evaluate_split(model: RTBPNNet, split: grounding.GroundingSplit, path: Path | None) -> dict[str, float]:
-    return base.evaluate_split(model, split, model.c.eval_batch_size, model.c.n_clips, path)
-
-
-def run(ctx: RunContext) -> RunResult:
-    """Train on train, select on val, test once; on ASR transcripts for ``asr-rtbpn``, on the frozen L_sem encoder's
-    features for ``rtbpn+lsem``."""
+def run(ctx: RunContext, prepare: recipe.Prepare | None = None) -> RunResult:
+    """Train on train, select on val, test once (:func:`methods.parts.recipe.ground`); ``prepare`` gives the
+    cascade's ASR transcripts (``asr-rtbpn``, ``methods/cascade.py``) or the frozen L_sem encoder's features
+    (``rtbpn+lsem``, ``methods/lsem.py``)."""
     c: RTBPNConfig = ctx.config
 
     def build(data: grounding.GroundingData) -> RTBPNNet:
         query_dim = c.asp.d if c.query == "features" else None
         return RTBPNNet(c, data.train.videos.shape[-1], data.word_vectors, query_dim)
 
-    return textquery.run_text_grounding(ctx, build, rtbpn_loss, evaluate_split)
+    return recipe.ground(ctx, c, build, rtbpn_loss, prepare=prepare)
 
 
-textquery.register_pair(
-    "rtbpn",
-    "RTBPN",
-    run,
-    rtbpn_config,
-    ("table9:rtbpn-text", "table6:rtbpn-text"),
-    ("table1:asr-rtbpn", "table9:asr-rtbpn"),
-    "RTBPN: language-aware filter, enhanced/suppressed streams through a shared 2D-TAN proposal module",
-)
-textquery.register_lsem(
-    "rtbpn",
-    "RTBPN",
-    run,
-    rtbpn_config,
-    ("table1:rtbpn+lsem",),
-    "RTBPN: language-aware filter, enhanced/suppressed streams through a shared 2D-TAN proposal module",
-)
+register(MethodSpec("rtbpn-text", "RTBPN (gold text)", ("ground",), "gold-text", "weak",
+                    ("table9:rtbpn-text", "table6:rtbpn-text"), f"{DESCRIPTION}; on the gold transcript", run=run,
+                    config=rtbpn_config, issue=6))  # fmt: skip
 register(
     MethodSpec(
         "rtbpn-text+avcl",

@@ -54,22 +54,15 @@ from torch.nn import functional as F
 
 from bench import config as cfg
 from bench import evaluate
+from bench.context import RunContext, RunResult
 from bench.data import grounding
-from bench.run import RunContext, RunResult
-from methods.parts import textquery
+from methods.parts import ranking, recipe, textquery
 from methods.parts.encoders import WordEncoder, lengths_to_mask, sinusoid
+from methods.parts.words import FUNCTION_WORDS
+from methods.spec import MethodSpec, register
 
+DESCRIPTION = "SCN: proposals scored by a causal Transformer, ranked by rewards of masked-word completion"
 PAPER_TRAIN = cfg.TrainConfig(epochs=19, batch_size=128, lr=4e-4, warmup_updates=400, weight_decay=0.0)
-# Words of the Penn tags that the code's POS rule weights 1 (not NN*, VB*, JJ*, RB*): DT, PRP, PRP$, IN, TO, CC, MD,
-# WDT, WP, POS. Auxiliaries (is, has) are VB* and adverbs (then, again, not, when) RB* or WRB: weighted 2.
-_FUNCTION_TEXT = (
-    "a an the this that these those some any another each every no all both his her its their my your our "
-    "he she it they we i you him them me us who whom which what whose "
-    "of in on at to from with by for into onto off up down over under about across through after before as than "
-    "while until upon within without along around behind near beside between toward towards "
-    "and or but nor so yet can could will would shall should may might must s"
-)
-FUNCTION_WORDS = frozenset(_FUNCTION_TEXT.split(" "))
 
 
 @dataclass(frozen=True)
@@ -326,29 +319,21 @@ def rank_split(model: SCNNet, split: grounding.GroundingSplit, batch_size: int) 
 
 def evaluate_split(model: SCNNet, split: grounding.GroundingSplit, path: Path | None) -> dict[str, float]:
     """The one evaluator on the ranked anchors; optionally also writes the predictions file."""
-    from methods import base  # imported here: base imports textquery, which this module's registration uses
-
     spans, scores = rank_split(model, split, model.c.eval_batch_size)
-    return base.score_ranked(split, spans, scores, path)
+    return ranking.score_ranked(split, spans, scores, path)
 
 
-def run(ctx: RunContext) -> RunResult:
-    """Train on train, select on val, test once; on ASR transcripts for ``asr-scn``."""
+def run(ctx: RunContext, prepare: recipe.Prepare | None = None) -> RunResult:
+    """Train on train, select on val, test once; ``prepare`` gives the cascade's ASR transcripts for ``asr-scn``
+    (``methods/cascade.py``)."""
     c: SCNConfig = ctx.config
 
     def build(data: grounding.GroundingData) -> SCNNet:
         q = data.train.queries
         return SCNNet(c, data.train.videos.shape[-1], data.word_vectors, data.vocab, q["words"], q["words_len"])
 
-    return textquery.run_text_grounding(ctx, build, scn_loss, evaluate_split)
+    return recipe.ground(ctx, c, build, scn_loss, evaluate_split, prepare)
 
 
-textquery.register_pair(
-    "scn",
-    "SCN",
-    run,
-    scn_config,
-    ("table9:scn-text",),
-    ("table1:asr-scn", "table9:asr-scn"),
-    "SCN: proposals scored by a causal Transformer, ranked by rewards of masked-word completion",
-)
+register(MethodSpec("scn-text", "SCN (gold text)", ("ground",), "gold-text", "weak", ("table9:scn-text",),
+                    f"{DESCRIPTION}; on the gold transcript", run=run, config=scn_config, issue=6))  # fmt: skip

@@ -1,5 +1,8 @@
 """SIL: acoustic-semantic pre-training (ASP, §3.3) and acoustic-visual contrastive learning (AVCL, §3.4), and ablations.
 
+Builds on: ``methods.base`` (the paper builds SIL on Base: its grounding network, eq. 10 and eq. 11, App. A). AVCL's
+selection and estimator are :mod:`methods.parts.avcl` (RTBPN + AVCL uses them too).
+
 Two stages, as the paper trains them (§3.5):
 
 1. **ASP pre-training** of the speech encoder on the external speech-text corpus (LibriSpeech; here the synthetic
@@ -91,7 +94,6 @@ them), Table 4 (10 / 50 % of the corpus), Table 5
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -102,17 +104,17 @@ from torch.nn import functional as F
 
 from bench import config as cfg
 from bench import stages
+from bench.context import RunContext, RunResult
 from bench.data import corpus, grounding, loader
-from bench.run import RunContext, RunResult
-from bench.train import Task, fit, fit_grounding
+from bench.train import Task, fit
 from methods import base
 from methods.parts import cif as ciflib
-from methods.parts import proposals
-from methods.parts.encoders import Conv2dSubsampling, lengths_to_mask, sinusoid
-from methods.registry import MethodSpec, register
-from methods.scn import FUNCTION_WORDS
+from methods.parts import recipe
+from methods.parts.avcl import AVCL, avcl_clips, select_clips
+from methods.parts.encoders import Conv2dSubsampling, lengths_to_mask, masked_mean, sinusoid
+from methods.parts.words import FUNCTION_WORDS
+from methods.spec import MethodSpec, register
 
-LOG2 = math.log(2.0)
 ASP_VERSION = 2  # part of the stage key: raised whenever the encoder or its pre-training computes something else
 
 
@@ -168,14 +170,6 @@ class SILConfig:
     location: bool = True  # location-based selection (Table 11)
     score: bool = True  # score-based mining (Table 11)
     lambda3: float = 0.1  # eq. 8
-
-
-SIL_T = 12  # App. B.2: positive and negative clips of AVCL out of 64
-
-
-def avcl_clips(n_clips: int) -> int:
-    """AVCL's T at ``n_clips`` clips: App. B.2's 12 of 64, the same share of the video at other clip counts."""
-    return SIL_T * n_clips // 64
 
 
 ASP_SIZES = {
@@ -363,11 +357,6 @@ class ASPModel(nn.Module):
         return asp_loss(self, batch)
 
 
-def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
-    m = mask[..., None].to(x.dtype)
-    return (x * m).sum(1) / m.sum(1).clamp_min(1.0)
-
-
 def ctc_losses(logits: Tensor, lengths: Tensor, words: Tensor, words_len: Tensor) -> Tensor:
     """Eq. 3 over word targets (rows 1..V; 0 is the blank): ``-log P(W | S_a)`` of each utterance ``[B]``."""
     logp = logits.log_softmax(-1).transpose(0, 1)
@@ -414,7 +403,7 @@ POS_LOGITS = (2.0, 1.0)
 def content_rows(vocab: list[str]) -> Tensor:
     """``[V + 1]`` bool: vocabulary row i + 1 is a content word (row 0, padding, is not).
 
-    No tagger: a content word is one outside :data:`methods.scn.FUNCTION_WORDS`, the closed-class words
+    No tagger: a content word is one outside :data:`methods.parts.words.FUNCTION_WORDS`, the closed-class words
     (determiners, pronouns, prepositions, conjunctions, modals) that the original code's part-of-speech rule
     weights 1, so nouns, verbs, adjectives and adverbs are content words. One list for the synthetic world and
     real transcripts; on the world it makes every verb form and object a content word and every determiner and
@@ -652,57 +641,6 @@ def with_speech_features(ctx: RunContext, data: grounding.GroundingData, st: sta
 # -- grounding with AVCL (§3.4) ----------------------------------------------------------------------------------
 
 
-def select_clips(k: Tensor, clip_scores: Tensor, n_clips: int, t: int, location: bool, score: bool
-                 ) -> tuple[Tensor, Tensor]:  # fmt: skip
-    """AVCL's sampling: positive and negative clip masks ``[B, N]`` from the top proposal and the clip scores.
-
-    Positives: the ``t`` highest-scored clips inside the top proposal (score-based mining), or ``t`` random ones
-    inside it without score-based mining. Negatives: up to ``t`` random clips outside it (location-based selection);
-    the rest of the ``t``, or all of them without location-based selection, are the lowest-scored clips inside it
-    that are not positives (score-based mining).
-    """
-    b = k.shape[0]
-    cand = proposals.candidates(n_clips).to(k.device)[k.argmax(1)]  # [B, 2] start, end (inclusive)
-    steps = torch.arange(n_clips, device=k.device)[None]
-    inside = (steps >= cand[:, :1]) & (steps <= cand[:, 1:])
-
-    def top(values: Tensor, allowed: Tensor, count: Tensor) -> Tensor:
-        ranked = values.masked_fill(~allowed, float("-inf")).argsort(dim=1, descending=True, stable=True)
-        rank = ranked.argsort(dim=1)
-        return (rank < count[:, None]) & allowed
-
-    full = torch.full((b,), t, device=k.device)
-    pos = top(clip_scores if score else torch.rand_like(clip_scores), inside, full)
-    outside = ~inside
-    n_out = torch.minimum(outside.sum(1), full) if location else torch.zeros_like(full)
-    neg = top(torch.rand_like(clip_scores), outside, n_out) if location else torch.zeros_like(inside)
-    if score:
-        neg = neg | top(-clip_scores, inside & ~pos, full - n_out)
-    return pos, neg
-
-
-class AVCL(nn.Module):
-    """Eq. 6: the Jensen-Shannon MI estimator with a bilinear discriminator between the query and clip features."""
-
-    def __init__(self, d: int) -> None:
-        super().__init__()
-        self.query = nn.Linear(d, d)
-        self.clip = nn.Linear(d, d)
-
-    def forward(self, s: Tensor, s_mask: Tensor, v: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
-        r = torch.einsum("bnd,bd->bn", self.clip(v), self.query(masked_mean(s, s_mask)))
-        return js_mi_loss(r, pos, neg)
-
-
-def js_mi_loss(r: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
-    """``E_neg[softplus(-r) + r - log 2] - E_pos[log 2 - softplus(-r)]`` per row, averaged over rows having both."""
-    pos_f, neg_f = pos.to(r.dtype), neg.to(r.dtype)
-    e_pos = ((LOG2 - F.softplus(-r)) * pos_f).sum(1) / pos_f.sum(1).clamp_min(1.0)
-    e_neg = ((F.softplus(-r) + r - LOG2) * neg_f).sum(1) / neg_f.sum(1).clamp_min(1.0)
-    ok = (pos.any(1) & neg.any(1)).to(r.dtype)
-    return ((e_neg - e_pos) * ok).sum() / ok.sum().clamp_min(1.0)
-
-
 class SILNet(nn.Module):
     """The Base grounding network over the frozen encoder's features, with AVCL's discriminator."""
 
@@ -748,23 +686,17 @@ def run(ctx: RunContext) -> RunResult:
     asp_c = pretrain_config(c.asp, ctx.seed)
     ctx.log.log_params({"spread": SPREAD[c.asp.seeding], "asp.pretrain_seed": asp_c.seed})
     st, record = pretrain_stage(ctx, asp_c)
-    data = grounding.load(ctx.data, ctx.cache_dir, ctx.device, c.ground.n_clips)
-    data = with_speech_features(ctx, data, st, asp_c)
-    model = SILNet(c, data.train.videos.shape[-1], c.asp.d).to(ctx.device)
-    ctx.log.log_params({"parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)})
-    if c.ground.supervision == "weak":
-        loss = sil_loss
-    else:
 
-        def loss(m: SILNet, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
-            return base.full_loss(m.base, batch)
+    def features(ctx: RunContext, data: grounding.GroundingData) -> grounding.GroundingData:
+        return with_speech_features(ctx, data, st, asp_c)
 
-    g = c.ground
+    def build(data: grounding.GroundingData) -> SILNet:
+        return SILNet(c, data.train.videos.shape[-1], c.asp.d)
 
-    def score(split: grounding.GroundingSplit, path: Path | None) -> dict[str, float]:
-        return base.evaluate_split(model, split, g.eval_batch_size, g.n_clips, path)
+    def full(m: SILNet, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+        return base.full_loss(m.base, batch)
 
-    return fit_grounding(ctx, model, lambda batch: loss(model, batch), data, g.train, g.select_on, score)
+    return recipe.ground(ctx, c.ground, build, sil_loss if c.ground.supervision == "weak" else full, prepare=features)
 
 
 # -- the registry: SIL and every ablation ------------------------------------------------------------------------

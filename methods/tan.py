@@ -36,12 +36,10 @@ from torch.nn import functional as F
 
 from bench import config as cfg
 from bench import evaluate
+from bench.context import RunContext, RunResult
 from bench.data import grounding
-from bench.run import RunContext, RunResult
-from bench.train import fit_grounding
-from methods import base
-from methods.parts import losses, proposals
-from methods.registry import MethodSpec, register
+from methods.parts import losses, proposals, ranking, recipe
+from methods.spec import MethodSpec, register
 
 
 @dataclass(frozen=True)
@@ -147,16 +145,16 @@ def evaluate_split(model: TANNet, split: grounding.GroundingSplit, path: Path | 
     order = scores.argsort(dim=1, descending=True, stable=True)
     spans = proposals.cell_spans(split.queries["duration"], model.cells, model.c.n_clips)
     spans = spans.gather(1, order[..., None].expand(-1, -1, 2))
-    return base.score_ranked(split, spans, scores.gather(1, order), path)
+    return ranking.score_ranked(split, spans, scores.gather(1, order), path)
 
 
 def run(ctx: RunContext) -> RunResult:
     c: TANConfig = ctx.config
-    data = grounding.load(ctx.data, ctx.cache_dir, ctx.device, c.n_clips)
-    model = TANNet(c, data.train.videos.shape[-1], data.word_vectors).to(ctx.device)
-    ctx.log.log_params({"parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)})
-    return fit_grounding(ctx, model, lambda batch: tan_loss(model, batch), data, c.train, c.select_on,
-                         lambda split, path: evaluate_split(model, split, path))  # fmt: skip
+
+    def build(data: grounding.GroundingData) -> TANNet:
+        return TANNet(c, data.train.videos.shape[-1], data.word_vectors)
+
+    return recipe.ground(ctx, c, build, tan_loss, evaluate_split)
 
 
 register(MethodSpec("2dtan-text", "2D-TAN (gold text)", ("ground",), "gold-text", "full", (),

@@ -91,11 +91,11 @@ from torch.nn import functional as F
 
 from bench import config as cfg
 from bench import evaluate
+from bench.context import RunContext, RunResult
 from bench.data import grounding
-from bench.run import RunContext, RunResult
 from bench.train import fit_grounding
 from methods.parts.encoders import lengths_to_mask
-from methods.registry import MethodSpec, register
+from methods.spec import MethodSpec, register
 
 MASK_VALUE = -1e30  # the code's mask_logits
 # VSLNet's own settings (argparse defaults of the code; the paper's ActivityNet run), in the suite's loop.
@@ -467,7 +467,7 @@ def _cat_padded(tensors: list[Tensor], width: int) -> Tensor:
 
 
 def evaluate_split(model: VSLNet, split: grounding.GroundingSplit, predictions: Path | None = None) -> dict[str, float]:
-    """The one evaluator on the ranked spans (as ``methods.base.score_ranked``, with each list's own length)."""
+    """The one evaluator on the ranked spans (as ``ranking.score_ranked`` does, with each list's own length)."""
     c = model.c
     spans, scores, valid = (t.cpu() for t in rank_split(model, split, c.eval_batch_size, c.n_ranked))
     q = split.queries

@@ -32,7 +32,7 @@ grounding loop of App. B.2). Not built: the refinement step with pseudo-labels t
 
 **WSLLN + L_sem** (``wslln+lsem``, Table 1; §4.2, App. B.3): ``query = "features"`` replaces step 2's text encoder,
 the fixed word vectors and their linear map, with the frozen L_sem-pre-trained speech encoder (the very stage and
-encodings of ``base+lsem``, :func:`methods.parts.textquery.register_lsem`) and a trainable FC layer over its
+encodings of ``base+lsem``, ``methods/lsem.py``) and a trainable FC layer over its
 feature steps (:class:`methods.parts.encoders.FeatureEncoder`); the Bi-GRU, its final state as q, and everything
 after are WSLLN's as above. The sentence feature is read at the last and first *feature steps* (the L_sem encoder
 has no CIF: one step per 80 ms frame, not per word). The paper gives no other detail of this row.
@@ -41,7 +41,6 @@ has no CIF: one step per 80 ms frame, not per word). The paper gives no other de
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -49,11 +48,15 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from bench import config as cfg
+from bench.context import RunContext, RunResult
 from bench.data import grounding
-from bench.run import RunContext, RunResult
-from methods import base
-from methods.parts import losses, proposals, textquery
+from methods.parts import losses, proposals, recipe
 from methods.parts.encoders import BiGRU, query_encoders
+from methods.spec import MethodSpec, register
+
+DESCRIPTION = (
+    "WSLLN (this suite's re-implementation): alignment x detection branches over the 153 candidates, matching BCE"
+)
 
 
 @dataclass(frozen=True)
@@ -144,43 +147,25 @@ def matching_loss(s_pos: Tensor, s_neg: Tensor, keep: Tensor | None = None) -> T
 def wslln_loss(model: WSLLNNet, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
     """The matched and the mismatched pairs scored in one pass; S = sum of p_i over the candidates."""
     v, q = model.encode_video(batch), model.encode_query(batch)
-    other, distinct = textquery.partner(batch["video_idx"])
+    other, distinct = losses.partner(batch["video_idx"])
     b = v.shape[0]
     s_pos, s_neg = model.log_scores(torch.cat([v, v]), torch.cat([q, q[other]])).exp().sum(-1).split(b)
     loss = matching_loss(s_pos, s_neg, distinct)
     return loss, {"bce": loss.item(), "s_pos": s_pos.mean().item(), "s_neg": s_neg.mean().item()}
 
 
-def evaluate_split(model: WSLLNNet, split: grounding.GroundingSplit, path: Path | None) -> dict[str, float]:
-    return base.evaluate_split(model, split, model.c.eval_batch_size, model.c.n_clips, path)
-
-
-def run(ctx: RunContext) -> RunResult:
-    """Train on train, select on val, test once; on ASR transcripts for ``asr-wslln``, on the frozen L_sem encoder's
-    features for ``wslln+lsem``."""
+def run(ctx: RunContext, prepare: recipe.Prepare | None = None) -> RunResult:
+    """Train on train, select on val, test once (:func:`methods.parts.recipe.ground`); ``prepare`` gives the
+    cascade's ASR transcripts (``asr-wslln``, ``methods/cascade.py``) or the frozen L_sem encoder's features
+    (``wslln+lsem``, ``methods/lsem.py``)."""
     c: WSLLNConfig = ctx.config
 
     def build(data: grounding.GroundingData) -> WSLLNNet:
         query_dim = c.asp.d if c.query == "features" else None
         return WSLLNNet(c, data.train.videos.shape[-1], data.word_vectors, query_dim)
 
-    return textquery.run_text_grounding(ctx, build, wslln_loss, evaluate_split)
+    return recipe.ground(ctx, c, build, wslln_loss, prepare=prepare)
 
 
-textquery.register_pair(
-    "wslln",
-    "WSLLN",
-    run,
-    wslln_config,
-    ("table9:wslln-text",),
-    ("table1:asr-wslln", "table9:asr-wslln"),
-    "WSLLN (this suite's re-implementation): alignment x detection branches over the 153 candidates, matching BCE",
-)
-textquery.register_lsem(
-    "wslln",
-    "WSLLN",
-    run,
-    wslln_config,
-    ("table1:wslln+lsem",),
-    "WSLLN (this suite's re-implementation): alignment x detection branches over the 153 candidates, matching BCE",
-)
+register(MethodSpec("wslln-text", "WSLLN (gold text)", ("ground",), "gold-text", "weak", ("table9:wslln-text",),
+                    f"{DESCRIPTION}; on the gold transcript", run=run, config=wslln_config, issue=6))  # fmt: skip

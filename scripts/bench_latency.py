@@ -222,7 +222,7 @@ def build_models(profile: str, data: grounding.GroundingData, dataset_hash: str,
     """Trained weights where their stage is cached (never built here), fresh ones otherwise; grounding nets fresh."""
     sil_c = registry.get("sil").config(profile)
     base_c = registry.get("asr-base").config(profile)
-    # asr-rtbpn's registered config is RTBPN's plus the nested ASR (textquery.register_pair); built here from the
+    # asr-rtbpn's registered config is RTBPN's plus the nested ASR (methods/cascade.py); built here from the
     # same parts, with ASR-Base's ASR, since both cascades of Table 2 share one recogniser
     rtbpn_c = dataclasses.replace(rtbpn.rtbpn_config(profile), asr=base_c.asr)
     configs = {"sil": sil_c, "asr-base": base_c, "asr-rtbpn": rtbpn_c}

@@ -82,8 +82,8 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     """One (world, method, seed) through the method's run function, as ``bench run`` would call it."""
     import torch
 
+    from bench.context import RunContext, set_seed
     from bench.data import synth
-    from bench.run import RunContext, set_seed
     from bench.tracking import runs_home
     from methods import registry
 
@@ -94,9 +94,9 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as work:
         set_seed(job["seed"])
+        world = synth.SynthDataset.from_root(Path(job["root"]), job["profile"])
         ctx = RunContext(spec, c, "synth", job["profile"], job["seed"], torch.device(job["device"]), log, Path(work),
-                         runs_home() / "cache")  # fmt: skip
-        ctx._data = synth.SynthDataset.from_root(Path(job["root"]), job["profile"])
+                         runs_home() / "cache", preloaded=world)  # fmt: skip
         result = spec.run(ctx)
     return {
         **{k: job[k] for k in ("world", "spec", "content_hash", "method", "seed")},

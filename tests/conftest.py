@@ -14,8 +14,9 @@ import pytest
 import torch
 
 from bench import datasets, evaluate
-from bench.run import RunContext, RunResult
+from bench.context import RunContext, RunResult
 from methods import registry
+from methods import spec as spec_store
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("WSVG_SHARED", REPO.parent / "shared"))
@@ -105,7 +106,7 @@ def toy_method(monkeypatch):
         run=shift_run,
         config=lambda profile: ShiftConfig(),
     )
-    monkeypatch.setattr(registry, "_REGISTRY", {"base": spec})
+    monkeypatch.setattr(spec_store, "_REGISTRY", {"base": spec})
     monkeypatch.setattr(registry, "_loaded", True)  # keep the real methods out: only the stand-in is registered
     monkeypatch.setattr(
         datasets,

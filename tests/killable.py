@@ -26,7 +26,7 @@ from torch import nn
 
 from bench import cli, datasets, evaluate, train
 from bench.config import TrainConfig
-from bench.run import RunContext, RunResult
+from bench.context import RunContext, RunResult
 from methods import registry
 
 EPOCHS = 3

@@ -13,7 +13,7 @@ import torch
 
 from bench import cli, tracking
 from bench import wer as W
-from bench.run import RunContext
+from bench.context import RunContext
 from methods import asr, registry
 
 # -- metrics and normalisation, by hand ------------------------------------------------------------------------
@@ -129,7 +129,7 @@ def test_a_saved_checkpoint_loads_through_the_real_path_and_decodes_batched_as_o
 def _ctx(home: Path, data, log, c) -> RunContext:
     spec = registry.get(asr.METHOD)
     ctx = RunContext(spec, c, "synth", "tiny", 0, torch.device("cpu"), log, home / "w", home / "cache")
-    ctx._data = data
+    ctx.preloaded = data
     return ctx
 
 

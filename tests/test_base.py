@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from bench import cli, config, evaluate, tracking, train
-from bench.run import RunContext
+from bench.context import RunContext
 from methods import base, registry
 from methods.parts import fusion, losses, proposals
 
@@ -164,12 +164,12 @@ def _run(name: str, data, workdir: Path, seed: int = 0, profile: str = "tiny", *
     """One method run outside the CLI, with its own workdir (so checkpoints never leak between runs)."""
     spec = registry.get(name)
     c = config.apply_overrides(spec.config(profile), {k: str(v) for k, v in overrides.items()})
-    from bench.run import set_seed
+    from bench.context import set_seed
 
     set_seed(seed)
     with tracking.start_run(f"test/{name}", {"method": name}) as log:
         ctx = RunContext(spec, c, "synth", profile, seed, torch.device("cpu"), log, workdir, workdir.parent / "cache")
-        ctx._data = data
+        ctx.preloaded = data
         return spec.run(ctx)
 
 

@@ -24,8 +24,9 @@ import torch
 import methods
 from bench import config as cfg
 from bench import evaluate, tracking
-from bench.run import RunContext, RunResult
+from bench.context import RunContext, RunResult
 from methods import registry
+from methods import spec as spec_store
 from methods.parts.proposals import candidates
 
 METHODS = ("random", "prior", "whole-video")
@@ -44,7 +45,7 @@ def imported() -> Iterator[tuple[ModuleType, dict[str, registry.MethodSpec]]]:
     fresh = "methods.blind" not in sys.modules
     with pytest.MonkeyPatch.context() as mp:
         if fresh:
-            mp.setattr(registry, "_REGISTRY", {})
+            mp.setattr(spec_store, "_REGISTRY", {})
             mp.setattr(registry, "_loaded", registry._loaded)  # a registry.get() in a test must not leave it True
         module = importlib.import_module("methods.blind")
         yield module, registry._REGISTRY
@@ -101,7 +102,7 @@ def run_method(
         log=log if log is not None else tracking.RunLogger(None, None),  # inactive: the statistics tests log nothing
         workdir=workdir,
         cache_dir=workdir / "cache",
-        _data=data,
+        preloaded=data,
     )
     return spec.run(ctx)
 
@@ -137,7 +138,7 @@ def test_importing_registers_the_three_blind_methods_and_their_variants(imported
     # every metric the prior can be tuned for has exactly one method, and the names follow one rule
     tuned = {s.config("tiny").tune_for: n for n, s in at_import.items() if n.startswith("prior")}
     assert tuned == {m: blind.prior_method(m) for m in blind.PRIOR_METRICS} and len(tuned) == 5
-    monkeypatch.setattr(registry, "_REGISTRY", {})
+    monkeypatch.setattr(spec_store, "_REGISTRY", {})
     blind.register_all()
     # (registry.get would import the other method modules into this temporary registry: read it directly)
     assert sorted(registry._REGISTRY) == sorted([*METHODS, *VARIANTS]) and registry._REGISTRY["prior"].implemented

@@ -9,6 +9,7 @@ import pytest
 from bench import config as cfg
 from bench import tables
 from methods import registry
+from methods import spec as spec_store
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,7 @@ def test_every_table_row_names_a_registered_or_planned_method():
 
 
 def test_registry_rejects_bad_specs_and_duplicates(monkeypatch):
-    monkeypatch.setattr(registry, "_REGISTRY", {})
+    monkeypatch.setattr(spec_store, "_REGISTRY", {})
     with pytest.raises(ValueError, match="lower-case"):
         registry.MethodSpec("Bad Name", "t", (), "speech", "weak")
     with pytest.raises(ValueError, match="stage"):

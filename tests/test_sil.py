@@ -12,9 +12,9 @@ import torch
 from torch import nn
 
 from bench import config, evaluate, stages, tracking
-from bench.run import RunContext
+from bench.context import RunContext
 from methods import registry, sil
-from methods.parts import cif, proposals
+from methods.parts import avcl, cif, proposals
 
 ONE_HOT = torch.eye(6)[None]  # frame t = e_t, so each segment shows the weight each frame gave it
 ALL = torch.ones(1, 6, dtype=torch.bool)
@@ -174,9 +174,9 @@ def test_js_mi_loss_hand_value():
     r = torch.full((1, 4), math.log(3.0))
     pos, neg = torch.tensor([[True, True, False, False]]), torch.tensor([[False, False, True, False]])
     # E_pos = log 2 - softplus(-ln 3) = ln 2 - ln(4/3) = ln 1.5; E_neg = softplus(-ln 3) + ln 3 - ln 2 = ln 2
-    assert float(sil.js_mi_loss(r, pos, neg)) == pytest.approx(math.log(2) - math.log(1.5))
-    assert float(sil.js_mi_loss(torch.zeros(1, 4), pos, neg)) == pytest.approx(0.0, abs=1e-7)
-    assert float(sil.js_mi_loss(r, pos, torch.zeros_like(neg))) == 0.0  # no negatives: the row does not count
+    assert float(avcl.js_mi_loss(r, pos, neg)) == pytest.approx(math.log(2) - math.log(1.5))
+    assert float(avcl.js_mi_loss(torch.zeros(1, 4), pos, neg)) == pytest.approx(0.0, abs=1e-7)
+    assert float(avcl.js_mi_loss(r, pos, torch.zeros_like(neg))) == 0.0  # no negatives: the row does not count
 
 
 def test_rob_loss_is_the_mean_l1_over_the_segments_both_domains_have():
@@ -258,15 +258,15 @@ def _k_for(start: int, end: int) -> torch.Tensor:
 def test_select_clips_positives_inside_top_proposal_negatives_outside_then_lowest_inside():
     scores = torch.arange(64.0)[None] / 64  # increasing with time
     k = _k_for(0, 7)  # clips 0..7
-    pos, neg = sil.select_clips(k, scores, 64, t=3, location=True, score=True)
+    pos, neg = avcl.select_clips(k, scores, 64, t=3, location=True, score=True)
     assert pos[0].nonzero().flatten().tolist() == [5, 6, 7]
     assert int(neg.sum()) == 3 and not neg[0, :8].any()
-    pos, neg = sil.select_clips(k, scores, 64, t=3, location=False, score=True)
+    pos, neg = avcl.select_clips(k, scores, 64, t=3, location=False, score=True)
     assert neg[0].nonzero().flatten().tolist() == [0, 1, 2]  # the lowest-scored clips inside, not the positives
     whole = _k_for(0, 63)  # nothing outside: score-based mining supplies every negative
-    pos, neg = sil.select_clips(whole, scores, 64, t=3, location=True, score=True)
+    pos, neg = avcl.select_clips(whole, scores, 64, t=3, location=True, score=True)
     assert pos[0].nonzero().flatten().tolist() == [61, 62, 63] and neg[0].nonzero().flatten().tolist() == [0, 1, 2]
-    pos, neg = sil.select_clips(k, scores, 64, t=3, location=True, score=False)
+    pos, neg = avcl.select_clips(k, scores, 64, t=3, location=True, score=False)
     assert int(pos[0, :8].sum()) == 3 and int(pos.sum()) == 3 and not neg[0, :8].any()
 
 
@@ -295,12 +295,12 @@ def _mask(vc: torch.Tensor) -> torch.Tensor:
 def _run(name, data, home, workdir, seed=0, **overrides):
     spec = registry.get(name)
     c = config.apply_overrides(spec.config("tiny"), {k: str(v) for k, v in overrides.items()})
-    from bench.run import set_seed
+    from bench.context import set_seed
 
     set_seed(seed)
     with tracking.start_run(f"test/{name}", {"method": name}) as log:
         ctx = RunContext(spec, c, "synth", "tiny", seed, torch.device("cpu"), log, workdir, home / "cache")
-        ctx._data = data
+        ctx.preloaded = data
         return spec.run(ctx)
 
 

@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from bench import stages, tracking
+from bench.context import RunContext, set_seed
 from bench.data import grounding, loader
-from bench.run import RunContext, set_seed
 from methods import registry
 
 STAGED = ["sil", "sil-no-rob", "base+lsem", "sbase+asp", "asr-base", "asr-wslln", "asr-rtbpn", "asr-scn",
@@ -29,7 +29,7 @@ def _run(name, data, cache, workdir, seed=0):
     set_seed(seed)
     with tracking.start_run(f"test/{name}", {"method": name}) as log:
         ctx = RunContext(spec, c, "synth", "tiny", seed, torch.device("cpu"), log, workdir, cache)
-        ctx._data = data
+        ctx.preloaded = data
         return spec.run(ctx)
 
 

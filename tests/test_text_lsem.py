@@ -11,7 +11,7 @@ import torch
 import update_cases
 
 from bench import cli, evaluate, stages, tracking
-from bench.run import RunContext
+from bench.context import RunContext
 from methods import registry, rtbpn, sil, wslln
 
 NAMES = ("wslln+lsem", "rtbpn+lsem")
@@ -85,12 +85,12 @@ def test_the_pretraining_stage_is_base_lsems(profile):
 def _run(name, data, home, workdir, seed=0):
     spec = registry.get(name)
     c = spec.config("tiny")
-    from bench.run import set_seed
+    from bench.context import set_seed
 
     set_seed(seed)
     with tracking.start_run(f"test/{name}", {"method": name}) as log:
         ctx = RunContext(spec, c, "synth", "tiny", seed, torch.device("cpu"), log, workdir, home / "cache")
-        ctx._data = data
+        ctx.preloaded = data
         return spec.run(ctx), log.run_id
 
 

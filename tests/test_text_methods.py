@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from bench import config, evaluate, tracking
+from bench.context import RunContext
 from bench.data import grounding, loader
-from bench.run import RunContext
 from methods import registry, rtbpn, scn, wslln
 from methods.parts import proposals, textquery
 
@@ -217,12 +217,12 @@ def _run(name: str, data, workdir: Path, seed: int = 0, profile: str = "tiny", *
     """One method run outside the CLI, with its own workdir; returns the result and the tracked run's id."""
     spec = registry.get(name)
     c = config.apply_overrides(spec.config(profile), {k: str(v) for k, v in overrides.items()})
-    from bench.run import set_seed
+    from bench.context import set_seed
 
     set_seed(seed)
     with tracking.start_run(f"test/{name}", {"method": name}) as log:
         ctx = RunContext(spec, c, "synth", profile, seed, torch.device("cpu"), log, workdir, workdir.parent / "cache")
-        ctx._data = data
+        ctx.preloaded = data
         return spec.run(ctx), log.run_id
 
 

@@ -24,7 +24,7 @@ from bench import atomic, cli, stages, tracking, train
 from bench.config import TrainConfig
 from bench.data import loader, synth
 from bench.data.loader import PaddedSplit
-from methods import registry
+from methods import spec as spec_store
 
 REAL_SAVE = torch.save
 
@@ -109,7 +109,7 @@ def test_a_full_disk_stops_bench_run_with_one_line(home, toy_method, monkeypatch
     def run_out_of_space(ctx):
         raise atomic.DiskFull(ctx.workdir / train.CHECKPOINT)
 
-    monkeypatch.setattr(registry, "_REGISTRY", {"base": dataclasses.replace(toy_method, run=run_out_of_space)})
+    monkeypatch.setattr(spec_store, "_REGISTRY", {"base": dataclasses.replace(toy_method, run=run_out_of_space)})
     assert cli.main(["run", "--method", "base", "--profile", "tiny", "--seeds", "0,1", "--device", "cpu"]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip() and "%|" not in line]  # no bar
     assert len(err) == 1 and err[0].startswith("bench run: error: ") and "no space left" in err[0]

@@ -165,3 +165,9 @@ class BiGRU(nn.Module):
         packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
         out, _ = self.gru(packed)
         return nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])[0]
+
+
+def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
+    """The mean of ``x [B, L, d]`` over the steps where ``mask [B, L]`` is True (a row with none gives zeros)."""
+    m = mask[..., None].to(x.dtype)
+    return (x * m).sum(1) / m.sum(1).clamp_min(1.0)

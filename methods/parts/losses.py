@@ -1,4 +1,5 @@
-"""Training objectives over the proposal scores: weak MIL (eq. 10), diversity (eq. 11), 2D-TAN's scaled-IoU BCE.
+"""Training objectives over the proposal scores: weak MIL (eq. 10), diversity (eq. 11), 2D-TAN's scaled-IoU BCE, and
+the batch partner that gives the weak losses their negative pairs.
 
 Scores are probabilities ``k = sigmoid(logit)`` over the scored candidates, ``[B, n_cand]``.
 """
@@ -14,7 +15,8 @@ from torch.nn import functional as F
 EPS = 1e-10
 MIL_PLATEAU = 4 * math.log(2)
 """Eq. 10's value when every score is the same constant 1/2 (its best constant): -2 log(1/2) - 2 log(1 - 1/2).
-A model that cannot tell matched from mismatched pairs sits here; logged as a diagnostic."""
+A model that cannot tell matched from mismatched pairs sits here; a reference value that the tests read
+(``tests/test_base.py``), not logged."""
 
 
 def top_r_mean(k: Tensor, r: int) -> Tensor:
@@ -56,3 +58,13 @@ def scaled_iou_targets(iou: Tensor, low: float = 0.5, high: float = 1.0) -> Tens
 def scaled_iou_bce(logits: Tensor, iou: Tensor, low: float = 0.5, high: float = 1.0) -> Tensor:
     """App. C.1 (SBase): binary cross-entropy between the scores and the scaled IoU of every candidate."""
     return F.binary_cross_entropy_with_logits(logits, scaled_iou_targets(iou, low, high))
+
+
+def partner(video_idx: Tensor) -> tuple[Tensor, Tensor]:
+    """The batch partner of the weak losses (Base's eq. 10, WSLLN, RTBPN): a random cyclic shift of the batch gives
+    each sample a partner ``other[b] != b``; ``distinct[b]`` is False where the partner shows the same video (not a
+    negative)."""
+    b = video_idx.shape[0]
+    shift = int(torch.randint(1, b, (1,))) if b > 1 else 0
+    other = torch.roll(torch.arange(b, device=video_idx.device), shift)
+    return other, video_idx[other] != video_idx

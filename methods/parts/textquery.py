@@ -1,7 +1,5 @@
-"""Text-query grounding methods (WSLLN, RTBPN, SCN): ASR transcripts as queries, the L_sem speech encoder in place
-of the text encoder, registration, the shared run.
-
-**ASR output as the query** (Table 1's cascaded rows ASR-WSLLN, ASR-SCN, ASR-RTBPN; App. B.3).
+"""The ASR-text swap: a copy of the grounding data whose queries are the words of ASR transcripts, for the cascaded
+rows (Table 1's ASR-WSLLN, ASR-SCN, ASR-RTBPN, Table 2's ASR-Base; App. B.3); and the text methods' word cut.
 
 A cascaded method grounds the ASR transcript of each spoken query with a text-based grounding network. The
 network and its word vectors are the same as on the gold text; only the words change. :func:`with_transcripts`
@@ -15,41 +13,23 @@ tokenised transcripts:
   (``bench.data.grounding``), so every query keeps at least one step for the recurrent encoders.
 
 The share of transcript tokens outside the vocabulary is returned per split and overall (:class:`OovStats`);
-:func:`asr_data` logs it as run parameters (``asr_oov_rate`` and ``asr_oov_rate_<split>``). The original data
-object is never modified: :func:`bench.data.grounding.load` shares it between every method of a process.
-
-**Registration** (:func:`register_pair`): each text method is registered twice, on the gold transcript
-(``<name>-text``: Table 9's bracketed numbers) and on the ASR output (``asr-<name>``: Table 1, Table 9), with
-the same network and configuration plus the nested ASR configuration. **The run** (:func:`run_text_grounding`):
-data (and transcripts), model, :class:`bench.train.Task`, :func:`bench.train.fit`, as Base does it.
-
-**The L_sem-pre-trained speech encoder as the query** (Table 1's WSLLN + L_sem and RTBPN + L_sem; §4.2: "we keep
-almost all architecture as same as the original backbones but replace the text encoder with the speech encoder").
-:func:`register_lsem` registers ``<name>+lsem``: the backbone's configuration with ``query = "features"`` and, as
-``asp``, the encoder configuration of ``base+lsem`` (:data:`methods.sil.SEM` at the profile's sizes), so the
-pre-training is the same cached stage as ``base+lsem``'s (same key: one build serves every row and seed) and the
-frozen features are the same cached encodings. :func:`speech_feature_data` adds them to every split as ``sem`` /
-``sem_len`` (SIL's :func:`methods.sil.with_speech_features`); the backbone reads them through a trainable FC layer
-(:class:`methods.parts.encoders.FeatureEncoder`) in place of its word vectors, then its own Bi-GRU (App. B.3's
-recipe for a frozen pre-trained encoder). Seeding follows SIL's (``asp.seeding``), and the run logs ``spread``.
+:func:`oov_params` turns it into run parameters (``asr_oov_rate`` and ``asr_oov_rate_<split>``), which
+``methods/cascade.py`` logs. The original data object is never modified: :func:`bench.data.grounding.load` shares it
+between every method of a process. This module imports no method and registers none: the cascades that use it are
+registered in ``methods/cascade.py``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from bench.data import grounding, loader
 from bench.data.world import tokenize
-from bench.run import RunContext, RunResult
-from bench.train import fit_grounding
-from methods.registry import MethodSpec, register
 
 
 @dataclass(frozen=True)
@@ -115,104 +95,9 @@ def oov_params(stats: dict[str, OovStats]) -> dict[str, Any]:
     return params
 
 
-def asr_data(ctx: Any, data: grounding.GroundingData, asr_cfg: Any) -> grounding.GroundingData:
-    """The grounding data on the ASR transcripts of ``methods.asr`` (the ASR stage is built on first use)."""
-    from methods import asr
-
-    new, stats = with_transcripts(data, asr.transcripts(ctx, asr_cfg))
-    ctx.log.log_params(oov_params(stats))
-    return new
-
-
-def profile_asr_config(profile: str) -> Any:
-    """``methods.asr.asr_config(profile)``, imported on use (methods.asr imports transformers, which is slow)."""
-    from methods import asr
-
-    return asr.asr_config(profile)
-
-
-# -- shared training pieces -------------------------------------------------------------------------------------
-
-
-def partner(video_idx: Tensor) -> tuple[Tensor, Tensor]:
-    """Base's negative sampling (``methods.base.weak_loss``): a random cyclic shift of the batch gives each sample a
-    partner ``other[b] != b``; ``distinct[b]`` is False where the partner shows the same video (not a negative)."""
-    b = video_idx.shape[0]
-    shift = int(torch.randint(1, b, (1,))) if b > 1 else 0
-    other = torch.roll(torch.arange(b, device=video_idx.device), shift)
-    return other, video_idx[other] != video_idx
-
-
 def clip_words(batch: dict[str, Tensor], max_words: int | None) -> tuple[Tensor, Tensor]:
     """The batch's words cut to the first ``max_words`` (RTBPN's and SCN's loaders keep at most 20)."""
     words, length = batch["words"], batch["words_len"]
     if max_words is None:
         return words, length
     return words[:, :max_words], length.clamp(max=max_words)
-
-
-def speech_feature_data(ctx: Any, data: grounding.GroundingData, asp_cfg: Any) -> grounding.GroundingData:
-    """The grounding data with each query's frozen speech features as ``sem`` / ``sem_len``: SIL's pre-training
-    stage of ``asp_cfg`` (built on first use, then reused) and its cached encodings, as ``methods.sil.run`` does."""
-    from methods import sil
-
-    asp_c = sil.pretrain_config(asp_cfg, ctx.seed)
-    ctx.log.log_params({"spread": sil.SPREAD[asp_cfg.seeding], "asp.pretrain_seed": asp_c.seed})
-    st, _ = sil.pretrain_stage(ctx, asp_c)
-    return sil.with_speech_features(ctx, data, st, asp_c)
-
-
-def run_text_grounding(
-    ctx: RunContext,
-    build: Callable[[grounding.GroundingData], nn.Module],
-    loss: Callable[[nn.Module, dict[str, Tensor]], tuple[Tensor, dict[str, float]]],
-    evaluate_split: Callable[[nn.Module, grounding.GroundingSplit, Path | None], dict[str, float]],
-) -> RunResult:
-    """Train on train, select on val, test once (``bench.train.fit``); on ASR transcripts for an ``asr-text`` spec,
-    on the frozen speech encoder's features for a ``speech`` one (``<name>+lsem``).
-
-    ``ctx.config`` needs ``n_clips``, ``train``, ``select_on`` and ``asr`` (and ``asp`` for a ``speech`` spec).
-    """
-    c = ctx.config
-    data = grounding.load(ctx.data, ctx.cache_dir, ctx.device, c.n_clips)
-    if ctx.spec.query == "asr-text":
-        data = asr_data(ctx, data, c.asr)
-    elif ctx.spec.query == "speech":
-        data = speech_feature_data(ctx, data, c.asp)
-    model = build(data).to(ctx.device)
-    ctx.log.log_params({"parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)})
-    return fit_grounding(ctx, model, lambda batch: loss(model, batch), data, c.train, c.select_on,
-                         lambda split, path: evaluate_split(model, split, path))  # fmt: skip
-
-
-def register_pair(name: str, title: str, run: Callable[[RunContext], RunResult], config: Callable[[str], Any],
-                  text_rows: tuple[str, ...], asr_rows: tuple[str, ...], description: str) -> None:  # fmt: skip
-    """Register ``<name>-text`` (gold transcript) and ``asr-<name>`` (ASR output, the same config + ``asr``)."""
-
-    def asr_config(profile: str) -> Any:
-        return dataclasses.replace(config(profile), asr=profile_asr_config(profile))
-
-    register(MethodSpec(f"{name}-text", f"{title} (gold text)", ("ground",), "gold-text", "weak", text_rows,
-                        f"{description}; on the gold transcript", run=run, config=config, issue=6))  # fmt: skip
-    register(MethodSpec(f"asr-{name}", f"ASR-{title}", ("asr", "ground"), "asr-text", "weak", asr_rows,
-                        f"{description}; on the ASR transcript", run=run, config=asr_config, issue=6))  # fmt: skip
-
-
-def lsem_encoder_config(profile: str) -> Any:
-    """The encoder configuration of ``base+lsem`` at ``profile``: L_sem alone (``methods.sil.SEM``)."""
-    from methods import sil
-
-    return sil.sil_config(profile, asp=sil.SEM).asp
-
-
-def register_lsem(name: str, title: str, run: Callable[[RunContext], RunResult], config: Callable[[str], Any],
-                  rows: tuple[str, ...], description: str) -> None:  # fmt: skip
-    """Register ``<name>+lsem``: the backbone on the frozen L_sem speech encoder's features (``query = "features"``),
-    pre-trained by the same cached stage as ``base+lsem``."""
-
-    def lsem_config(profile: str) -> Any:
-        return dataclasses.replace(config(profile), query="features", asp=lsem_encoder_config(profile))
-
-    register(MethodSpec(f"{name}+lsem", f"{title} + L_sem", ("pretrain", "ground"), "speech", "weak", rows,
-                        f"{description}; on the frozen L_sem speech encoder (FC + Bi-GRU in place of the word "
-                        "vectors)", run=run, config=lsem_config, issue=17))  # fmt: skip

@@ -1,0 +1,59 @@
+"""The cascades: the words of the ASR output as the query of a text grounding method (Table 1's ASR-WSLLN, ASR-SCN,
+ASR-RTBPN; Table 2's ASR-Base; App. B.3).
+
+Builds on: ``methods.asr`` (the wav2vec 2.0 ASR and its cached transcripts), ``methods.base``, ``methods.wslln``,
+``methods.rtbpn`` and ``methods.scn`` (the text networks it feeds). Each cascade is its text method's network and
+configuration on the gold text, plus the nested ASR configuration (``asr``); only the words change
+(:func:`methods.parts.textquery.with_transcripts`), and the run logs the transcripts' OOV rates.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+from bench.context import RunContext
+from bench.data import grounding
+from methods import base, rtbpn, scn, wslln
+from methods.parts import textquery
+from methods.spec import MethodSpec, register
+
+
+def profile_asr_config(profile: str) -> Any:
+    """``methods.asr.asr_config(profile)``, imported on use (methods.asr imports transformers, which is slow)."""
+    from methods import asr
+
+    return asr.asr_config(profile)
+
+
+def asr_data(ctx: RunContext, data: grounding.GroundingData) -> grounding.GroundingData:
+    """The grounding data on the ASR transcripts of ``ctx.config.asr`` (the ASR stage is built on first use)."""
+    from methods import asr
+
+    new, stats = textquery.with_transcripts(data, asr.transcripts(ctx, ctx.config.asr))
+    ctx.log.log_params(textquery.oov_params(stats))
+    return new
+
+
+def register_cascade(name: str, title: str, run: Callable[..., Any], config: Callable[[str], Any],
+                     description: str, rows: tuple[str, ...] = ()) -> None:  # fmt: skip
+    """Register ``asr-<name>``: ``run`` (which takes ``prepare``) on the ASR transcripts, ``config`` + ``asr``."""
+
+    def asr_config(profile: str) -> Any:
+        return dataclasses.replace(config(profile), asr=profile_asr_config(profile))
+
+    register(MethodSpec(f"asr-{name}", f"ASR-{title}", ("asr", "ground"), "asr-text", "weak", rows,
+                        description, run=partial(run, prepare=asr_data), config=asr_config, issue=6))  # fmt: skip
+
+
+register_cascade("base", "Base", base.run, partial(base.base_config, query="asr-text", supervision="weak"),
+                 "Base on the words of the ASR output (the cascade of Table 2): wav2vec2 CTC, then Base (gold-text "
+                 "form)", ("table2:asr-base",))  # fmt: skip
+register_cascade("scn", "SCN", scn.run, scn.scn_config, f"{scn.DESCRIPTION}; on the ASR transcript",
+                 ("table1:asr-scn", "table9:asr-scn"))  # fmt: skip
+register_cascade("wslln", "WSLLN", wslln.run, wslln.wslln_config, f"{wslln.DESCRIPTION}; on the ASR transcript",
+                 ("table1:asr-wslln", "table9:asr-wslln"))  # fmt: skip
+register_cascade("rtbpn", "RTBPN", rtbpn.run, rtbpn.rtbpn_config, f"{rtbpn.DESCRIPTION}; on the ASR transcript",
+                 ("table1:asr-rtbpn", "table9:asr-rtbpn"))  # fmt: skip
