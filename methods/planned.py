@@ -99,15 +99,6 @@ PLANNED: dict[str, MethodSpec] = {
         # end to end, weakly supervised
         _planned("base", "Base", ("ground",), "speech", "weak", 4, "Appendix A, no pre-training"),
         _planned(
-            "base+wav2vec2",
-            "Base + Wav2vec2.0",
-            ("pretrain", "ground"),
-            "speech",
-            "weak",
-            None,
-            "wav2vec 2.0 features as speech input",
-        ),
-        _planned(
             "base+vilt",
             "Base + VILT",
             ("pretrain", "ground"),

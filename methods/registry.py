@@ -66,6 +66,7 @@ _BUILTIN_MODULES: tuple[str, ...] = (
     "methods.vslnet",
     "methods.cascade",
     "methods.lsem",
+    "methods.w2v2",
 )
 
 

@@ -20,7 +20,7 @@ from bench.data import grounding, loader
 from methods import registry
 
 STAGED = ["sil", "sil-no-rob", "base+lsem", "sbase+asp", "asr-base", "asr-wslln", "asr-rtbpn", "asr-scn",
-          "asr-wav2vec2", "rtbpn+lsem"]  # fmt: skip
+          "asr-wav2vec2", "rtbpn+lsem", "base+wav2vec2"]  # fmt: skip
 
 
 def _run(name, data, cache, workdir, seed=0):
