@@ -36,6 +36,7 @@ fixed span chosen on train falls there (no long moments), while a method that re
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fcntl
 import hashlib
@@ -561,14 +562,15 @@ def read_meta(root: Path) -> dict[str, Any]:
     """A build's ``meta.json``; a build hashed under an older :data:`HASH_SCHEME` is hashed again and the file updated.
 
     Only the hash changes (the data are not rebuilt), so runs logged before and after such an update name the same
-    data by two hashes.
+    data by two hashes. A build this process cannot write to (a shared, read-only copy) is hashed on every open.
     """
     path = root / "meta.json"
     meta = json.loads(path.read_text())
     if meta.get("content_hash_scheme") != HASH_SCHEME:
         meta["content_hash"] = content_hash(root)
         meta["content_hash_scheme"] = HASH_SCHEME
-        atomic.write_text_atomic(path, json.dumps(meta, indent=2))
+        with contextlib.suppress(PermissionError):
+            atomic.write_text_atomic(path, json.dumps(meta, indent=2))
     return meta
 
 
