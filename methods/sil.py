@@ -109,7 +109,7 @@ from bench.data import corpus, grounding, loader
 from bench.train import Task, fit
 from methods import base
 from methods.parts import cif as ciflib
-from methods.parts import recipe
+from methods.parts import frozen, recipe
 from methods.parts.avcl import AVCL, avcl_clips, select_clips
 from methods.parts.encoders import Conv2dSubsampling, lengths_to_mask, masked_mean, sinusoid
 from methods.parts.words import FUNCTION_WORDS
@@ -611,31 +611,26 @@ def with_speech_features(ctx: RunContext, data: grounding.GroundingData, st: sta
                          batch_size: int = 32) -> grounding.GroundingData:  # fmt: skip
     """The grounding splits with each query's frozen ``S~`` as ``sem`` / ``sem_len``, encoded once per stage."""
     encoder = None
-    out = {}
-    for name, split_file in grounding.split_files(ctx.data).items():
-        split = data.split(name)
-        key = loader.content_key(st.key, data.content_hash, name, corpus.VERSION)
 
-        def build(split=split, split_file=split_file, name=name) -> loader.PaddedSplit:
-            nonlocal encoder
-            from tqdm import tqdm
+    def encode(name: str, split: grounding.GroundingSplit, wavs: dict[str, Path]) -> list[Tensor]:
+        nonlocal encoder
+        from tqdm import tqdm
 
-            encoder = encoder or load_encoder(st, c, ctx.device)
-            wavs = corpus.query_wavs(ctx.data, split_file)
-            rows = []
-            for lo in tqdm(range(0, len(split), batch_size), desc=f"encode {name}", unit="batch", leave=False):
-                qids = split.qids[lo : lo + batch_size]
-                items = [corpus.speech_item(wavs[q]) for q in qids]
-                b = loader.PaddedSplit.from_items(qids, items, ragged=("wave", "mel")).to(ctx.device).tensors
-                feats, lengths = encoder.features(b)
-                rows.extend(feats[i, : lengths[i]].cpu() for i in range(len(qids)))
-            return loader.PaddedSplit.from_items(split.qids, [{"sem": r} for r in rows], ragged=("sem",))
+        encoder = encoder or load_encoder(st, c, ctx.device)
+        rows = []
+        bars = dict(desc=f"encode {name}", unit="batch", leave=False, disable=None)
+        for lo in tqdm(range(0, len(split), batch_size), **bars):
+            qids = split.qids[lo : lo + batch_size]
+            items = [corpus.speech_item(wavs[q]) for q in qids]
+            b = loader.PaddedSplit.from_items(qids, items, ragged=("wave", "mel")).to(ctx.device).tensors
+            feats, lengths = encoder.features(b)
+            rows.extend(feats[i, : lengths[i]].cpu() for i in range(len(qids)))
+        return rows
 
-        sem = loader.featurize_cached(f"sem-{name}-{key}", Path(ctx.cache_dir) / "features", build, ctx.device)
-        queries = loader.PaddedSplit({**split.queries.tensors, **sem.tensors}, split.qids, split.queries.meta)
-        out[name] = grounding.GroundingSplit(name, queries, split.videos)
-    extra = {name: out.pop(name) for name in list(out) if name in data.extra_tests}
-    return dataclasses.replace(data, extra_tests=extra, **out)
+    def key(name: str) -> str:
+        return loader.content_key(st.key, data.content_hash, name, corpus.VERSION)
+
+    return frozen.with_query_features(ctx, data, "sem", key, encode)
 
 
 # -- grounding with AVCL (§3.4) ----------------------------------------------------------------------------------

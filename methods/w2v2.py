@@ -80,7 +80,6 @@ chose epoch 1 on val; val_2 R@1 IoU=0.5 = 20.84 against the prior's 30.37, test-
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from collections.abc import Iterator
@@ -96,12 +95,12 @@ from torch.nn import functional as F
 from bench import config as cfg
 from bench import dist, rng, stages
 from bench.context import RunContext, RunResult
-from bench.data import corpus, grounding, loader
+from bench.data import grounding, loader
 from bench.data.errors import DataError
 from bench.data.librispeech import SAMPLE_RATE, Utterance, load_audio
 from bench.train import Task, fit
 from methods import asr, base
-from methods.parts import recipe
+from methods.parts import frozen, recipe
 from methods.parts.encoders import FeatureEncoder, lengths_to_mask, sinusoid
 from methods.spec import MethodSpec, register
 
@@ -468,30 +467,24 @@ def with_features(ctx: RunContext, data: grounding.GroundingData, directory: Pat
     from tqdm import tqdm
 
     encoder = None
-    out = {}
-    for name, split_file in grounding.split_files(ctx.data).items():
-        split = data.split(name)
-        key = loader.content_key(tag, c.features, data.content_hash, name, FEATURES_VERSION)
 
-        def build(split=split, split_file=split_file, name=name) -> loader.PaddedSplit:
-            nonlocal encoder
-            encoder = encoder or load_encoder(directory, ctx.device)
-            wavs = corpus.query_wavs(ctx.data, split_file)
-            order = sorted(range(len(split)), key=lambda i: wavs[split.qids[i]].stat().st_size)  # similar lengths
-            rows: list[Tensor | None] = [None] * len(split)
-            for lo in tqdm(range(0, len(order), c.eval_batch_size), desc=f"w2v2 {name}", unit="batch", leave=False,
-                           disable=None):  # fmt: skip
-                idx = order[lo : lo + c.eval_batch_size]
-                waves = [load_audio(wavs[split.qids[i]], resample=True) for i in idx]
-                for i, r in zip(idx, encode(encoder, waves, c.features, ctx.device), strict=True):
-                    rows[i] = r
-            return loader.PaddedSplit.from_items(split.qids, [{"sem": r} for r in rows], ragged=("sem",))
+    def encode_split(name: str, split: grounding.GroundingSplit, wavs: dict[str, Path]) -> list[Tensor]:
+        nonlocal encoder
+        encoder = encoder or load_encoder(directory, ctx.device)
+        order = sorted(range(len(split)), key=lambda i: wavs[split.qids[i]].stat().st_size)  # similar lengths
+        rows: list[Tensor | None] = [None] * len(split)
+        for lo in tqdm(range(0, len(order), c.eval_batch_size), desc=f"w2v2 {name}", unit="batch", leave=False,
+                       disable=None):  # fmt: skip
+            idx = order[lo : lo + c.eval_batch_size]
+            waves = [load_audio(wavs[split.qids[i]], resample=True) for i in idx]
+            for i, r in zip(idx, encode(encoder, waves, c.features, ctx.device), strict=True):
+                rows[i] = r
+        return rows  # type: ignore[return-value]
 
-        sem = loader.featurize_cached(f"w2v2-{name}-{key}", Path(ctx.cache_dir) / "features", build, ctx.device)
-        queries = loader.PaddedSplit({**split.queries.tensors, **sem.tensors}, split.qids, split.queries.meta)
-        out[name] = grounding.GroundingSplit(name, queries, split.videos)
-    extra = {name: out.pop(name) for name in list(out) if name in data.extra_tests}
-    return dataclasses.replace(data, extra_tests=extra, **out)
+    def key(name: str) -> str:
+        return loader.content_key(tag, c.features, data.content_hash, name, FEATURES_VERSION)
+
+    return frozen.with_query_features(ctx, data, "w2v2", key, encode_split)
 
 
 # -- grounding -----------------------------------------------------------------------------------------------------
