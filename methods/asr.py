@@ -167,12 +167,11 @@ def new_processor(directory: Path) -> Any:
     return Wav2Vec2Processor(feature_extractor=extractor, tokenizer=tokenizer)
 
 
-def new_model(c: ASRConfig, vocab_size: int = len(VOCAB)) -> Any:
-    """A randomly initialised ``Wav2Vec2ForCTC`` of ``c``'s size (blank = ``<pad>`` = id 0)."""
-    from transformers import Wav2Vec2Config, Wav2Vec2ForCTC
-
-    config = Wav2Vec2Config(
-        vocab_size=vocab_size,
+def architecture(c: Any) -> dict[str, Any]:
+    """The ``Wav2Vec2Config`` fields of the encoder's shape, from a config with the fields of :class:`ASRConfig`'s
+    sizes: the layer-norm conv feature encoder (see the module docstring) and the stable-layer-norm Transformer.
+    The CTC model here and Base + Wav2vec2.0's pre-training model (``methods/w2v2.py``) share it."""
+    return dict(
         hidden_size=c.hidden,
         num_hidden_layers=c.layers,
         num_attention_heads=c.heads,
@@ -185,6 +184,16 @@ def new_model(c: ASRConfig, vocab_size: int = len(VOCAB)) -> Any:
         do_stable_layer_norm=True,
         num_conv_pos_embeddings=c.pos_conv,
         num_conv_pos_embedding_groups=c.pos_groups,
+    )
+
+
+def new_model(c: ASRConfig, vocab_size: int = len(VOCAB)) -> Any:
+    """A randomly initialised ``Wav2Vec2ForCTC`` of ``c``'s size (blank = ``<pad>`` = id 0)."""
+    from transformers import Wav2Vec2Config, Wav2Vec2ForCTC
+
+    config = Wav2Vec2Config(
+        vocab_size=vocab_size,
+        **architecture(c),
         hidden_dropout=c.dropout,
         attention_dropout=c.dropout,
         activation_dropout=c.dropout,

@@ -195,18 +195,7 @@ def new_model(c: W2V2Config) -> Any:
     from transformers import Wav2Vec2Config, Wav2Vec2ForPreTraining
 
     config = Wav2Vec2Config(
-        hidden_size=c.hidden,
-        num_hidden_layers=c.layers,
-        num_attention_heads=c.heads,
-        intermediate_size=c.ff,
-        conv_dim=tuple(c.conv_dim),
-        conv_kernel=tuple(c.conv_kernel),
-        conv_stride=tuple(c.conv_stride),
-        conv_bias=True,
-        feat_extract_norm="layer",
-        do_stable_layer_norm=True,
-        num_conv_pos_embeddings=c.pos_conv,
-        num_conv_pos_embedding_groups=c.pos_groups,
+        **asr.architecture(c),
         hidden_dropout=c.dropout,
         attention_dropout=c.dropout,
         activation_dropout=0.0,
