@@ -288,15 +288,11 @@ def cmd_methods(args: argparse.Namespace) -> int:
     from bench import tables
     from methods import registry
 
-    in_tables: dict[str, list[str]] = {}
-    for t in tables.load_all():
-        for r in t.rows:
-            if r.method:
-                in_tables.setdefault(r.method, []).append(str(t.number))
+    rows, methods = tables.rows_by_method(), registry.all_methods()
     print(f"{'method':22s} {'status':18s} {'query':10s} {'superv.':8s} {'stages':22s} tables")
-    for name, spec in registry.all_methods().items():
+    for name, spec in methods.items():
         status = "runs" if spec.implemented else (f"planned (#{spec.issue})" if spec.issue else "planned")
-        where = ",".join(dict.fromkeys(in_tables.get(name, []))) or (
+        where = ",".join(dict.fromkeys(str(number) for number, _ in rows.get(name, ()))) or (
             "all (blind)"
             if name in tables.BLIND_METHODS
             else "report (blind)"
@@ -306,6 +302,10 @@ def cmd_methods(args: argparse.Namespace) -> int:
         print(
             f"{name:22s} {status:18s} {spec.query:10s} {spec.supervision:8s} {'+'.join(spec.stages) or '-':22s} {where}"
         )
+    undescribed = [name for name in tables.named_methods() if name not in methods]
+    if undescribed:
+        print(f"bench methods: the tables name {', '.join(undescribed)}, which nothing registers and "
+              f"{registry.PLANNED_PATH} does not describe: register each, or describe it there", file=sys.stderr)
     return 0
 
 

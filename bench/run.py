@@ -109,16 +109,16 @@ def methods_to_run(method: str | None, table: int | None, dataset: str | None = 
             return [spec]
         done = tracking.finished_runs({"dataset": dataset, "profile": profile})
         have = set(done["params.method"]) if len(done) else set()
-        blind = [registry.get(m) for m in tables.BLIND_METHODS if m not in have and m != method]
-        return [spec, *[s for s in blind if s.implemented]]
+        registered = registry.registered()
+        return [spec, *[registered[m] for m in tables.BLIND_METHODS if m in registered and m not in have | {method}]]
     spec_table = tables.load_table(table)
     names = [r.method for r in spec_table.rows if r.method and not annotations_only]
     if spec_table.is_grounding:
         names += list(tables.BLIND_METHODS)
         if not annotations_only:
             names += [m for m in tables.REFERENCE_METHODS if m != "oracle-concept" or dataset in (None, "synth")]
-    specs = [registry.get(n) for n in dict.fromkeys(names)]
-    return [s for s in specs if s.implemented]
+    registered = registry.registered()  # the implemented ones: the others are planned
+    return [registered[n] for n in dict.fromkeys(names) if n in registered]
 
 
 def run(

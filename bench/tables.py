@@ -245,6 +245,37 @@ def load_all() -> list[Table]:
     return [load_table(n) for n in TABLE_NUMBERS]
 
 
+def rows_by_method() -> dict[str, tuple[tuple[int, str], ...]]:
+    """Every method the tables name -> the rows it fills, ``(table number, row id)`` in table order, then row order.
+
+    The one place that says which method fills which row (issue 16): a method's ``MethodSpec.rows``, the
+    ``wsvg.rows`` tag of its runs and the tables column of ``bench methods`` are all read from here, so a row typed
+    into ``tables/*.toml`` is a row of its method without a second list to keep in step.
+    """
+    out: dict[str, list[tuple[int, str]]] = {}
+    for table in load_all():
+        for row in table.rows:
+            if row.method:
+                out.setdefault(row.method, []).append((table.number, row.id))
+    return {method: tuple(rows) for method, rows in out.items()}
+
+
+def named_methods() -> dict[str, Path]:
+    """Every method the tables and ``figures.toml`` name -> the first file that names it, in table order, then
+    the figures' curves: the methods that are runnable or planned (``methods.registry``)."""
+    out = {method: table_path(rows[0][0]) for method, rows in rows_by_method().items()}
+    path = TABLES_DIR / "figures.toml"
+    try:
+        figures = tomllib.loads(path.read_text(encoding="utf-8"))["figures"]
+        curves = [series["method"] for figure in figures for series in figure["series"]]
+    except (OSError, tomllib.TOMLDecodeError, KeyError, TypeError) as err:
+        raise ValueError(f"{path}: cannot read the figures' methods ({type(err).__name__}: {err}); see "
+                         "tables/README.md") from None  # fmt: skip
+    for method in curves:
+        out.setdefault(method, path)
+    return out
+
+
 # ----------------------------------------------------------------------------------------------------
 # Joining runs
 

@@ -580,7 +580,6 @@ register(
         ("asr",),
         "speech",
         "none",
-        ("table8:asr-wav2vec2",),
         "Wav2Vec2ForCTC (trained from scratch offline, or a local checkpoint); WER on the test speech (Table 8)",
         run=run,
         config=asr_config,

@@ -216,22 +216,21 @@ def run(ctx: RunContext, prepare: recipe.Prepare | None = None) -> RunResult:
     return recipe.ground(ctx, c, build, weak_loss if c.supervision == "weak" else full_loss, prepare=prepare)
 
 
-def _spec(name: str, title: str, query: str, supervision: str, rows: tuple[str, ...], desc: str) -> MethodSpec:
-    return MethodSpec(name, title, ("ground",), query, supervision, rows, desc, run=run,
+def _spec(name: str, title: str, query: str, supervision: str, desc: str) -> MethodSpec:
+    return MethodSpec(name, title, ("ground",), query, supervision, desc, run=run,
                       config=partial(base_config, query=query, supervision=supervision), issue=4)  # fmt: skip
 
 
-register(_spec("base", "Base", "speech", "weak", ("table1:base", "table3:base"), "App. A, no pre-training"))
+register(_spec("base", "Base", "speech", "weak", "App. A, no pre-training"))
 register(
     _spec(
         "base-text",
         "Base (gold text)",
         "gold-text",
         "weak",
-        (),
         "Base with word vectors + Bi-GRU over the gold transcript: the ceiling for speech",
     )
 )
 register(
-    _spec("sbase", "SBase", "speech", "full", ("table10:sbase",), "the Base network trained with scaled-IoU BCE (C.1)")
+    _spec("sbase", "SBase", "speech", "full", "the Base network trained with scaled-IoU BCE (C.1)")
 )

@@ -50,7 +50,6 @@ from bench.context import RunContext, RunResult
 from bench.data.activitynet import Moment, read_captions
 from bench.data.errors import SkipPolicy
 from methods.parts.proposals import N_CLIPS, candidate_spans
-from methods.planned import PLANNED
 from methods.spec import MethodSpec, register
 
 TRAIN, VAL, TEST = "train", "val_1", "val_2"
@@ -331,15 +330,7 @@ def run_whole_video(ctx: RunContext) -> RunResult:
 
 
 def specs() -> tuple[MethodSpec, ...]:
-    """The blind methods and their variants, in the order the report lists them.
-
-    ``random``, ``prior`` and ``whole-video`` carry the titles and descriptions of their
-    :data:`methods.registry.PLANNED` entries; the variants say what they change.
-    """
-
-    def planned(name: str, run: Callable[[RunContext], RunResult], config: Callable[[str], object]) -> MethodSpec:
-        return blind_spec(name, PLANNED[name].title, PLANNED[name].description, run, config)
-
+    """The blind methods and their variants, in the order the report lists them; the variants say what they change."""
     priors = [
         blind_spec(
             prior_method(metric),
@@ -359,11 +350,15 @@ def specs() -> tuple[MethodSpec, ...]:
         partial(random_config, space="continuous"),
     )
     return (
-        planned("random", run_random, random_config),
+        blind_spec("random", "Random proposal", "uniform over the 2D-TAN candidate set, averaged over many draws",
+                   run_random, random_config),  # fmt: skip
         continuous,
-        planned("prior", run_prior, prior_config),
+        blind_spec("prior", "Fixed-moment prior",
+                   "the single span (fractions of the duration) that maximises a metric on train", run_prior,
+                   prior_config),  # fmt: skip
         *priors,
-        planned("whole-video", run_whole_video, whole_video_config),
+        blind_spec("whole-video", "Whole video", "predicts [0, duration] for every query", run_whole_video,
+                   whole_video_config),  # fmt: skip
     )
 
 
@@ -382,7 +377,6 @@ def blind_spec(
         stages=(),
         query="none",
         supervision="none",
-        rows=(),
         description=description,
         run=run,
         config=config,

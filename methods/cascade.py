@@ -38,22 +38,19 @@ def asr_data(ctx: RunContext, data: grounding.GroundingData) -> grounding.Ground
 
 
 def register_cascade(name: str, title: str, run: Callable[..., Any], config: Callable[[str], Any],
-                     description: str, rows: tuple[str, ...] = ()) -> None:  # fmt: skip
+                     description: str) -> None:  # fmt: skip
     """Register ``asr-<name>``: ``run`` (which takes ``prepare``) on the ASR transcripts, ``config`` + ``asr``."""
 
     def asr_config(profile: str) -> Any:
         return dataclasses.replace(config(profile), asr=profile_asr_config(profile))
 
-    register(MethodSpec(f"asr-{name}", f"ASR-{title}", ("asr", "ground"), "asr-text", "weak", rows,
-                        description, run=partial(run, prepare=asr_data), config=asr_config, issue=6))  # fmt: skip
+    register(MethodSpec(f"asr-{name}", f"ASR-{title}", ("asr", "ground"), "asr-text", "weak", description,
+                        run=partial(run, prepare=asr_data), config=asr_config, issue=6))  # fmt: skip
 
 
 register_cascade("base", "Base", base.run, partial(base.base_config, query="asr-text", supervision="weak"),
                  "Base on the words of the ASR output (the cascade of Table 2): wav2vec2 CTC, then Base (gold-text "
-                 "form)", ("table2:asr-base",))  # fmt: skip
-register_cascade("scn", "SCN", scn.run, scn.scn_config, f"{scn.DESCRIPTION}; on the ASR transcript",
-                 ("table1:asr-scn", "table9:asr-scn"))  # fmt: skip
-register_cascade("wslln", "WSLLN", wslln.run, wslln.wslln_config, f"{wslln.DESCRIPTION}; on the ASR transcript",
-                 ("table1:asr-wslln", "table9:asr-wslln"))  # fmt: skip
-register_cascade("rtbpn", "RTBPN", rtbpn.run, rtbpn.rtbpn_config, f"{rtbpn.DESCRIPTION}; on the ASR transcript",
-                 ("table1:asr-rtbpn", "table9:asr-rtbpn"))  # fmt: skip
+                 "form)")  # fmt: skip
+register_cascade("scn", "SCN", scn.run, scn.scn_config, f"{scn.DESCRIPTION}; on the ASR transcript")
+register_cascade("wslln", "WSLLN", wslln.run, wslln.wslln_config, f"{wslln.DESCRIPTION}; on the ASR transcript")
+register_cascade("rtbpn", "RTBPN", rtbpn.run, rtbpn.rtbpn_config, f"{rtbpn.DESCRIPTION}; on the ASR transcript")

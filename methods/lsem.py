@@ -40,19 +40,19 @@ def lsem_encoder_config(profile: str) -> Any:
     return sil.sil_config(profile, asp=sil.SEM).asp
 
 
-def register_lsem(name: str, title: str, run: Callable[..., Any], config: Callable[[str], Any], description: str,
-                  rows: tuple[str, ...] = ()) -> None:  # fmt: skip
+def register_lsem(name: str, title: str, run: Callable[..., Any], config: Callable[[str], Any],
+                  description: str) -> None:  # fmt: skip
     """Register ``<name>+lsem``: the backbone on the frozen L_sem speech encoder's features (``query = "features"``),
     pre-trained by the same cached stage as ``base+lsem``."""
 
     def lsem_config(profile: str) -> Any:
         return dataclasses.replace(config(profile), query="features", asp=lsem_encoder_config(profile))
 
-    register(MethodSpec(f"{name}+lsem", f"{title} + L_sem", ("pretrain", "ground"), "speech", "weak", rows,
+    register(MethodSpec(f"{name}+lsem", f"{title} + L_sem", ("pretrain", "ground"), "speech", "weak",
                         f"{description}; on the frozen L_sem speech encoder (FC + Bi-GRU in place of the word "
                         "vectors)", run=partial(run, prepare=speech_feature_data), config=lsem_config,
                         issue=17))  # fmt: skip
 
 
-register_lsem("wslln", "WSLLN", wslln.run, wslln.wslln_config, wslln.DESCRIPTION, ("table1:wslln+lsem",))
-register_lsem("rtbpn", "RTBPN", rtbpn.run, rtbpn.rtbpn_config, rtbpn.DESCRIPTION, ("table1:rtbpn+lsem",))
+register_lsem("wslln", "WSLLN", wslln.run, wslln.wslln_config, wslln.DESCRIPTION)
+register_lsem("rtbpn", "RTBPN", rtbpn.run, rtbpn.rtbpn_config, rtbpn.DESCRIPTION)

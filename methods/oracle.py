@@ -110,7 +110,6 @@ register(
         ("ground",),
         "concept",
         "none",
-        (),
         "reference, not a method: the true concept's prototype as a matched filter over Base's candidates "
         "(synthetic data only)",
         run=run,

@@ -269,8 +269,7 @@ def run(ctx: RunContext, prepare: recipe.Prepare | None = None) -> RunResult:
 
 
 register(MethodSpec("rtbpn-text", "RTBPN (gold text)", ("ground",), "gold-text", "weak",
-                    ("table9:rtbpn-text", "table6:rtbpn-text"), f"{DESCRIPTION}; on the gold transcript", run=run,
-                    config=rtbpn_config, issue=6))  # fmt: skip
+                    f"{DESCRIPTION}; on the gold transcript", run=run, config=rtbpn_config, issue=6))  # fmt: skip
 register(
     MethodSpec(
         "rtbpn-text+avcl",
@@ -278,7 +277,6 @@ register(
         ("ground",),
         "gold-text",
         "weak",
-        ("table6:rtbpn-text+avcl",),
         "RTBPN with SIL's acoustic-visual contrastive loss (AVCL, §3.4) on the gold transcript",
         run=run,
         config=lambda profile: rtbpn_config(profile, avcl=True),

@@ -335,5 +335,5 @@ def run(ctx: RunContext, prepare: recipe.Prepare | None = None) -> RunResult:
     return recipe.ground(ctx, c, build, scn_loss, evaluate_split, prepare)
 
 
-register(MethodSpec("scn-text", "SCN (gold text)", ("ground",), "gold-text", "weak", ("table9:scn-text",),
+register(MethodSpec("scn-text", "SCN (gold text)", ("ground",), "gold-text", "weak",
                     f"{DESCRIPTION}; on the gold transcript", run=run, config=scn_config, issue=6))  # fmt: skip

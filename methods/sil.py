@@ -697,13 +697,13 @@ def run(ctx: RunContext) -> RunResult:
 # -- the registry: SIL and every ablation ------------------------------------------------------------------------
 
 
-def _spec(name: str, title: str, rows: tuple[str, ...], desc: str, asp: dict | None = None, **kw) -> MethodSpec:
+def _spec(name: str, title: str, desc: str, asp: dict | None = None, **kw) -> MethodSpec:
     supervision = kw.get("supervision", "weak")
 
     def config(profile: str) -> SILConfig:
         return sil_config(profile, asp=asp, **kw)
 
-    return MethodSpec(name, title, ("pretrain", "ground"), "speech", supervision, rows, desc, run=run, config=config,
+    return MethodSpec(name, title, ("pretrain", "ground"), "speech", supervision, desc, run=run, config=config,
                       issue=5)  # fmt: skip
 
 
@@ -713,13 +713,11 @@ for _s in [
     _spec(
         "sil",
         "SIL (Base + L_AVCL, L_ASP)",
-        ("table1:sil", "table3:sil", "table4:sil", "table11:sil"),
         "the full method: ASP pre-training and AVCL",
     ),
     _spec(
         "base+lsem",
         "Base + L_sem",
-        ("table1:base+lsem", "table3:base+lsem", "table5:base+lsem"),
         "Base with only the semantic task as pre-training",
         asp=SEM,
         **NO_AVCL,
@@ -727,47 +725,42 @@ for _s in [
     _spec(
         "base+asp",
         "Base + L_ASP",
-        ("table1:base+asp", "table5:base+asp"),
         "Base with the full ASP pre-training, no AVCL",
         **NO_AVCL,
     ),
     _spec(
         "base+lconc+lsem",
         "Base + L_conc + L_sem",
-        ("table3:base+lconc+lsem",),
         "Table 3 row 3",
         asp=dict(domains="freq", rob=False),
         **NO_AVCL,
     ),
-    _spec("base+lsem+avcl", "Base + L_sem + L_AVCL", ("table3:base+lsem+avcl",), "Table 3 row 4", asp=SEM),
+    _spec("base+lsem+avcl", "Base + L_sem + L_AVCL", "Table 3 row 4", asp=SEM),
     # Table 3 row 5: one input (Figure 4: "only uses frequency- or time-based features without training of robustness
     # task"), so it differs from row 3 by L_AVCL and from row 4 by L_conc; row 6 (SIL) adds L_rob and, with it, the
     # time-domain input (eq. 1 needs both). The same configuration as Figure 4's sil-freq-only.
     _spec(
         "sil-no-rob",
         "SIL without L_rob",
-        ("table3:sil-no-rob",),
         "Table 3 row 5: log-mel input only, no robustness task (as Figure 4's frequency-only ablation)",
         asp=dict(domains="freq", rob=False),
     ),
     _spec(
         "sil-both-no-rob",
         "SIL, both inputs without L_rob",
-        (),
         "both domains encoded side by side without eq. 1: between Table 3's rows 5 and 6, it adds the time-domain "
         "input alone",
         asp=dict(rob=False),
     ),
     _spec(
-        "sil-data10", "SIL, 10 % pre-training data", ("table4:sil-data10",), "Table 4", asp=dict(corpus_subset="10%")
+        "sil-data10", "SIL, 10 % pre-training data", "Table 4", asp=dict(corpus_subset="10%")
     ),
     _spec(
-        "sil-data50", "SIL, 50 % pre-training data", ("table4:sil-data50",), "Table 4", asp=dict(corpus_subset="50%")
+        "sil-data50", "SIL, 50 % pre-training data", "Table 4", asp=dict(corpus_subset="50%")
     ),
     _spec(
         "base-pooladd+lsem",
         "Pool+Add fusion, without L_conc",
-        ("table5:base-pooladd+lsem",),
         "Table 5: Pool+Add fusion over the L_sem encoder",
         asp=SEM,
         fusion="pool-add",
@@ -776,7 +769,6 @@ for _s in [
     _spec(
         "base-pooladd+asp",
         "Pool+Add fusion, with L_conc",
-        ("table5:base-pooladd+asp",),
         "Table 5: Pool+Add fusion over the L_ASP encoder",
         fusion="pool-add",
         **NO_AVCL,
@@ -784,38 +776,33 @@ for _s in [
     _spec(
         "sil-no-location",
         "SIL without location-based selection",
-        ("table11:sil-no-location",),
         "Table 11",
         location=False,
     ),
-    _spec("sil-no-score", "SIL without score-based mining", ("table11:sil-no-score",), "Table 11", score=False),
+    _spec("sil-no-score", "SIL without score-based mining", "Table 11", score=False),
     _spec(
         "sil-freq-only",
         "SIL, frequency-domain input only",
-        (),
         "Figure 4: log-mel only, no robustness task",
         asp=dict(domains="freq", rob=False),
     ),
     _spec(
         "sil-time-only",
         "SIL, time-domain input only",
-        (),
         "Figure 4: wave only, no robustness task",
         asp=dict(domains="time", rob=False),
     ),
     _spec(
         "base+ldis",
         "Base + L_dis-s + L_dis-w (MSE distillation)",
-        (),
         "Figure 5(a)",
         asp=dict(SEM, ctc=True, seq=False, word=False, dis=True),
         **NO_AVCL,
     ),
-    _spec("base+lseq", "Base + L_seq", (), "Figure 5(a)", asp=dict(SEM, ctc=True, seq=True, word=False), **NO_AVCL),
+    _spec("base+lseq", "Base + L_seq", "Figure 5(a)", asp=dict(SEM, ctc=True, seq=True, word=False), **NO_AVCL),
     _spec(
         "base+lseq+lword",
         "Base + L_seq + L_word",
-        (),
         "Figure 5(a); with the CTC warm-up this is Base + L_sem",
         asp=SEM,
         **NO_AVCL,
@@ -823,7 +810,6 @@ for _s in [
     _spec(
         "sbase+asp",
         "SBase + ASP",
-        ("table10:sbase+asp",),
         "SBase with the ASP-pre-trained encoder (Table 10)",
         supervision="full",
         **NO_AVCL,

@@ -22,10 +22,11 @@ SUPERVISIONS: tuple[str, ...] = ("weak", "full", "none")
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """What the harness and the tables need to know about a method, without building it.
+    """What the harness needs to know about a method, without building it.
 
     ``run`` is the method's entry point: ``run(ctx) -> RunResult`` (see :mod:`bench.run`); it is
-    ``None`` for planned methods. ``config`` maps a profile name to the method's typed configuration.
+    ``None`` for planned methods. ``config`` maps a profile name to the method's typed configuration. The rows a
+    method fills are not a field: :attr:`rows` reads them from the tables, the one place that says so (issue 16).
     """
 
     name: str
@@ -33,7 +34,6 @@ class MethodSpec:
     stages: tuple[str, ...]
     query: str
     supervision: str
-    rows: tuple[str, ...] = ()
     description: str = ""
     run: Callable[..., Any] | None = None
     config: Callable[[str], Any] | None = None
@@ -60,6 +60,13 @@ class MethodSpec:
     @property
     def implemented(self) -> bool:
         return self.run is not None
+
+    @property
+    def rows(self) -> tuple[str, ...]:
+        """The table rows this method fills, ``tableN:row-id`` in table order, as ``tables/*.toml`` name them."""
+        from bench import tables  # on use: registering a method reads no table
+
+        return tuple(f"table{number}:{row}" for number, row in tables.rows_by_method().get(self.name, ()))
 
 
 _REGISTRY: dict[str, MethodSpec] = {}

@@ -157,6 +157,6 @@ def run(ctx: RunContext) -> RunResult:
     return recipe.ground(ctx, c, build, tan_loss, evaluate_split)
 
 
-register(MethodSpec("2dtan-text", "2D-TAN (gold text)", ("ground",), "gold-text", "full", (),
+register(MethodSpec("2dtan-text", "2D-TAN (gold text)", ("ground",), "gold-text", "full",
                     "reference, not a paper row: 2D-TAN's proposal map with Hadamard fusion and scaled-IoU BCE on the "
                     "gold transcript", run=run, config=tan_config, issue=14))  # fmt: skip

@@ -526,7 +526,6 @@ register(
         ("pretrain", "ground"),
         "speech",
         "weak",
-        ("table1:base+wav2vec2",),
         "Base on a frozen wav2vec 2.0 encoder (Wav2Vec2ForPreTraining on the corpus, or a local checkpoint)",
         run=run,
         config=method_config,

@@ -167,5 +167,5 @@ def run(ctx: RunContext, prepare: recipe.Prepare | None = None) -> RunResult:
     return recipe.ground(ctx, c, build, wslln_loss, prepare=prepare)
 
 
-register(MethodSpec("wslln-text", "WSLLN (gold text)", ("ground",), "gold-text", "weak", ("table9:wslln-text",),
+register(MethodSpec("wslln-text", "WSLLN (gold text)", ("ground",), "gold-text", "weak",
                     f"{DESCRIPTION}; on the gold transcript", run=run, config=wslln_config, issue=6))  # fmt: skip

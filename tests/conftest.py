@@ -102,7 +102,6 @@ def toy_method(monkeypatch):
         stages=("ground",),
         query="speech",
         supervision="weak",
-        rows=("table1:base",),
         run=shift_run,
         config=lambda profile: ShiftConfig(),
     )

@@ -74,17 +74,16 @@ def toy_run(ctx: RunContext) -> RunResult:
 
 def register() -> None:
     """The stand-ins, as ``tests/conftest.py``'s ``toy_method`` installs them, for a process of its own."""
-    registry._REGISTRY.clear()
-    registry._REGISTRY["base"] = registry.MethodSpec(
+    registry._REGISTRY.clear()  # the real methods stay out: only the stand-in is registered
+    registry.register(registry.MethodSpec(
         name="base",
         title="Base (killable test stand-in)",
         stages=("ground",),
         query="speech",
         supervision="weak",
-        rows=("table1:base",),
         run=toy_run,
         config=lambda profile: ToyConfig(),
-    )
+    ))
     registry._loaded = True
     datasets.register(datasets.DatasetSpec("synth", "toy stand-in", open=lambda profile, device: ToyData()))
 

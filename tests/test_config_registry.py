@@ -82,7 +82,7 @@ def test_every_table_row_names_a_registered_or_planned_method():
                 continue
             assert row.method in known, f"table {table.number} row {row.id} names unknown method {row.method}"
             spec = known[row.method]
-            assert spec.implemented or row.method in registry.PLANNED
+            assert spec.implemented or row.method in registry.planned()
 
 
 def test_registry_rejects_bad_specs_and_duplicates(monkeypatch):
@@ -121,3 +121,94 @@ def test_every_paper_method_is_known_with_stages_query_and_supervision():
         assert name in methods
     assert methods["sil"].stages == ("pretrain", "ground") and methods["sil"].supervision == "weak"
     assert methods["asr-rtbpn"].query == "asr-text" and methods["vslnet"].supervision == "full"
+
+
+# -- the rows and the planned methods come from the tables (issue 16) ----------------------------------------------
+
+
+@pytest.fixture
+def own_tables(tmp_path, monkeypatch):
+    """A copy of ``tables/`` and of ``methods/planned.toml`` that a test may edit; the registry reads the copies."""
+    folder = tmp_path / "tables"
+    folder.mkdir()
+    for path in tables.TABLES_DIR.glob("*.toml"):
+        (folder / path.name).write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
+    planned = tmp_path / "planned.toml"
+    planned.write_text(registry.PLANNED_PATH.read_text(encoding="utf-8"), encoding="utf-8")
+    monkeypatch.setattr(tables, "TABLES_DIR", folder)
+    monkeypatch.setattr(registry, "PLANNED_PATH", planned)
+    return folder, planned
+
+
+def add_row(folder, number: int, row_id: str, method: str) -> None:
+    path = folder / f"table{number:02d}.toml"
+    path.write_text(path.read_text() + f'\n[[rows]]\nid = "{row_id}"\nmethod = "{method}"\nlabel = "x"\ninfo = {{}}\n')
+
+
+def test_a_method_fills_the_rows_the_tables_give_it():
+    # the rows that drifted while they were a second list: SIL's in Tables 2 and 9, ASR-RTBPN's in Table 2
+    assert registry.get("sil").rows == ("table1:sil", "table2:sil", "table3:sil", "table4:sil", "table9:sil",
+                                        "table11:sil")  # fmt: skip
+    assert registry.get("asr-rtbpn").rows == ("table1:asr-rtbpn", "table2:asr-rtbpn", "table9:asr-rtbpn")
+    assert registry.get("base").rows == ("table1:base", "table3:base")
+    assert registry.get("base-text").rows == () and registry.get("sil-freq-only").rows == ()  # a reference, a figure
+    assert tables.rows_by_method()["vgcl"] == ((1, "vgcl"), (10, "vgcl"))
+
+
+def test_a_row_added_to_a_table_is_a_row_of_its_method(own_tables):
+    folder, _ = own_tables
+    add_row(folder, 5, "base-again", "base")
+    assert registry.get("base").rows == ("table1:base", "table3:base", "table5:base-again")
+
+
+def test_planned_means_named_by_the_tables_and_registered_by_nothing(capsys):
+    registered = registry.registered()
+    named = [m for m in tables.named_methods() if m not in registered]
+    assert list(registry.planned()) == named == ["vgcl", "base+vilt", "base+lut"]
+    assert all(not s.implemented for s in registry.planned().values())
+    assert registry.get("vgcl").supervision == "full" and registry.get("vgcl").issue is None
+    from bench import cli
+
+    assert cli.main(["methods"]) == 0
+    lines = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[1:]}
+    assert lines["vgcl"] == ["vgcl", "planned", "speech", "full", "pretrain+ground", "1,10"]
+    assert lines["base+lut"][1:3] == ["planned", "speech"] and lines["base"][1] == "runs"
+
+
+def test_a_new_table_row_makes_a_planned_method_once_described(own_tables, capsys):
+    folder, planned = own_tables
+    add_row(folder, 3, "newnet", "newnet")
+    with pytest.raises(ValueError, match=r"table03\.toml names method 'newnet'.*add \['newnet'\] to planned\.toml"):
+        registry.get("newnet")
+    from bench import cli
+
+    assert cli.main(["methods"]) == 0
+    shown = capsys.readouterr()
+    assert "newnet" not in shown.out.split() and "the tables name newnet, which nothing registers" in shown.err
+    planned.write_text(planned.read_text() + '\n["newnet"]\ntitle = "NewNet"\nstages = ["ground"]\nquery = "speech"\n'
+                       'supervision = "weak"\nissue = 99\ndescription = "a test row"\n')  # fmt: skip
+    spec = registry.get("newnet")
+    assert (spec.title, spec.stages, spec.issue, spec.implemented, spec.rows) == (
+        "NewNet", ("ground",), 99, False, ("table3:newnet",))
+    assert cli.main(["methods"]) == 0
+    line = [ln.split() for ln in capsys.readouterr().out.splitlines() if ln.startswith("newnet ")]
+    assert line == [["newnet", "planned", "(#99)", "speech", "weak", "ground", "3"]]
+
+
+def test_planned_toml_holds_only_what_the_tables_cannot_say(own_tables):
+    _, planned = own_tables
+    good = planned.read_text()
+    entry = 'title = "t"\nstages = ["ground"]\nquery = "speech"\nsupervision = "weak"\ndescription = "d"\n'
+    cases = {
+        f'{good}\n["base"]\n{entry}': r"\['base'\] describes a method that is registered now; delete the entry",
+        f'{good}\n["nosuch"]\n{entry}': r"\['nosuch'\] is not named by any table or figure",
+        good.replace('query = "speech"\nsupervision = "full"', 'supervision = "full"'): r"missing: \['query'\]",
+        good.replace('supervision = "full"', 'supervision = "strong"'): r"\['vgcl'\]: method vgcl: supervision 'str",
+        good.replace('title = "VGCL"', 'title = "VGCL"\nissue = "soon"'): r"wrong or unknown: \['issue'\]",
+        good + "\n[broken\n": "not valid TOML",
+    }
+    for text, message in cases.items():
+        planned.write_text(text)
+        with pytest.raises(ValueError, match=message) as err:
+            registry.all_methods()
+        assert str(planned) in str(err.value)

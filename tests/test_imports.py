@@ -4,7 +4,7 @@
   evaluator, tracking, ...) never imports ``bench.run`` or a ``methods`` module. The orchestrator layer is
   ``bench.run``, ``bench.cli`` and the modules that only they (and the rest of that layer) import.
 - A method module imports another method module only where its docstring says the paper builds on it (a line
-  ``Builds on: ``methods.x`` ...``); the shared parts (``methods.parts``), the spec and the planned list are not
+  ``Builds on: ``methods.x`` ...``); the shared parts (``methods.parts``), the spec and the registry are not
   methods. ``methods.parts`` imports no method at all.
 - The graph has no cycle, counting the registry's ``importlib`` loading of the method modules as edges.
 """
@@ -22,7 +22,7 @@ ORCHESTRATOR = {"bench.run", "bench.cli"}
 # never the orchestrator, whoever imports them: the contract and everything a method may use
 BELOW = {"bench.context", "bench.train", "bench.stages", "bench.evaluate", "bench.datasets", "bench.tracking",
          "bench.config", "bench.wer", "bench.dist", "bench.atomic", "bench.rng"}  # fmt: skip
-NOT_METHODS = {"methods.registry", "methods.spec", "methods.planned"}
+NOT_METHODS = {"methods.registry", "methods.spec"}
 
 
 def module_files() -> dict[str, Path]:

@@ -276,7 +276,7 @@ def test_asr_run_grounds_the_transcripts_and_logs_the_oov_rate(tiny, tmp_path, m
 def test_registered_names_rows_and_stages():
     for name, rows in {
         "wslln-text": ("table9:wslln-text",),
-        "rtbpn-text": ("table9:rtbpn-text", "table6:rtbpn-text"),
+        "rtbpn-text": ("table6:rtbpn-text", "table9:rtbpn-text"),  # in table order
         "scn-text": ("table9:scn-text",),
         "rtbpn-text+avcl": ("table6:rtbpn-text+avcl",),
     }.items():
