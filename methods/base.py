@@ -21,9 +21,9 @@ Registered variants: ``base`` (speech, weak), ``base-text`` (gold transcript, we
 backbone of the cascaded rows), ``asr-base`` (the same on the words of the ASR output, registered with the other
 cascades in ``methods/cascade.py``: Table 2's ASR-Base) and ``sbase`` (speech, fully supervised with 2D-TAN's scaled-IoU
 BCE, App. C.1). SIL (``methods/sil.py``) reuses this network on its frozen encoder's features (``query="features"``),
-with Table 5's Pool+Add fusion as an option and the scorer also read at the single-clip cells for AVCL
-(:meth:`BaseNet.score`). Ranking and scoring of the candidates are :mod:`methods.parts.ranking`'s, the run is
-:func:`methods.parts.recipe.ground`.
+with Table 5's Pool+Add fusion as an option and the scorer also read at the single-clip cells for AVCL. Steps 3 and 4
+are :class:`methods.parts.proposals.ProposalHead`, which RTBPN shares. Ranking and scoring of the candidates are
+:mod:`methods.parts.ranking`'s, the run is :func:`methods.parts.recipe.ground`.
 
 Where the paper is silent, the original code decides (``shared/research/sil-original.md`` §3): a 5x5 map
 convolution with 2D-TAN's masked re-weighting, dropout 0.1, 4 conv layers + 1 attention layer in the video block.
@@ -134,8 +134,8 @@ class BaseNet(nn.Module):
         else:  # "features": batch["sem"] [B, L, query_dim], a frozen pre-trained encoder's output
             assert query_dim is not None, "a features query needs its width"
         self.query_gru = BiGRU(query_dim if c.query == "features" else c.d, c.d)
-        self.interaction = Interaction(c.d, c.d_att, c.cross_gate) if c.fusion == "attention" else PoolAdd(c.d)
-        self.proposals = proposals.ProposalScorer(c.d, c.map_kernel, c.n_clips, c.dropout)
+        fusion = Interaction(c.d, c.d_att, c.cross_gate) if c.fusion == "attention" else PoolAdd(c.d)
+        self.head = proposals.ProposalHead(fusion, c.d, c.map_kernel, c.n_clips, map_dropout=c.dropout)
 
     def encode_video(self, batch: dict[str, Tensor]) -> Tensor:
         return self.video(self.video_dropout(batch["video"]))
@@ -149,17 +149,9 @@ class BaseNet(nn.Module):
             s, mask = batch["sem"], lengths_to_mask(batch["sem_len"], batch["sem"].shape[1])
         return self.query_gru(s, mask), mask
 
-    def score(self, v: Tensor, s: Tensor, s_mask: Tensor, clip_rows: int = 0) -> Tensor | tuple[Tensor, Tensor]:
-        """Logits of the 153 candidates for each (v, s) pair: interaction -> map -> conv -> FC.
-
-        With ``clip_rows = b``, also the clip-level logits ``[b, N]`` of the first ``b`` pairs: the same scorer read
-        at the single-clip cells (SIL's AVCL, §3.4).
-        """
-        return self.proposals(self.interaction(v, s, s_mask), clip_rows)
-
     def forward(self, batch: dict[str, Tensor]) -> Tensor:
         s, mask = self.encode_query(batch)
-        return self.score(self.encode_video(batch), s, mask)
+        return self.head(self.encode_video(batch), s, mask)
 
 
 @dataclass
@@ -181,7 +173,7 @@ def weak_pass(model: BaseNet, batch: dict[str, Tensor], clips: bool = False) -> 
     s, mask = model.encode_query(batch)
     b = v.shape[0]
     other, distinct = losses.partner(batch["video_idx"])
-    out = model.score(torch.cat([v, v[other], v]), torch.cat([s, s, s[other]]), torch.cat([mask, mask, mask[other]]),
+    out = model.head(torch.cat([v, v[other], v]), torch.cat([s, s, s[other]]), torch.cat([mask, mask, mask[other]]),
                       clip_rows=b if clips else 0)  # fmt: skip
     logits, clip_logits = out if clips else (out, None)
     k, k_other_video, k_other_query = torch.sigmoid(logits).split(b)

@@ -13,6 +13,7 @@ query's way through the network (:class:`RTBPNNet`):
    (eq. 9's ``ClipQueryAttention``), a cross gate (:class:`methods.parts.fusion.CrossGate`), a Bi-GRU over
    ``[v' ; a']``, dropout 0.1, then 2D-TAN's sparse map (max over clips), one k x k map convolution with masked
    re-weighting, and a linear head read at the **153 candidates** (80 at 32 clips): logits, p = sigmoid.
+   Base's head, :class:`methods.parts.proposals.ProposalHead`, with dropout on the fused clips, as RTBPN's code.
 
 Training (:func:`rtbpn_loss`), the code's ``weakly_supervised_loss`` with ActivityNet's weights:
 
@@ -68,7 +69,7 @@ from bench.data import grounding
 from methods.parts import losses, proposals, recipe, textquery
 from methods.parts.avcl import AVCL, avcl_clips, select_clips
 from methods.parts.encoders import BiGRU, query_encoders
-from methods.parts.fusion import ClipQueryAttention, CrossGate
+from methods.parts.fusion import Interaction
 from methods.spec import MethodSpec, register
 
 DESCRIPTION = "RTBPN: language-aware filter, enhanced/suppressed streams through a shared 2D-TAN proposal module"
@@ -166,11 +167,8 @@ class RTBPNNet(nn.Module):
         self.words, self.speech = query_encoders(c.query, c.d, word_vectors, query_dim)
         self.query_gru = BiGRU(c.d, c.d)
         self.filter = LanguageFilter(c.d, c.vlad_clusters)
-        self.attend = ClipQueryAttention(c.d, c.d)  # the code's TanhAttention
-        self.gate = CrossGate(c.d)
-        self.fuse_gru = BiGRU(2 * c.d, c.d)
-        self.fuse_dropout = nn.Dropout(c.dropout)
-        self.proposals = proposals.ProposalScorer(c.d, c.map_kernel, c.n_clips)
+        # the shared two-branch proposal module: the code's TanhAttention, cross gate and Bi-GRU, then the map
+        self.head = proposals.ProposalHead(Interaction(c.d, c.d), c.d, c.map_kernel, c.n_clips, fused_dropout=c.dropout)
         self.avcl = AVCL(c.d) if c.avcl else None
         spans = proposals.candidate_spans(torch.tensor([float(c.n_clips)]), c.n_clips)[0]  # in clips
         self.register_buffer("cand_iou", evaluate.temporal_iou(spans[:, None], spans[None]), persistent=False)
@@ -183,17 +181,10 @@ class RTBPNNet(nn.Module):
             s, mask = self.words(words, length)
         return self.query_gru(s, mask), mask
 
-    def score(self, v: Tensor, s: Tensor, s_mask: Tensor, clip_rows: int = 0) -> Tensor | tuple[Tensor, Tensor]:
-        """The shared proposal module on one (filtered) stream: fusion -> map -> conv -> head, logits ``[B, 153]``;
-        with ``clip_rows = b`` also the first ``b`` rows' clip-level logits ``[b, N]`` (AVCL's score-based mining)."""
-        v, a = self.gate(v, self.attend(v, s, s_mask))
-        fused = self.fuse_dropout(self.fuse_gru(torch.cat([v, a], dim=-1)))
-        return self.proposals(fused, clip_rows)
-
     def forward(self, batch: dict[str, Tensor]) -> Tensor:
         v = self.video(batch["video"])
         s, mask = self.encode_query(batch)
-        return self.score(v * self.filter(v, s, mask)[..., None], s, mask)
+        return self.head(v * self.filter(v, s, mask)[..., None], s, mask)
 
 
 def centre_score(p: Tensor, cand_iou: Tensor, top_k: int) -> tuple[Tensor, Tensor]:
@@ -236,7 +227,7 @@ def rtbpn_loss(model: RTBPNNet, batch: dict[str, Tensor]) -> tuple[Tensor, dict[
     other, distinct = losses.partner(batch["video_idx"])
     w_neg = model.filter(v[other], s, mask)  # V' re-filtered with its own weights
     streams = torch.cat([v * w[..., None], v * (1 - w[..., None]), v[other] * w_neg[..., None]])
-    out = model.score(streams, torch.cat([s, s, s]), torch.cat([mask, mask, mask]), v.shape[0] if c.avcl else 0)
+    out = model.head(streams, torch.cat([s, s, s]), torch.cat([mask, mask, mask]), v.shape[0] if c.avcl else 0)
     logits, clip_logits = out if c.avcl else (out, None)
     p_pos, p_sup, p_neg = torch.sigmoid(logits).split(v.shape[0])
     k_pos, top = centre_score(p_pos, model.cand_iou, c.top_k)

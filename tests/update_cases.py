@@ -18,6 +18,7 @@ import hashlib
 import string
 import sys
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -176,7 +177,7 @@ if __name__ == "__main__":
         sys.exit(f"unknown case(s) {', '.join(unknown)}; choose from {', '.join(CASES)}")
     recorded = torch.load(REFERENCE) if REFERENCE.is_file() and sys.argv[1:] else {}
     for name in names:
-        recorded[name] = summarise(*compute(name, reference=True), renamed=recorded_name)
+        recorded[name] = summarise(*compute(name, reference=True), renamed=partial(recorded_name, case=name))
     REFERENCE.parent.mkdir(exist_ok=True)
     torch.save(recorded, REFERENCE)
     print(f"wrote {', '.join(names)} into {REFERENCE}")

@@ -258,3 +258,27 @@ class ProposalScorer(nn.Module):
             out = out + padded.index_select(0, neighbours[:, t]) @ w[:, :, t // k, t % k].T
         out = torch.relu(out) * getattr(self, f"{name}scale")[:, None, None]
         return self.head(out).squeeze(-1).T
+
+
+class ProposalHead(nn.Module):
+    """The proposal head Base and RTBPN share: ``fusion`` of the clips with the query, dropout, then A.3's
+    :class:`ProposalScorer` (the sparse map, its convolution and the FC layer), one logit per candidate.
+
+    Both papers score a (video, query) pair this way; Base's fusion is §3.2's interaction (or Table 5's Pool+Add),
+    RTBPN's the same attention, cross gate and Bi-GRU (``methods.parts.fusion.Interaction``). The two differ only in
+    where their code drops features, which each keeps: Base on the map's cells (``map_dropout``, SIL's code), RTBPN on
+    the fused clip features (``fused_dropout``, RTBPN's code after its fusion Bi-GRU). One head, so that a change to
+    how candidates are scored reaches both networks.
+    """
+
+    def __init__(self, fusion: nn.Module, d: int, kernel: int, n: int = N_CLIPS, map_dropout: float = 0.0,
+                 fused_dropout: float = 0.0) -> None:  # fmt: skip
+        super().__init__()
+        self.fusion = fusion
+        self.fused_dropout = nn.Dropout(fused_dropout)  # p = 0 (Base) passes the features through, drawing nothing
+        self.scorer = ProposalScorer(d, kernel, n, map_dropout)
+
+    def forward(self, v: Tensor, s: Tensor, s_mask: Tensor, clip_rows: int = 0) -> Tensor | tuple[Tensor, Tensor]:
+        """Logits ``[B, n_cand]`` of each (clips ``v [B, N, d]``, query ``s [B, L, d]``) pair; with ``clip_rows =
+        b`` also the first ``b`` pairs' logits at the single-clip cells ``[b, N]`` (AVCL's clip-level scores, §3.4)."""
+        return self.scorer(self.fused_dropout(self.fusion(v, s, s_mask)), clip_rows)
