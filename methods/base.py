@@ -23,7 +23,7 @@ cascades in ``methods/cascade.py``: Table 2's ASR-Base) and ``sbase`` (speech, f
 BCE, App. C.1). SIL (``methods/sil.py``) reuses this network on its frozen encoder's features (``query="features"``),
 with Table 5's Pool+Add fusion as an option and the scorer also read at the single-clip cells for AVCL. Steps 3 and 4
 are :class:`methods.parts.proposals.ProposalHead`, which RTBPN shares. Ranking and scoring of the candidates are
-:mod:`methods.parts.ranking`'s, the run is :func:`methods.parts.recipe.ground`.
+:mod:`methods.parts.recipe`'s, as is the run (:func:`~methods.parts.recipe.ground`).
 
 Where the paper is silent, the original code decides (``shared/research/sil-original.md`` §3): a 5x5 map
 convolution with 2D-TAN's masked re-weighting, dropout 0.1, 4 conv layers + 1 attention layer in the video block.

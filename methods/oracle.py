@@ -28,7 +28,7 @@ from bench import config as cfg
 from bench.context import RunContext, RunResult
 from bench.data import grounding
 from bench.data.errors import DataError
-from methods.parts import proposals, ranking
+from methods.parts import proposals, recipe
 from methods.spec import MethodSpec, register
 
 
@@ -88,7 +88,7 @@ def run(ctx: RunContext) -> RunResult:
         order = scores.argsort(dim=1, descending=True, stable=True)
         spans = proposals.candidate_spans(split.queries["duration"], c.n_clips)
         spans = spans.gather(1, order[..., None].expand(-1, -1, 2))
-        return ranking.score_ranked(split, spans, scores.gather(1, order), path)
+        return recipe.score_ranked(split, spans, scores.gather(1, order), path)
 
     files = grounding.split_files(ctx.data)
     val = score(data.val, files["val"], None)

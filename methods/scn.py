@@ -56,7 +56,7 @@ from bench import config as cfg
 from bench import evaluate
 from bench.context import RunContext, RunResult
 from bench.data import grounding
-from methods.parts import ranking, recipe, textquery
+from methods.parts import recipe, textquery
 from methods.parts.encoders import WordEncoder, lengths_to_mask, sinusoid
 from methods.parts.words import FUNCTION_WORDS
 from methods.spec import MethodSpec, register
@@ -320,7 +320,7 @@ def rank_split(model: SCNNet, split: grounding.GroundingSplit, batch_size: int) 
 def evaluate_split(model: SCNNet, split: grounding.GroundingSplit, path: Path | None) -> dict[str, float]:
     """The one evaluator on the ranked anchors; optionally also writes the predictions file."""
     spans, scores = rank_split(model, split, model.c.eval_batch_size)
-    return ranking.score_ranked(split, spans, scores, path)
+    return recipe.score_ranked(split, spans, scores, path)
 
 
 def run(ctx: RunContext, prepare: recipe.Prepare | None = None) -> RunResult:

@@ -38,7 +38,7 @@ from bench import config as cfg
 from bench import evaluate
 from bench.context import RunContext, RunResult
 from bench.data import grounding
-from methods.parts import losses, proposals, ranking, recipe
+from methods.parts import losses, proposals, recipe
 from methods.spec import MethodSpec, register
 
 
@@ -145,7 +145,7 @@ def evaluate_split(model: TANNet, split: grounding.GroundingSplit, path: Path | 
     order = scores.argsort(dim=1, descending=True, stable=True)
     spans = proposals.cell_spans(split.queries["duration"], model.cells, model.c.n_clips)
     spans = spans.gather(1, order[..., None].expand(-1, -1, 2))
-    return ranking.score_ranked(split, spans, scores.gather(1, order), path)
+    return recipe.score_ranked(split, spans, scores.gather(1, order), path)
 
 
 def run(ctx: RunContext) -> RunResult:

@@ -467,7 +467,7 @@ def _cat_padded(tensors: list[Tensor], width: int) -> Tensor:
 
 
 def evaluate_split(model: VSLNet, split: grounding.GroundingSplit, predictions: Path | None = None) -> dict[str, float]:
-    """The one evaluator on the ranked spans (as ``ranking.score_ranked`` does, with each list's own length)."""
+    """The one evaluator on the ranked spans (as ``recipe.score_ranked`` does, with each list's own length)."""
     c = model.c
     spans, scores, valid = (t.cpu() for t in rank_split(model, split, c.eval_batch_size, c.n_ranked))
     q = split.queries

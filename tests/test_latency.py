@@ -3,7 +3,7 @@
 Wall-clock values depend on the machine, so nothing here asserts on them. The checks are that the three systems are
 measured, that the printed and recorded ratios are the ratios of the measured latencies, that each system's timed
 path gives the same top-1 as the suite's own inference (``sil.with_speech_features`` / ``textquery.replace_words``
-+ ``ranking.rank_split``), so what is timed is the real inference, and that ``bench table 2`` shows the values.
++ ``recipe.rank_split``), so what is timed is the real inference, and that ``bench table 2`` shows the values.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from bench import cli, tables
 from bench.data import corpus, grounding, loader
 from bench.data.librispeech import load_audio
 from methods import asr, sil
-from methods.parts import ranking, textquery
+from methods.parts import recipe, textquery
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_latency.py"
 _spec = importlib.util.spec_from_file_location("bench_latency", SCRIPT)
@@ -82,7 +82,7 @@ def test_ratios_are_the_ratios_of_the_returned_latencies(measured):
 
 
 def test_sil_timed_top1_is_the_evaluators_top1_on_the_cached_features(tiny, measured, tmp_path):
-    """The timed SIL path = the features ``sil.run`` caches (``with_speech_features``) + ``ranking.rank_split``."""
+    """The timed SIL path = the features ``sil.run`` caches (``with_speech_features``) + ``recipe.rank_split``."""
     home, data = tiny
     result, _ = measured
     m = result.models
@@ -95,7 +95,7 @@ def test_sil_timed_top1_is_the_evaluators_top1_on_the_cached_features(tiny, meas
     g = grounding.load(data, home / "cache", "cpu", 64, progress=False)
     featured = sil.with_speech_features(ctx, g, st, c, batch_size=1)
     split = _test_subset(featured.test, result.queries)
-    spans, _ = ranking.rank_split(m.sil_net, split, 1, 64)
+    spans, _ = recipe.rank_split(m.sil_net, split, 1, 64)
     for i, qid in enumerate(result.queries):
         assert spans[i, 0].tolist() == pytest.approx(list(result.top1["sil"][qid]), abs=1e-6), qid
 
@@ -112,7 +112,7 @@ def test_cascades_transcribe_as_recognise_and_rank_as_the_evaluator(tiny, measur
     test = grounding.load(data, home / "cache", "cpu", 64, progress=False).test
     words, _ = textquery.replace_words(_test_subset(test, result.queries), expected, m.word_row)
     for system, net in (("asr-base", m.base_net), ("asr-rtbpn", m.rtbpn_net)):
-        spans, _ = ranking.rank_split(net, words, 1, 64)
+        spans, _ = recipe.rank_split(net, words, 1, 64)
         for i, qid in enumerate(result.queries):
             assert spans[i, 0].tolist() == pytest.approx(list(result.top1[system][qid]), abs=1e-6), (system, qid)
 
