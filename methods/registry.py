@@ -67,6 +67,7 @@ _BUILTIN_MODULES: tuple[str, ...] = (
     "methods.cascade",
     "methods.lsem",
     "methods.w2v2",
+    "methods.lut",
 )
 
 

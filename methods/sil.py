@@ -135,6 +135,9 @@ class ASPConfig:
     conc: bool = True  # the conciseness task: CIF + eq. 2 (off: no CIF, S_s over the frames)
     rob: bool = True  # eq. 1
     ctc: bool = True  # eq. 3
+    # LUT's confidence penalty on the CTC head (Pereyra et al. 2017; Base + LUT uses 0.3): minus this times the mean
+    # entropy of the head's per-frame distribution; 0 for SIL and its ablations (the paper has no such term)
+    ctc_penalty: float = 0.0
     seq: bool = True  # eq. 4
     word: bool = True  # eq. 5
     dis: bool = False  # Figure 5(a): L_dis-s + L_dis-w (MSE distillation)
@@ -370,6 +373,15 @@ def ctc_loss(logits: Tensor, lengths: Tensor, words: Tensor, words_len: Tensor, 
     return reduce_utterances(ctc_losses(logits, lengths, words, words_len), words_len, reduction)
 
 
+def frame_entropy(logits: Tensor, mask: Tensor) -> Tensor:
+    """The mean entropy (nats) of the per-frame output distributions of each utterance ``[B]``, over its valid
+    frames (``mask`` ``[B, T]``): the quantity a confidence penalty rewards."""
+    logp = logits.log_softmax(-1)
+    h = -(logp.exp() * logp).sum(-1)  # [B, T]
+    m = mask.to(h.dtype)
+    return (h * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+
 def reduce_utterances(per_utt: Tensor, words_len: Tensor, reduction: str) -> Tensor:
     if reduction == "mean":
         per_utt = per_utt / words_len.clamp_min(1).to(per_utt.dtype)
@@ -455,9 +467,12 @@ def asp_loss(model: ASPModel, batch: dict[str, Tensor]) -> tuple[Tensor, dict[st
     enc = {dom: model.encoder.encode(dom, batch, n_w if c.conc else None) for dom in model.encoder.domains}
     for e in enc.values():
         if c.ctc:
-            per_utt = ctc_losses(model.ctc_head(e.s_a), e.a_mask.sum(1), words, n_w)
+            ctc_logits = model.ctc_head(e.s_a)
+            per_utt = ctc_losses(ctc_logits, e.a_mask.sum(1), words, n_w)
             add("ctc", reduce_utterances(per_utt, n_w, red))
             note("ctc", reduce_utterances(per_utt, n_w, "mean"))
+            if c.ctc_penalty:
+                add("ctc_penalty", -c.ctc_penalty * frame_entropy(ctc_logits, e.a_mask).mean())
         if c.conc:
             width = min(e.s_c.shape[1], words.shape[1])  # equal in pre-training: CIF is scaled to the word count
             seg = e.s_c[:, :width] + sinusoid(width, c.d, words.device)
