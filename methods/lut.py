@@ -23,7 +23,9 @@ What App. B.3 says, and how it is built here:
   reads the log-mel only (as ``base+lsem`` and ``base+ldis`` do); there is no CIF (LUT has none).
 - "pre-train the encoder with 30 epochs and fix it": 30 epochs at the paper profile, where SIL's encoder has 40;
   the smaller profiles keep that ratio of their pre-training budget (:func:`lut_config`). Then the encoder is frozen
-  and Base grounds on a trainable FC layer and Bi-GRU over its features, as every frozen-encoder row (no AVCL).
+  and Base grounds on its features (no AVCL) as on SIL's: Base's query Bi-GRU reads them directly, its input
+  weights being the trainable linear map that App. B.3's "fully-connected layer with a Bi-GRU" puts in front (a
+  separate FC before them would compose to one linear map).
 
 So Base + LUT differs from Figure 5(a)'s ``base+ldis`` by the confidence penalty and the number of epochs, and from
 ``base+lsem`` by the distillation in place of ``L_seq + L_word``.

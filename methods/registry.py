@@ -68,6 +68,7 @@ _BUILTIN_MODULES: tuple[str, ...] = (
     "methods.lsem",
     "methods.w2v2",
     "methods.lut",
+    "methods.vilt",
 )
 
 

@@ -561,21 +561,42 @@ def usable_rows(words: Tensor, words_len: Tensor, max_words: int | None) -> tupl
     return keep.nonzero().squeeze(1), counts
 
 
-def _pretrain(sctx: stages.StageContext, data, c: ASPConfig, cache_dir: Path) -> dict:
-    full, vocab, vectors = corpus.load_corpus(data, Path(cache_dir) / "corpus", c.corpus_subset, None, sctx.device)
-    rows, dropped = usable_rows(full["words"], full["words_len"], c.max_words)
+@dataclass
+class CorpusSplits:
+    """The pre-training corpus as an encoder stage reads it: training and held-out rows, vocabulary, word vectors
+    ``[V + 1, D]`` (row 0 zero) and what was left out (:func:`usable_rows`)."""
+
+    train: loader.PaddedSplit
+    held: loader.PaddedSplit
+    vocab: list[str]
+    vectors: Tensor
+    dropped: dict[str, int]
+
+
+def corpus_splits(data, cache_dir: Path, subset: str, max_words: int | None, heldout: float, seed: int,
+                  device) -> CorpusSplits:  # fmt: skip
+    """The usable corpus utterances of ``subset``, a share ``heldout`` of them (at least one) held out for epoch
+    selection, drawn with ``seed`` by a generator of its own (so the split does not move any other random stream)."""
+    full, vocab, vectors = corpus.load_corpus(data, Path(cache_dir) / "corpus", subset, None, device)
+    rows, dropped = usable_rows(full["words"], full["words_len"], max_words)
     if len(rows) == 0:
         raise ValueError(f"no pre-training utterance is usable ({dropped}); raise asp.max_words or check the corpus")
     split = loader.PaddedSplit({k: v.index_select(0, rows) for k, v in full.tensors.items()},
                                [full.ids[i] for i in rows.tolist()])  # fmt: skip
     n = len(split)
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(c.seed))
-    n_val = max(1, round(n * c.heldout)) if n > 1 else 0
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    n_val = max(1, round(n * heldout)) if n > 1 else 0
     val_rows, train_rows = order[:n_val].to(split.device), order[n_val:].to(split.device)
     train = loader.PaddedSplit({k: v.index_select(0, train_rows) for k, v in split.tensors.items()},
                                [split.ids[i] for i in train_rows.tolist()])  # fmt: skip
     held = loader.PaddedSplit({k: v.index_select(0, val_rows) for k, v in split.tensors.items()},
                               [split.ids[i] for i in val_rows.tolist()])  # fmt: skip
+    return CorpusSplits(train, held, vocab, vectors, dropped)
+
+
+def _pretrain(sctx: stages.StageContext, data, c: ASPConfig, cache_dir: Path) -> dict:
+    cs = corpus_splits(data, cache_dir, c.corpus_subset, c.max_words, c.heldout, c.seed, sctx.device)
+    train, held, vocab, vectors, dropped = cs.train, cs.held, cs.vocab, cs.vectors, cs.dropped
     w = vectors[train["words"]]
     m = lengths_to_mask(train["words_len"], w.shape[1])[..., None].to(w.dtype)
     seq_table = (w * m).sum(1) / m.sum(1).clamp_min(1.0)
