@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 import random
 import tempfile
+import textwrap
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -196,10 +197,11 @@ def robustness(runs: pd.DataFrame, out: Path, dataset: str, profile: str, split:
     axes[0][0].set_ylabel(f"{tables.METRIC_LABELS[metric]} on {split} (%)")
     axes[0][-1].legend(fontsize=6)
     fig.suptitle("Figure 4: robustness to augmented test speech", fontsize=10)
+    noise = "; ".join(sorted(set(rob.get("params.augment.noise", pd.Series(dtype=str)).dropna()))) or "not logged"
     what = (
         f"Figure 4 (§4.4): {tables.METRIC_LABELS[metric]} of each trained model on its test speech augmented at "
         "Table 7's levels (each augmentation alone, and all three in turn), without retraining; 'clean' is the "
-        "source runs' own test score. Noise is the generated stand-in for ESC-50 (bench.data.augment)."
+        f"source runs' own test score. Noise: {noise}."
     )
     text = caption(what, dataset, profile, split, pd.concat(used), paper_note("fig4"))
     return _write(fig, out, "fig4_robustness", "Figure 4: robustness analysis", text, data)
@@ -362,15 +364,16 @@ def sweep(runs: pd.DataFrame, out: Path, dataset: str, profile: str, fig_id: str
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(4.6, 3.2))
     ax.errorbar(data["value"], data["mean"], yerr=data["std"], marker="o", capsize=3, label=series["label"])
-    ax.set_xlabel(entry["x_label"])
+    title = f"Figure 9 ({fig_id[-1]}): {entry['title']}"
+    ax.set_xlabel(textwrap.fill(entry["x_label"], 48), fontsize=8)
     ax.set_ylabel(f"{tables.METRIC_LABELS[metric]} on {split} (%)")
     ax.set_xticks(list(data["value"]))
     ax.legend(fontsize=7)
-    ax.set_title(entry["title"], fontsize=10)
-    what = (f"{entry['title']} (App. C.3): {method} with `--set {key}=VALUE`, every other field the {profile} "
+    ax.set_title(title, fontsize=9)
+    what = (f"{title} (App. C.3): {method} with `--set {key}=VALUE`, every other field the {profile} "
             f"profile's default ({_get(default, key)} for {key}); the paper sweeps {entry['x']}.")  # fmt: skip
     text = caption(what, dataset, profile, split, pd.concat(used), paper_note(fig_id))
-    return _write(fig, out, f"{fig_id}_{key.split('.')[-1]}", entry["title"], text, data)
+    return _write(fig, out, f"{fig_id}_{key.split('.')[-1]}", title, text, data)
 
 
 # -- the qualitative timeline -------------------------------------------------------------------------------------
@@ -407,9 +410,15 @@ def timeline(runs: pd.DataFrame, out: Path, dataset: str, profile: str, split: s
     predictions = {}
     with tempfile.TemporaryDirectory(prefix="bench-figures-") as tmp:
         for method, row in chosen.items():
-            path = compare.download(compare.Run(method, seed, row["run_id"]), tables.test_split(split).artifact,
-                                    Path(tmp) / method)  # fmt: skip
+            try:
+                path = compare.download(compare.Run(method, seed, row["run_id"]), tables.test_split(split).artifact,
+                                        Path(tmp) / method)  # fmt: skip
+            except FileNotFoundError:  # a run that logged no predictions of this split is left off the timeline
+                continue
             predictions[method] = evaluate.read_predictions(path)
+    if not predictions:
+        return f"Timeline: no predictions artifact in the runs of {', '.join(chosen)}"
+    found = {m: found[m] for m in predictions}
     first = next(iter(predictions.values()))
     shared = set(first.qids).intersection(*(p.qids for p in predictions.values()))
     picked = random.Random(0).sample(sorted(shared), min(n_queries, len(shared)))  # a fixed draw, not by result

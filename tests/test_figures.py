@@ -80,7 +80,8 @@ def report(tmp_path_factory):
     ids["freq0"] = _log(tmp, "sil-freq-only", 0, {"R1@0.5": 0.25})
     for seed, clean in ((0, "sil0"), (1, "sil1")):
         for level, r1 in (("low", 0.28 - 0.02 * seed), ("high", 0.10 + 0.1 * seed)):
-            rob = {"measure": "robustness", "source_run": ids[clean], "augment.kind": "noise", "augment.level": level}
+            rob = {"measure": "robustness", "source_run": ids[clean], "augment.kind": "noise", "augment.level": level,
+                   "augment.noise": "a stand-in bank"}  # fmt: skip
             _log(tmp, "sil", seed, {"R1@0.5": r1}, params=rob)
     rob = {"measure": "robustness", "source_run": ids["freq0"], "augment.kind": "noise", "augment.level": "low"}
     _log(tmp, "sil-freq-only", 0, {"R1@0.5": 0.20}, params=rob)
@@ -129,6 +130,7 @@ def test_figure_4_has_a_point_per_method_kind_and_level_logged_and_its_clean_poi
     clean = data[(data["method"] == "sil") & (data["kind"] == "clean")].iloc[0]
     assert clean["mean"] == pytest.approx(35.0) and set(clean["run_ids"].split(",")) == {ids["sil0"], ids["sil1"]}
     assert data[data["method"] == "sil"]["label"].iloc[0] == "SIL"  # the paper's series name
+    assert "Noise: a stand-in bank." in _caption_of(out / "fig4_robustness.png")
 
 
 def test_robustness_runs_stay_out_of_the_tables(report):
