@@ -8,6 +8,7 @@ numbers stay as they were.
 from __future__ import annotations
 
 import types
+from pathlib import Path
 
 import pytest
 import soundfile as sf
@@ -16,8 +17,10 @@ import torch
 from bench import cli, robustness, tables, tracking, train
 from bench.atomic import save_atomic
 from bench.config import TrainConfig
+from bench.context import RunContext
 from bench.data import grounding, loader
 from bench.data.errors import DataError
+from methods import registry
 
 
 def _test_moment(data):
@@ -132,3 +135,33 @@ def test_a_method_without_a_trained_run_is_one_error_naming_the_bench_run_to_mak
                      "--levels", "low"])  # fmt: skip
     assert code == 2
     assert "bench run --method base+lsem --dataset synth --profile tiny --seeds 0" in capsys.readouterr().err
+
+
+def test_a_cascades_transcripts_of_augmented_speech_are_a_stage_of_their_own(tiny, tmp_path, monkeypatch):
+    """The ASR itself is stubbed: each transcript is the folder its wav was read from."""
+    from methods import asr
+
+    _, data = tiny
+
+    def decode(model, processor, source, split, batch_size, device) -> dict[str, str]:
+        qids, paths = asr._split_speech(source, split)
+        return {q: p.parent.name for q, p in zip(qids, paths, strict=True)}
+
+    monkeypatch.setattr(asr, "load_asr", lambda ctx, c: (None, None, {}))
+    monkeypatch.setattr(asr, "decode_split", decode)
+    c = asr.asr_config("tiny")
+
+    def transcripts(dataset) -> dict[str, dict[str, str]]:
+        ctx = RunContext(registry.get("asr-rtbpn"), None, "synth", "tiny", 0, torch.device("cpu"),
+                         tracking.RunLogger(None, None), tmp_path, tmp_path / "cache", preloaded=dataset)  # fmt: skip
+        return asr.transcripts(ctx, c)
+
+    clean = transcripts(data)
+    view = robustness.AugmentedSpeech(data, robustness.Augmentation("noise", "low"), tmp_path / "cache")
+    noisy = transcripts(view)
+    assert set(clean["test"].values()) == {Path(data.wav_dir).name}
+    assert set(noisy["test"].values()) == set(noisy["test_ood"].values()) == {view.folder.name}
+    assert noisy["train"] == clean["train"] and noisy["val"] == clean["val"]
+    assert transcripts(data) == clean  # the clean stage is found as it was, not overwritten
+    assert [len(list((tmp_path / "cache" / "stages" / s).iterdir())) for s in ("asr-text", "asr-text-other-speech")
+            ] == [1, 1]  # fmt: skip
