@@ -49,6 +49,16 @@ def test_the_view_serves_clean_train_and_val_speech_and_augmented_test_speech(ti
     assert other.speech_tag("test") != view.speech_tag("test") and grounding.speech_tag(data, "test") == ""
 
 
+def test_the_grounding_data_of_a_view_has_its_own_test_queries_and_shares_the_rest_with_the_clean_data(tiny):
+    home, data = tiny
+    view = robustness.AugmentedSpeech(data, robustness.Augmentation("noise", "high"), home / "cache")
+    clean, noisy = grounding.load(data, home / "cache", n_clips=8), grounding.load(view, home / "cache", n_clips=8)
+    assert noisy is not clean and grounding.load(data, home / "cache", n_clips=8) is clean
+    assert noisy.train is clean.train and noisy.val is clean.val and noisy.test.videos is clean.test.videos
+    assert noisy.test.qids == clean.test.qids and not torch.equal(noisy.test.queries["mel"], clean.test.queries["mel"])
+    assert torch.equal(noisy.test.queries["span"], clean.test.queries["span"]) and "test_ood" in noisy.extra_tests
+
+
 def test_stretching_changes_the_length_within_table_7s_ratio(tiny, tmp_path):
     _, data = tiny
     view = robustness.AugmentedSpeech(data, robustness.Augmentation("stretch", "low"), tmp_path)

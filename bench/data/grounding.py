@@ -31,8 +31,9 @@ dataset, so every method of a ``bench run --table N`` shares it).
 
 Every reader of a query's speech finds its file through :func:`query_wav`, and every cache of something computed from
 that speech names the split's :func:`speech_tag` in its key. A dataset view may serve other speech for some splits
-(``bench robustness`` serves augmented test speech, :class:`bench.robustness.AugmentedSpeech`); the tag keeps such a
-split apart from the clean one's cache, and is empty for clean speech, so the clean keys are the ones they always were.
+(``bench robustness`` serves augmented test speech, :class:`bench.robustness.AugmentedSpeech`, whose ``clean`` is the
+dataset it wraps); the tag keeps such a split apart from the clean one's cache, and is empty for clean speech, so the
+clean keys are the ones they always were.
 """
 
 from __future__ import annotations
@@ -132,13 +133,18 @@ def load(dataset: Any, cache_dir: str | Path, device: Any = "cpu", n_clips: int 
     """The grounding splits of ``dataset`` (an opened dataset with annotation, feature, wav and word-vector paths).
 
     Built on first use (log-mels of every wav, clip features of every video), then read from the cache; the clip
-    features standardised on train (:func:`standardize`).
+    features standardised on train (:func:`standardize`). A view with other speech for some splits
+    (:func:`speech_tag`) shares everything else with its clean dataset's data (``dataset.clean``) rather than holding
+    a copy: only those splits' queries are its own.
     """
-    tags = tuple(speech_tag(dataset, s) for s in split_files(dataset))
-    key = (dataset.content_hash, n_clips, str(device), *(tags if any(tags) else ()))
+    tags = {s: speech_tag(dataset, s) for s in split_files(dataset)}
+    key = (dataset.content_hash, n_clips, str(device), *(tags.values() if any(tags.values()) else ()))
     if key not in _LOADED:
-        data = _load(dataset, Path(cache_dir) / "grounding", device, n_clips, progress)
-        _LOADED[key] = standardize(data)
+        if any(tags.values()):
+            clean = load(dataset.clean, cache_dir, device, n_clips, progress)
+            _LOADED[key] = _with_other_speech(clean, dataset, Path(cache_dir) / "grounding", device, progress)
+        else:
+            _LOADED[key] = standardize(_load(dataset, Path(cache_dir) / "grounding", device, n_clips, progress))
     return _LOADED[key]
 
 
@@ -180,13 +186,7 @@ def _load(dataset: Any, cache: Path, device: Any, n_clips: int, progress: bool) 
     splits = {}
     for name, ann in annotations.items():
         base = (dataset.content_hash, name, n_clips, VERSION)
-        tag = speech_tag(dataset, name)
-        q = loader.featurize_cached(
-            f"queries-{name}-{tag + '-' if tag else ''}{loader.content_key(*base, 'queries', *([tag] if tag else []))}",
-            cache,
-            lambda ann=ann: _query_split(dataset, ann, word_row, progress),
-            device,
-        )
+        q = _queries(dataset, name, ann, n_clips, word_row, cache, device, progress)
         v = loader.featurize_cached(
             f"videos-{name}-{loader.content_key(*base, 'videos')}",
             cache,
@@ -207,6 +207,32 @@ def _load(dataset: Any, cache: Path, device: Any, n_clips: int, progress: bool) 
         extra_tests=extra,
         **splits,
     )
+
+
+def _queries(dataset: Any, name: str, ann: activitynet.Annotations, n_clips: int, word_row: dict[str, int],
+             cache: Path, device: Any, progress: bool) -> loader.PaddedSplit:  # fmt: skip
+    """One split's query fields (log-mel, words, span), cached under a key that names the split's speech."""
+    tag = speech_tag(dataset, name)
+    key = loader.content_key(dataset.content_hash, name, n_clips, VERSION, "queries", *([tag] if tag else []))
+    return loader.featurize_cached(f"queries-{name}-{tag + '-' if tag else ''}{key}", cache,
+                                   lambda: _query_split(dataset, ann, word_row, progress), device)  # fmt: skip
+
+
+def _with_other_speech(clean: GroundingData, dataset: Any, cache: Path, device: Any,
+                       progress: bool) -> GroundingData:  # fmt: skip
+    """``clean`` with the queries of each split whose speech ``dataset`` serves otherwise featurized from that speech;
+    the videos (standardised already), the vocabulary and the other splits are ``clean``'s own objects."""
+    word_row = {w: i + 1 for i, w in enumerate(clean.vocab)}
+    splits = {}
+    for name, split_file in split_files(dataset).items():
+        split = clean.split(name)
+        if speech_tag(dataset, name):
+            ann = read_annotations(dataset, split_file)
+            split = GroundingSplit(name, _queries(dataset, name, ann, clean.n_clips, word_row, cache, device, progress),
+                                   split.videos)  # fmt: skip
+        splits[name] = split
+    extra = {name: splits.pop(name) for name in list(splits) if name in EXTRA_TESTS}
+    return dataclasses.replace(clean, extra_tests=extra, **splits)
 
 
 def _vocab_split(dataset: Any, vocab: list[str]) -> loader.PaddedSplit:
