@@ -189,7 +189,8 @@ def robustness(runs: pd.DataFrame, out: Path, dataset: str, profile: str, split:
         for i, method in enumerate(methods):
             mine = data[(data["method"] == method) & data["kind"].isin(["clean", kind])]
             mine = mine.assign(x=mine["level"].map(LEVEL_ORDER.index)).sort_values("x")
-            ax.errorbar(mine["x"], mine["mean"], yerr=mine["std"], marker="o", capsize=3, color=f"C{i}",
+            nudge = 0.06 * (i - (len(methods) - 1) / 2)  # side by side, so that equal points keep their own bars
+            ax.errorbar(mine["x"] + nudge, mine["mean"], yerr=mine["std"], marker="o", capsize=3, color=f"C{i}",
                         label=names.get(method, method))  # fmt: skip
         ax.set_xticks(range(len(LEVEL_ORDER)), LEVEL_ORDER)
         ax.set_title(KIND_TITLES[kind], fontsize=9)
