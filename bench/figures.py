@@ -101,8 +101,9 @@ def accuracy_runs(runs: pd.DataFrame, method: str, profile: str | None = None) -
     mine = runs[runs["params.method"] == method]
     if "params.measure" in mine:
         mine = mine[mine["params.measure"].isna()]
-    if profile is not None:
-        mine = mine[mine["params.config_hash"] == default_hash(method, profile)]
+    if profile is not None:  # a run that logged no config hash is not known to be of the default configuration
+        hashes = mine["params.config_hash"] if "params.config_hash" in mine else pd.Series("", index=mine.index)
+        mine = mine[hashes == default_hash(method, profile)]
     return mine
 
 
@@ -162,8 +163,8 @@ def robustness(runs: pd.DataFrame, out: Path, dataset: str, profile: str, split:
     if runs is None or not len(runs) or "params.measure" not in runs:
         return "Figure 4: no robustness runs (`bench robustness --method sil,asr-rtbpn,sil-freq-only,sil-time-only`)"
     rob = runs[runs["params.measure"] == ROBUSTNESS]
-    rob = rob[[h == default_hash(m, profile) for m, h in zip(rob["params.method"], rob["params.config_hash"],
-                                                            strict=True)]]  # fmt: skip
+    hashes = rob["params.config_hash"] if "params.config_hash" in rob else [""] * len(rob)
+    rob = rob[[h == default_hash(m, profile) for m, h in zip(rob["params.method"], hashes, strict=True)]]
     if not len(rob):
         return "Figure 4: no robustness runs (`bench robustness --method sil,asr-rtbpn,sil-freq-only,sil-time-only`)"
     column = metric_column(metric, split)
