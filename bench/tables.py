@@ -395,19 +395,21 @@ def all_rows(table: Table, dataset: str) -> list[Row]:
 def row_tags(number: int, method: str, dataset: str) -> dict[str, str]:
     """The tags that file a run of ``method`` under its row of table ``number``, for the MLflow UI.
 
-    ``wsvg.row`` is the row's id, ``wsvg.row_label`` its label as the table prints it, ``wsvg.row_index`` its
-    place in the table (zero-padded, so that sorting on it in the UI keeps the table's order), and ``paper.<metric>``
-    each number the paper prints for it (metric names as MLflow spells them, ``R1_IoU0.5``). The paper's percentages
-    are written as fractions, 65.62 as ``0.6562``, the unit of the run's own metric: the UI shows the two side by
-    side. A method with no row in the table gets ``wsvg.row = -``; nothing reads these tags back into a table.
+    ``wsvg.table`` is the table's number, ``wsvg.row`` the row's id, ``wsvg.row_label`` its label as the table
+    prints it, ``wsvg.row_index`` its place in the table (zero-padded, so that sorting on it in the UI keeps the
+    table's order), and ``paper.<metric>`` each number the paper prints for it (metric names as MLflow spells them,
+    ``R1_IoU0.5``). The paper's percentages are written as fractions, 65.62 as ``0.6562``, the unit of the run's own
+    metric: the UI shows the two side by side. A method with no row in the table gets ``wsvg.row = -``; nothing
+    reads these tags back into a table.
     """
     rows = all_rows(load_table(number), dataset)
     for index, row in enumerate(rows, start=1):
         if row.method == method:
-            tags = {"wsvg.row": row.id, "wsvg.row_label": row.label, "wsvg.row_index": f"{index:02d}"}
+            tags = {"wsvg.table": str(number), "wsvg.row": row.id, "wsvg.row_label": row.label,
+                    "wsvg.row_index": f"{index:02d}"}  # fmt: skip
             paper = {m: f"{v / 100:.4f}" if m in PERCENT_METRICS else f"{v:g}" for m, v in row.paper.items()}
             return {**tags, **{f"paper.{tracking.mlflow_key(m)}": v for m, v in paper.items()}}
-    return {"wsvg.row": "-"}
+    return {"wsvg.table": str(number), "wsvg.row": "-"}
 
 
 def build(table: Table, dataset: str, profile: str, runs=None, split: str = DEFAULT_SPLIT) -> Rendered:

@@ -37,7 +37,7 @@ def test_a_table_invocation_is_one_parent_run_with_a_child_per_seed(home, toy_me
     for child in children:
         tags = child.data.tags
         assert tags["mlflow.parentRunId"] == parent.info.run_id
-        assert tags["wsvg.row"] == "base" and tags["wsvg.row_label"] == "Base"
+        assert tags["wsvg.table"] == "1" and tags["wsvg.row"] == "base" and tags["wsvg.row_label"] == "Base"
         # Table 1's Base row: R@1 IoU=0.5 24.20 in the paper, tagged in the unit of the run's own metric
         assert tags["paper.R1_IoU0.5"] == "0.2420" and tags["paper.mIoU"] == "0.2844"
         index = [r.method for r in tables.all_rows(tables.load_table(1), "synth")].index("base") + 1
