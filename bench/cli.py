@@ -384,10 +384,15 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    from bench import tracking
+    from bench import tracking, views
 
     command = tracking.ui_command(args.port)
-    print(f"MLflow UI on http://127.0.0.1:{args.port} over {tracking.tracking_uri()} (Ctrl-C stops it)", flush=True)
+    address = f"http://127.0.0.1:{args.port}"
+    pages = views.save()
+    print(f"MLflow UI on {address} over {tracking.tracking_uri()} (Ctrl-C stops it)")
+    print(f"  every run, with method, seed and R@1 as columns: {address}{pages.pop(views.ALL_RUNS)}")
+    print(f"  a table's runs in its order, R@1 beside the paper's: {address}{pages['table-1']} (table-N for table N)")
+    sys.stdout.flush()
     return tracking.serve(command)
 
 

@@ -11,10 +11,11 @@ MLflow runs, picks seeds or devices itself: the harness does that once, the same
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -157,10 +158,12 @@ def run(
             f"{seeds[0]} only (of {', '.join(map(str, seeds))})",
             file=sys.stderr,
         )
-    outcomes = []
+    outcomes: list[Outcome] = []
     quiet = not progress or len(jobs) < 2 or not shard.main
-    for spec, seed in tqdm(jobs, desc="bench run", unit="run", disable=True if quiet else None):  # None: a TTY only
-        outcomes.append(_run_one(spec, seed, dataset, profile, dev, overrides or {}, table))
+    with _table_run(table, dataset, profile, seeds, specs) as parent:
+        for spec, seed in tqdm(jobs, desc="bench run", unit="run", disable=True if quiet else None):  # None: a TTY
+            outcomes.append(_run_one(spec, seed, dataset, profile, dev, overrides or {}, table, parent.run_id))
+            parent.failed = parent.failed or outcomes[-1].status != "FINISHED"
     return outcomes
 
 
@@ -170,10 +173,44 @@ def work_dir(method: str, dataset: str, profile: str, seed: int, config_hash: st
     return tracking.runs_home() / "work" / method / dataset / profile / f"seed{seed}" / config_hash
 
 
+@contextlib.contextmanager
+def _table_run(table: int | None, dataset: str, profile: str, seeds: Sequence[int],
+               specs: Sequence[MethodSpec]) -> Iterator[tracking.TableRun]:  # fmt: skip
+    """With ``--table N``, the invocation's parent run (:func:`bench.tracking.start_table_run`); else none.
+
+    The parent is what makes the UI line up a table: its children are the table's rows and seeds, each tagged with
+    its row and the paper's numbers (:func:`bench.tables.row_tags`), and the table's saved view
+    (:mod:`bench.views`) lists them in the table's order. A parent a killed invocation left RUNNING is closed first.
+    """
+    if table is None or not specs:
+        yield tracking.TableRun(None)
+        return
+    from bench import tables, views
+
+    tracking.close_stale_table_runs()
+    if tracking.is_main_process():
+        views.save([table])  # a UI already open shows the table's view (bench ui writes every view when it starts)
+    tags = {
+        "wsvg.dataset": dataset,
+        "wsvg.profile": profile,
+        "wsvg.seeds": ",".join(map(str, seeds)),
+        "wsvg.methods": ",".join(s.name for s in specs),
+    }
+    with tracking.start_table_run(table, tables.load_table(table).title, tags) as parent:
+        yield parent
+
+
 def _run_one(
-    spec: MethodSpec, seed: int, dataset: str, profile: str, device: Any, overrides: dict[str, str], table: int | None
+    spec: MethodSpec,
+    seed: int,
+    dataset: str,
+    profile: str,
+    device: Any,
+    overrides: dict[str, str],
+    table: int | None,
+    parent_run_id: str | None = None,
 ) -> Outcome:
-    from bench import evaluate
+    from bench import evaluate, tables
 
     assert spec.run is not None and spec.config is not None
     method_cfg = cfg.apply_overrides(spec.config(profile), overrides)
@@ -195,7 +232,10 @@ def _run_one(
     try:
         replaces = tracking.close_stale_runs(params)  # a killed earlier run of this seed ends KILLED, not RUNNING
         tags = {"wsvg.rows": ",".join(spec.rows), **({"wsvg.replaces": ",".join(replaces)} if replaces else {})}
-        with tracking.start_run(f"{spec.name}/{dataset}/{profile}/seed{seed}", params, tags=tags) as log:
+        if table is not None:
+            tags.update(tables.row_tags(table, spec.name, dataset))
+        name = f"{spec.name}/{dataset}/{profile}/seed{seed}"
+        with tracking.start_run(name, params, tags=tags, parent_run_id=parent_run_id) as log:
             run_id = log.run_id
             log.log_dict(
                 {"method": spec.name, "profile": profile, "overrides": overrides, "config": cfg.to_dict(method_cfg)},

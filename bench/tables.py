@@ -408,13 +408,8 @@ def header_label(metric: str) -> str:
     return METRIC_LABELS[metric] + (f" {OURS_MARK}" if metric in OURS_METRICS + PAPER_SIZE_METRICS else "")
 
 
-def build(table: Table, dataset: str, profile: str, runs=None, split: str = DEFAULT_SPLIT) -> Rendered:
-    """Lay out ``table`` with the paper's numbers and the runs of ``dataset``/``profile`` on test split ``split``."""
-    test_split(split)
-    if table.kind == "config":
-        return _build_config(table)
-    if runs is None:
-        runs = tracking.finished_runs({"dataset": dataset, "profile": profile})
+def all_rows(table: Table, dataset: str) -> list[Row]:
+    """The rows ``table`` shows on ``dataset``: the paper's, then (a grounding table) the blind and reference rows."""
     rows = list(table.rows)
     if table.is_grounding:
         rows += [
@@ -425,6 +420,37 @@ def build(table: Table, dataset: str, profile: str, runs=None, split: str = DEFA
             refs = [m for m in REFERENCE_METHODS if m != "oracle-concept" or dataset == "synth"]
             rows += [Row(id=m, label=_reference_label(m), method=m, group=REFERENCE_GROUP, reference=True)
                      for m in refs]  # fmt: skip
+    return rows
+
+
+def row_tags(number: int, method: str, dataset: str) -> dict[str, str]:
+    """The tags that file a run of ``method`` under its row of table ``number``, for the MLflow UI.
+
+    ``wsvg.table`` is the table's number, ``wsvg.row`` the row's id, ``wsvg.row_label`` its label as the table
+    prints it, ``wsvg.row_index`` its place in the table (zero-padded, so that sorting on it in the UI keeps the
+    table's order), and ``paper.<metric>`` each number the paper prints for it (metric names as MLflow spells them,
+    ``R1_IoU0.5``). The paper's percentages are written as fractions, 65.62 as ``0.6562``, the unit of the run's own
+    metric: the UI shows the two side by side. A method with no row in the table gets ``wsvg.row = -``; nothing
+    reads these tags back into a table.
+    """
+    rows = all_rows(load_table(number), dataset)
+    for index, row in enumerate(rows, start=1):
+        if row.method == method:
+            tags = {"wsvg.table": str(number), "wsvg.row": row.id, "wsvg.row_label": row.label,
+                    "wsvg.row_index": f"{index:02d}"}  # fmt: skip
+            paper = {m: f"{v / 100:.4f}" if m in PERCENT_METRICS else f"{v:g}" for m, v in row.paper.items()}
+            return {**tags, **{f"paper.{tracking.mlflow_key(m)}": v for m, v in paper.items()}}
+    return {"wsvg.table": str(number), "wsvg.row": "-"}
+
+
+def build(table: Table, dataset: str, profile: str, runs=None, split: str = DEFAULT_SPLIT) -> Rendered:
+    """Lay out ``table`` with the paper's numbers and the runs of ``dataset``/``profile`` on test split ``split``."""
+    test_split(split)
+    if table.kind == "config":
+        return _build_config(table)
+    if runs is None:
+        runs = tracking.finished_runs({"dataset": dataset, "profile": profile})
+    rows = all_rows(table, dataset)
     metrics = table_metrics(table)
     info_keys = [k for k, _ in table.info]
     header = ["Method", *[label for _, label in table.info], "", *[header_label(m) for m in metrics]]

@@ -31,6 +31,12 @@ experiment; two processes doing that at once collide (MLflow's migrations are no
 happens under a file lock beside the database (:func:`_store_lock`). After that, SQLite's own locking serialises
 the short writes.
 
+A ``bench run --table N`` invocation opens one parent run (tag ``wsvg.kind = table``, :func:`start_table_run`) and
+logs each row and seed as its child (MLflow's tag ``mlflow.parentRunId``), so that the UI shows one entry per
+invocation that unfolds into the table's runs. The parent holds no params and no metrics, and :func:`finished_runs`
+never returns it: tables, ``bench compare`` and ``bench claims`` read the child runs exactly as they read runs
+without a parent. A parent left RUNNING by a killed process is closed like any other stale run.
+
 Under ``torchrun`` only rank 0 talks to the store; other ranks get a :class:`RunLogger` that does
 nothing, so the same method code runs on one process or many.
 """
@@ -46,6 +52,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -217,11 +224,14 @@ later ``bench run`` of the same thing resumes and replaces."""
 
 
 @contextlib.contextmanager
-def start_run(run_name: str, params: dict[str, Any], tags: dict[str, Any] | None = None) -> Iterator[RunLogger]:
+def start_run(
+    run_name: str, params: dict[str, Any], tags: dict[str, Any] | None = None, parent_run_id: str | None = None
+) -> Iterator[RunLogger]:
     """Open a run, log its provenance and owner process, yield a :class:`RunLogger`.
 
     The run ends FINISHED, FAILED when the block raises, or KILLED when it is interrupted (``KeyboardInterrupt``,
-    which ``bench run`` also raises on SIGTERM).
+    which ``bench run`` also raises on SIGTERM). With ``parent_run_id`` (a :func:`start_table_run`'s) it is filed
+    under that run in the UI; nothing else about it changes.
     """
     if not is_main_process():
         yield RunLogger(None, None)
@@ -229,12 +239,11 @@ def start_run(run_name: str, params: dict[str, Any], tags: dict[str, Any] | None
     mlflow = _mlflow()
     exp_id = _experiment_id(mlflow)
     git = git_state()
-    run = mlflow.start_run(experiment_id=exp_id, run_name=run_name)
+    run = mlflow.start_run(experiment_id=exp_id, run_name=run_name, parent_run_id=parent_run_id)
     try:
         logger = RunLogger(mlflow, run.info.run_id)
         logger.log_params({**params, "commit": git["commit"], "dirty": git["dirty"], **environment()})
-        owner = {"wsvg.host": socket.gethostname(), "wsvg.pid": os.getpid()}
-        logger.set_tags({"wsvg.commit": git["commit"], "wsvg.dirty": git["dirty"], **owner, **(tags or {})})
+        logger.set_tags({"wsvg.commit": git["commit"], "wsvg.dirty": git["dirty"], **_owner(), **(tags or {})})
         if git["diff"]:
             logger.log_text(git["diff"], "source/uncommitted.diff")
         yield logger
@@ -245,6 +254,66 @@ def start_run(run_name: str, params: dict[str, Any], tags: dict[str, Any] | None
             mlflow.end_run("KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
         raise
     mlflow.end_run("FINISHED")
+
+
+KIND_TAG = "wsvg.kind"
+TABLE_KIND = "table"
+"""``wsvg.kind = table`` marks the parent run of a ``bench run --table N`` invocation: a folder in the UI, not a row."""
+
+
+def _owner() -> dict[str, Any]:
+    """The tags that name the process owning a run, by which :func:`close_stale_runs` finds the ones it left open."""
+    return {"wsvg.host": socket.gethostname(), "wsvg.pid": os.getpid()}
+
+
+@dataclass
+class TableRun:
+    """The parent run of one ``bench run --table N`` invocation (``run_id`` None where nothing is logged).
+
+    ``failed`` is set by the caller when a child run failed; the parent then ends FAILED, as the command's exit
+    status says, so that the UI shows an invocation with a failed row at a glance.
+    """
+
+    run_id: str | None
+    failed: bool = False
+
+
+@contextlib.contextmanager
+def start_table_run(table: int, title: str, tags: dict[str, Any]) -> Iterator[TableRun]:
+    """Open the parent run of a ``bench run --table N`` invocation; yield it, end it with the invocation.
+
+    It is made with the client rather than ``mlflow.start_run``, so that it is not the process's active run: each
+    child is then the active run while it logs, as a run without a parent is. It carries tags only (the table, its
+    title, dataset, profile, seeds, commit, owner process), no params or metrics. It ends FINISHED, FAILED (a child
+    failed, or the block raised) or KILLED (interrupted).
+    """
+    if not is_main_process():
+        yield TableRun(None)
+        return
+    mlflow = _mlflow()
+    client = mlflow.MlflowClient()
+    git = git_state()
+    all_tags = {
+        KIND_TAG: TABLE_KIND,
+        "wsvg.table": table,
+        "wsvg.table_title": title,
+        "wsvg.commit": git["commit"],
+        "wsvg.dirty": git["dirty"],
+        **_owner(),
+        **tags,
+    }
+    run = client.create_run(
+        _experiment_id(mlflow), run_name=f"table{table}/{tags.get('wsvg.dataset', '')}/{tags.get('wsvg.profile', '')}",
+        tags={k: str(v) for k, v in all_tags.items()},
+    )  # fmt: skip
+    parent = TableRun(run.info.run_id)
+    try:
+        yield parent
+    except BaseException as err:
+        with contextlib.suppress(Exception):
+            client.set_terminated(parent.run_id, "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
+        raise
+    client.set_terminated(parent.run_id, "FAILED" if parent.failed else "FINISHED")
 
 
 def _process_gone(pid: str | None) -> bool:
@@ -274,6 +343,27 @@ def close_stale_runs(params: dict[str, Any]) -> list[str]:
     exp_id = _experiment_id(mlflow)
     clauses = ["attributes.status = 'RUNNING'", *(_param_clause(k, params[k]) for k in IDENTITY)]
     running = mlflow.search_runs(experiment_ids=[exp_id], filter_string=" and ".join(clauses), output_format="list")
+    return _close_if_gone(mlflow, running, "the run starting now replaces it, from its last checkpoint if it wrote one")
+
+
+def close_stale_table_runs() -> list[str]:
+    """End as KILLED every RUNNING parent run (:func:`start_table_run`) whose process is gone from this host.
+
+    A parent belongs to no (method, seed), so it is not matched by :data:`IDENTITY`: every ``bench run --table``
+    closes whichever invocation a ``kill -9`` left open, of any table. Returns their ids.
+    """
+    if not is_main_process():
+        return []
+    mlflow = _mlflow()
+    clause = f"attributes.status = 'RUNNING' and tags.`{KIND_TAG}` = '{TABLE_KIND}'"
+    running = mlflow.search_runs(experiment_ids=[_experiment_id(mlflow)], filter_string=clause, output_format="list")
+    return _close_if_gone(
+        mlflow, running, "an invocation's parent: each child it left open closes when its seed runs again"
+    )
+
+
+def _close_if_gone(mlflow: Any, running: list, what_next: str) -> list[str]:
+    """End as KILLED, and name on stderr, the ``running`` runs of this host whose owner process is gone."""
     client = mlflow.MlflowClient()
     host = socket.gethostname()
     closed = []
@@ -287,7 +377,7 @@ def close_stale_runs(params: dict[str, Any]) -> list[str]:
         closed.append(stale.info.run_id)
         print(
             f"bench run: run {stale.info.run_id} ({stale.info.run_name}) was left RUNNING by {owner}, which is "
-            "gone; marked KILLED (the run starting now replaces it, from its last checkpoint if it wrote one)",
+            f"gone; marked KILLED ({what_next})",
             file=sys.stderr,
         )
     return closed
@@ -302,7 +392,8 @@ def finished_runs(filters: dict[str, str] | None = None):
     """FINISHED runs of the suite's experiment as a pandas DataFrame (params come back as strings).
 
     ``filters`` maps param names to required values. Returns an empty DataFrame when no store exists
-    yet, so that tables render "missing" rather than failing on a fresh checkout.
+    yet, so that tables render "missing" rather than failing on a fresh checkout. The parent runs of ``bench run
+    --table`` invocations (:data:`TABLE_KIND`) are never returned: they are not rows, and hold no numbers.
     """
     import pandas as pd
 
@@ -315,7 +406,21 @@ def finished_runs(filters: dict[str, str] | None = None):
     if exp is None:
         return pd.DataFrame()
     clauses = ["attributes.status = 'FINISHED'", *(_param_clause(k, v) for k, v in (filters or {}).items())]
-    return mlflow.search_runs(experiment_ids=[exp.experiment_id], filter_string=" and ".join(clauses))
+    runs = mlflow.search_runs(experiment_ids=[exp.experiment_id], filter_string=" and ".join(clauses))
+    kind = f"tags.{KIND_TAG}"
+    if kind in runs:  # MLflow's filter cannot say "tag absent or different", so the parents are dropped here
+        runs = runs[runs[kind] != TABLE_KIND].reset_index(drop=True)
+    return runs
+
+
+def set_experiment_tags(tags: dict[str, str]) -> str:
+    """Set tags on the suite's experiment (created if need be); its id. The UI's saved views live there."""
+    mlflow = _mlflow()
+    exp_id = _experiment_id(mlflow)
+    client = mlflow.MlflowClient()
+    for key, value in tags.items():
+        client.set_experiment_tag(exp_id, key, value)
+    return exp_id
 
 
 def metric_history(run_id: str, key: str) -> dict[int, float]:
