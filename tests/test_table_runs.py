@@ -88,7 +88,7 @@ def test_a_tables_saved_view_selects_its_rows_in_the_tables_order(home, toy_meth
 
     from methods import spec as spec_store
 
-    sil = dataclasses.replace(toy_method, name="sil", rows=("table1:sil",))  # the stand-in again, as Table 1's last row
+    sil = dataclasses.replace(toy_method, name="sil")  # the stand-in again, as Table 1's last row
     spec_store._REGISTRY["sil"] = sil  # the fixture's registry, restored after the test
     run.run([sil, toy_method], dataset="synth", profile="tiny", seeds=[0, 1], device="cpu", table=1)
     run.run([toy_method], dataset="synth", profile="tiny", seeds=[0], device="cpu", table=3)
