@@ -206,11 +206,13 @@ def write_esc50(root: Path, rows: list[tuple] | None = None, seconds: float = 0.
 W2V_VOCAB = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4, "A": 5, "B": 6, "C": 7, "D": 8, "E": 9}
 
 
-def write_wav2vec2(folder: Path, legacy: bool = False, seed: int = 0) -> Path:
-    """A tiny random Wav2Vec2ForCTC (hidden 32, 2 layers, 2 small conv layers) saved with its processor.
+def write_wav2vec2(folder: Path, legacy: bool = False, seed: int = 0, frame_rate: int = 800) -> Path:
+    """A tiny random Wav2Vec2ForCTC (hidden 32, 2 layers, small conv layers) saved with its processor.
 
     ``legacy=False`` is what transformers 5 writes (``processor_config.json``); ``legacy=True`` writes the
     feature extractor and tokenizer apart (``preprocessor_config.json``, as the hub checkpoints have).
+    ``frame_rate``: 800 frames a second (2 conv layers of stride 5 and 4), or 50 (3 layers of stride 5, 8, 8: the
+    real models' 320 samples a frame, which a method running attention over the frames needs to fit in memory).
     """
     import torch
     from transformers import (
@@ -221,6 +223,8 @@ def write_wav2vec2(folder: Path, legacy: bool = False, seed: int = 0) -> Path:
         Wav2Vec2Processor,
     )
 
+    if frame_rate not in (800, 50):
+        raise ValueError(f"frame_rate {frame_rate}: choose 800 or 50")
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "vocab.json").write_text(json.dumps(W2V_VOCAB))
     tokenizer = Wav2Vec2CTCTokenizer(
@@ -235,9 +239,9 @@ def write_wav2vec2(folder: Path, legacy: bool = False, seed: int = 0) -> Path:
         num_hidden_layers=2,
         num_attention_heads=2,
         intermediate_size=64,
-        conv_dim=(16, 16),
-        conv_stride=(5, 4),
-        conv_kernel=(10, 8),
+        conv_dim=(16, 16) if frame_rate == 800 else (16, 16, 16),
+        conv_stride=(5, 4) if frame_rate == 800 else (5, 8, 8),
+        conv_kernel=(10, 8) if frame_rate == 800 else (10, 8, 8),
         num_conv_pos_embeddings=16,
         num_conv_pos_embedding_groups=2,
         pad_token_id=0,

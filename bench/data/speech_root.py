@@ -33,7 +33,7 @@ laid out as ``bench data check`` expects (:mod:`bench.data.check`)::
    (460 h), ``100%`` adds train-other-500 (960 h); ``chapters.json`` lists each one's chapters.
 
 The profile changes nothing here (the files are what they are); it sizes the methods. Under ``torchrun`` the manifest
-is built under a file lock, so the ranks checksum the data once between them.
+and the check are done under a file lock, so the ranks checksum and check the data once between them.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -201,24 +202,30 @@ def manifest(layout: Layout, files: list[Path], cache: Path) -> list[tuple[str, 
     """``(relative path, size, sha256)`` of every file, the checksums read from the cache where size and mtime agree.
 
     The cache (``manifest.json``) maps a relative path to ``[size, mtime_ns, sha256]``; a file changed since (another
-    size or mtime) is read again. Built under ``manifest.lock``, so concurrent ranks checksum each file once."""
-    cache.mkdir(parents=True, exist_ok=True)
+    size or mtime) is read again."""
     path = cache / "manifest.json"
-    with open(cache / "manifest.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        known: dict[str, list] = json.loads(path.read_text()) if path.is_file() else {}
-        out, fresh, changed = [], {}, False
-        for f in files:
-            rel = str(f.relative_to(layout.root))
-            st = f.stat()
-            entry = known.get(rel)
-            if entry is None or entry[0] != st.st_size or entry[1] != st.st_mtime_ns:
-                entry, changed = [st.st_size, st.st_mtime_ns, _sha256(f)], True
-            fresh[rel] = entry
-            out.append((rel, entry[0], entry[2]))
-        if changed or fresh.keys() != known.keys():
-            atomic.write_text_atomic(path, json.dumps(fresh))
+    known: dict[str, list] = json.loads(path.read_text()) if path.is_file() else {}
+    out, fresh, changed = [], {}, False
+    for f in files:
+        rel = str(f.relative_to(layout.root))
+        st = f.stat()
+        entry = known.get(rel)
+        if entry is None or entry[0] != st.st_size or entry[1] != st.st_mtime_ns:
+            entry, changed = [st.st_size, st.st_mtime_ns, _sha256(f)], True
+        fresh[rel] = entry
+        out.append((rel, entry[0], entry[2]))
+    if changed or fresh.keys() != known.keys():
+        atomic.write_text_atomic(path, json.dumps(fresh))
     return out
+
+
+@contextlib.contextmanager
+def _locked(cache: Path) -> Iterator[None]:
+    """Hold ``<cache>/open.lock``: concurrent openers (``torchrun``'s ranks) checksum and check the root once."""
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / "open.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also when the process dies
+        yield
 
 
 def content_hash(layout: Layout, entries: list[tuple[str, int, str]], left_out: dict[str, list[str]]) -> str:
@@ -343,15 +350,17 @@ def open_root(root: Path | None = None, skip_missing: bool | None = None) -> Spe
     kept = {s: dataclasses.replace(ann, moments=[m for m in ann if m.qid not in set(left_out[s])])
             for s, ann in splits.items()}  # fmt: skip
     cache = cache_dir(root)
-    hash_ = content_hash(layout, manifest(layout, large_files(layout, kept), cache), left_out)
-    checked(root, cache, hash_, frozenset({"missing-wav"}) if skip else frozenset())
+    with _locked(cache):
+        hash_ = content_hash(layout, manifest(layout, large_files(layout, kept), cache), left_out)
+        checked(root, cache, hash_, frozenset({"missing-wav"}) if skip else frozenset())
+        corpus = corpus_view(layout, cache, hash_)
     params: dict[str, Any] = {"root": str(root), "skip_missing": skip}
     for s, ann in splits.items():
         params |= {f"{s}_file": ann.path.name, f"{s}_pairs": len(kept[s]), f"{s}_dropped_spans": ann.skipped,
                    f"{s}_clipped": ann.clipped, f"missing_wavs.{s}": len(left_out[s])}  # fmt: skip
     params["wav2vec2"] = str(layout.wav2vec2) if layout.wav2vec2 else "-"
     meta = {"params": params, "summaries": {s: ann.summary() for s, ann in splits.items()}}
-    ds = SpeechDataset(root, layout, content_hash=hash_, meta=meta, corpus_root=corpus_view(layout, cache, hash_),
+    ds = SpeechDataset(root, layout, content_hash=hash_, meta=meta, corpus_root=corpus,
                        skipped_missing={s: frozenset(q) for s, q in left_out.items() if q})  # fmt: skip
     _OPENED[(root, skip)] = ds
     return ds
