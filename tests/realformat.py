@@ -316,7 +316,8 @@ REVERSED = ([30.0, 20.0], " Someone walks by.")
 span, as four of the real train.json's spans are (dropped and counted; the later sentences keep their k)."""
 
 
-def root_from_synth(synth: Path, root: Path, layout: str = "single", wav2vec2_from: Path | None = None) -> Root:
+def root_from_synth(synth: Path, root: Path, layout: str = "single", wav2vec2_from: Path | None = None,
+                    annotations: str = "captions") -> Root:  # fmt: skip
     """A complete ActivityNet Speech data root in the real formats, holding the tiny synthetic benchmark's content.
 
     Synthetic content, so that every method has speech, features and words to learn from; real formats and quirks,
@@ -325,7 +326,8 @@ def root_from_synth(synth: Path, root: Path, layout: str = "single", wav2vec2_fr
     number k), one val_1 span ending 1.5 s past its video; C3D in the ``single`` (float64) or ``per-video``
     (float32) layout; wavs named by the rule; the corpus's chapters spread over LibriSpeech's three training subsets
     of 960 h (and two into ``dev-clean``, which pre-training must not read); synth's GloVe file; ESC-50; and the
-    tiny CTC checkpoint when ``wav2vec2_from`` is given. ``Root.wavs`` lists the wavs of each split in order.
+    tiny CTC checkpoint when ``wav2vec2_from`` is given. ``annotations="vgcl"`` writes VGCL's ``new_*`` lists of the
+    same moments instead of the Captions files. ``Root.wavs`` lists the wavs of each split in order.
     """
     import shutil
 
@@ -352,7 +354,11 @@ def root_from_synth(synth: Path, root: Path, layout: str = "single", wav2vec2_fr
                     name = wav_name(video, split, k)
                     shutil.copy(synth / "speech" / "wavs" / wav_name(video, split, src), root / "wavs" / name)
                     out.wavs[split].append(name)
-        write_captions(root / "annotations" / f"{split}.json", captions)
+        if annotations == "captions":
+            write_captions(root / "annotations" / f"{split}.json", captions)
+        else:
+            listing = {"train": "new_train_data.json", "val_1": "new_val_data.json", "val_2": "new_test_data.json"}
+            write_vgcl(root / "annotations" / listing[split], vgcl_entries(captions, split, new=True), new=True)
     with h5py.File(next((synth / "features").glob("*.hdf5")), "r") as h5:
         feats = {v: h5[v]["c3d_features"][()] for v in out.videos}
     if layout == "single":

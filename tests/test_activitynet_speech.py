@@ -123,6 +123,20 @@ def test_both_c3d_layouts_give_the_same_clips(tiny, tmp_path, monkeypatch):
     assert torch.equal(clips["single"], clips["per-video"])
 
 
+def test_vgcls_lists_as_annotations_give_the_same_queries(tiny, tmp_path):
+    """A root whose annotations/ holds VGCL's new_*_data.json (each sentence's wav named) reads as the Captions one."""
+    _, synth = tiny
+    queries = {}
+    for form in ("captions", "vgcl"):
+        built = rf.root_from_synth(synth.root, tmp_path / form, annotations=form)
+        ds = speech_root.open_root(built.path, False)
+        queries[form] = {s: [(m.qid, m.start, m.end, m.sentence, activitynet.wav_name(m.video, m.split, m.k))
+                             for m in grounding.read_annotations(ds, s)] for s in speech_root.SPLITS}  # fmt: skip
+        assert ds.annotation_path("val_2").name == {"captions": "val_2.json", "vgcl": "new_test_data.json"}[form]
+        assert ds.run_params["data.train_dropped_spans"] == 1
+    assert queries["vgcl"] == queries["captions"]
+
+
 # -- errors before any run ----------------------------------------------------------------------------------------
 
 
