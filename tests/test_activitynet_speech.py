@@ -178,7 +178,7 @@ def test_a_broken_file_is_one_error_naming_bench_data_check(scratch, capsys):
     wav.write_bytes(wav.read_bytes()[:2000])  # a wav cut short: its header promises more samples than it holds
     assert cli.main(["run", "--method", "prior", "--dataset", "activitynet-speech", *TINY]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "`bench data check` finds 1 errors" in err[0] and str(wav) in err[0]
+    assert len(err) == 1 and "`bench data check` finds 1 error (" in err[0] and str(wav) in err[0]
     assert f"run `bench data check {scratch.path}`" in err[0]
     assert _runs() == []
 

@@ -251,7 +251,8 @@ def checked(root: Path, cache: Path, hash_: str, ignore: frozenset[str]) -> None
     errors = [p for p in report.errors if p.kind not in ignore]
     if errors:
         shown = "; ".join(str(p) for p in errors[:3]) + ("; ..." if len(errors) > 3 else "")
-        raise DataError(root, f"`bench data check` finds {len(errors)} errors ({shown})",
+        found = f"{len(errors)} error{'s' if len(errors) > 1 else ''}"
+        raise DataError(root, f"`bench data check` finds {found} ({shown})",
                         f"run `bench data check {root}` for the full list, and fix each as it says")  # fmt: skip
     atomic.write_text_atomic(verdict, json.dumps({"ok": True, "warnings": len(report.warnings)}))
 
