@@ -67,6 +67,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="override one config field, e.g. --set train.epochs=3 (repeatable)",
     )
 
+    p = sub.add_parser(
+        "robustness",
+        help="score trained runs on augmented test speech (Table 7's levels, Figure 4), one tracked run each",
+        epilog=EPILOG,
+        description="For each method and seed, the newest finished `bench run` of the same configuration is "
+        "evaluated, without retraining, on its test speech augmented at each kind and level of Table 7; train and "
+        "val stay clean and nothing is selected on test.",
+    )
+    p.add_argument("--method", required=True, help="registry name, or several comma-separated (sil,asr-rtbpn)")
+    p.add_argument("--kinds", default="stretch,pitch,noise,all",
+                   help="stretch, pitch, noise (each alone), all (the three in turn); default: all four")  # fmt: skip
+    p.add_argument("--levels", default="low,medium,high", help="Table 7's columns; default: low,medium,high")
+    p.add_argument("--augment-seed", type=int, default=0, help="draws the augmentation, alike for every method")
+    p.add_argument("--dataset", default="synth", choices=datasets.DATASET_NAMES, help="default: synth")
+    p.add_argument("--profile", default="small", choices=cfg.PROFILES, help="default: small")
+    p.add_argument("--seeds", default="0,1,2", help="the source runs' seeds (default: 0,1,2)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: auto")
+    _add_threads_option(p)
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", dest="overrides",
+                   help="the --set options of the source runs (they name its configuration)")  # fmt: skip
+
     p = sub.add_parser("table", help="print a paper table: the paper's numbers beside the reproduced ones")
     p.add_argument("number", type=int, help="1-11")
     p.add_argument("--format", default="md", choices=("md", "latex"))
@@ -292,6 +313,34 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 1 if any(o.status != "FINISHED" for o in outcomes) else 0
 
 
+def cmd_robustness(args: argparse.Namespace) -> int:
+    from bench import robustness, run
+
+    def names(text: str) -> list[str]:
+        return [t.strip() for t in text.split(",") if t.strip()]
+
+    try:
+        with _sigterm_interrupts():
+            outcomes = robustness.run(
+                names(args.method),
+                dataset=args.dataset,
+                profile=args.profile,
+                seeds=run.parse_seeds(args.seeds),
+                kinds=names(args.kinds),
+                levels=names(args.levels),
+                augment_seed=args.augment_seed,
+                device=args.device,
+                overrides=cfg.parse_overrides(args.overrides),
+            )
+    except KeyboardInterrupt:
+        print("bench robustness: interrupted; the open run ends KILLED", file=sys.stderr)
+        return 130
+    for o in outcomes:
+        extra = "  ".join(f"{k}={v * 100:.2f}" for k, v in o.test.items() if k.startswith(("R1@", "mIoU")))
+        print(f"{o.status:8s} {o.method} seed={o.seed} run={o.run_id or '-'}  {extra or o.error}")
+    return 1 if any(o.status != "FINISHED" for o in outcomes) else 0
+
+
 def cmd_table(args: argparse.Namespace) -> int:
     from bench import tables
 
@@ -460,6 +509,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 VERBS = {
     "run": cmd_run,
+    "robustness": cmd_robustness,
     "calibrate": cmd_calibrate,
     "table": cmd_table,
     "report": cmd_report,

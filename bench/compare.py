@@ -89,12 +89,13 @@ class Comparison:
 
 
 def newest_runs(runs, method: str, seeds: Sequence[int] | None = None) -> dict[int, Run]:
-    """The newest FINISHED run per seed of ``method`` in the ``runs`` DataFrame (latency runs excluded)."""
+    """The newest FINISHED run per seed of ``method`` in the ``runs`` DataFrame (runs with a ``measure``, latency and
+    robustness, excluded: their test metrics are not the method's clean accuracy)."""
     if runs is None or len(runs) == 0 or "params.method" not in runs:
         return {}
     mine = runs[runs["params.method"] == method]
     if "params.measure" in mine:
-        mine = mine[mine["params.measure"] != "latency"]
+        mine = mine[mine["params.measure"].isna()]
     mine = mine.sort_values("start_time", ascending=False).drop_duplicates("params.seed")
     pairs = zip(mine["params.seed"], mine["run_id"], strict=True)
     found = {int(seed): Run(method, int(seed), run_id) for seed, run_id in pairs}

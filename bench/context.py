@@ -35,6 +35,9 @@ class RunContext:
     workdir: Path  # checkpoints of this (method, dataset, profile, seed, config) live here; resume reads them
     cache_dir: Path  # stage cache shared by all runs (pre-trained encoders, ASR models)
     preloaded: Any = None
+    # a finished run's checkpoint: the loop scores its selected weights on the test splits and trains nothing
+    # (``bench robustness``, :func:`bench.train.fit`); None for a run that trains
+    evaluate_from: Path | None = None
 
     @property
     def data(self) -> Any:

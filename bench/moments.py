@@ -116,17 +116,16 @@ def summary(series: list[Series]) -> pd.DataFrame:
     )
 
 
-def plot_histogram(series: list[Series], path: Path, bins: int = BINS) -> pd.DataFrame:
-    """Write the figure (PNG) and its counts (``<path>.csv``); return the counts.
+def plot_histogram(series: list[Series], path: Path, bins: int = BINS, caption: str = "") -> pd.DataFrame:
+    """Write the figure (PNG and PDF, ``caption`` under it: :func:`bench.plots.save_figure`) and its counts
+    (``<path>.csv``); return the counts.
 
     One panel per split, each overlaying the benchmarks as the share of that split's moments per bin (the splits
     differ in size, so counts would hide the shapes).
     """
-    import matplotlib
+    from bench.plots import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     counts = histogram_counts(series, bins)
     edges = bin_edges(bins)
     benchmarks = list(dict.fromkeys(s.benchmark for s in series))
@@ -151,10 +150,8 @@ def plot_histogram(series: list[Series], path: Path, bins: int = BINS) -> pd.Dat
         if any(s.split == split for s in series):
             ax.legend(fontsize=7)
     axes[0].set_ylabel("share of the split's moments")
-    fig.suptitle("Moment length: synthetic benchmark against ActivityNet Captions", fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    title = "Moment length: synthetic benchmark against ActivityNet Captions"
+    fig.suptitle(title, fontsize=10)
+    save_figure(fig, path, title, caption or title)
     counts.to_csv(path.with_suffix(".csv"), index=False)
     return counts

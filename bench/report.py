@@ -9,6 +9,9 @@ per-metric variants, ``whole-video``) on synth and on the real annotations (Acti
 side by side, all at the report's profile, from tracked runs only; and the moment-length histogram
 ``moment_lengths.png`` (with its counts in ``moment_lengths.csv``) of synth against the real splits, from the
 annotation files (:mod:`bench.moments`). Nothing in it is typed by hand.
+
+And ``figures.md``: Figures 4, 5 (a), 5 (b) and 9, the training curves of Table 1's rows and a qualitative timeline
+of a few test queries, each a PNG and a PDF with its caption and its data as CSV (:mod:`bench.figures`).
 """
 
 from __future__ import annotations
@@ -16,12 +19,13 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from bench import moments, tables, tracking
+from bench import figures, moments, tables, tracking
 from bench.data.captions import CD
 
 BLIND_FILE = "blind.md"
 CLAIMS_FILE = "claims.md"
 HISTOGRAM_FILE = "moment_lengths.png"
+FIGURES_FILE = "figures.md"
 BLIND_METRICS = ("R1@0.1", "R1@0.3", "R1@0.5", "R1@0.7", "dR1@0.5", "dR1@0.7", "mIoU", "centre_in", "pred_len")
 BENCHMARKS = ("synth", *tables.REAL_DATASETS)
 
@@ -62,9 +66,27 @@ def write_report(out: Path, dataset: str, profile: str, split: str = tables.DEFA
     blind_files = write_blind_section(out, profile, split=split)
     written += blind_files
     index.append(f"- [Blind rows on every benchmark, and the moment-length histogram]({BLIND_FILE})")
+    written += write_figures_section(out, dataset, profile, split, runs)
+    index.append(f"- [Figures 4, 5 and 9, the training curves and a qualitative timeline]({FIGURES_FILE})")
     (out / "index.md").write_text("\n".join(index) + "\n")
     written.append(out / "index.md")
     return written
+
+
+def write_figures_section(out: Path, dataset: str, profile: str, split: str = tables.DEFAULT_SPLIT,
+                          runs=None) -> list[Path]:  # fmt: skip
+    """``figures.md``: every figure :mod:`bench.figures` can draw from the runs (PNG, PDF and CSV each), with its
+    caption, and one line per figure that is not drawn saying what to run for it."""
+    made, absent = figures.write_figures(out, dataset, profile, split, runs)
+    text = ["# Figures", ""]
+    for f in made:
+        png, pdf, csv = f.paths
+        text += [f"## {f.title}", "", f"![{f.title}]({png.name})", "", f.caption, "",
+                 f"[PDF]({pdf.name}), [data (CSV)]({csv.name})", ""]  # fmt: skip
+    text += [f"Not drawn: {reason}" for reason in absent]
+    path = out / FIGURES_FILE
+    path.write_text("\n".join(text) + "\n")
+    return [p for f in made for p in f.paths] + [path]
 
 
 def write_claims(out: Path, dataset: str, profile: str, split: str = tables.DEFAULT_SPLIT, runs=None) -> Path:
@@ -187,8 +209,15 @@ def write_blind_section(
     written: list[Path] = []
     if series:
         figure = out / HISTOGRAM_FILE
-        moments.plot_histogram(series, figure)
-        written += [figure, figure.with_suffix(".csv")]
+        git = tracking.git_state()
+        caption = (
+            f"Moment length (span / video duration) of every split's annotated moments: "
+            f"{', '.join(dict.fromkeys(s.benchmark for s in series))}; the share of each split's moments per bin of "
+            f"width {1 / moments.BINS:g}. Profile {profile}; read from the annotation files, so no seeds and no error "
+            f"bars; commit {git['commit'][:7]}{'+dirty' if git['dirty'] == 'true' else ''}."
+        )
+        moments.plot_histogram(series, figure, caption=caption)
+        written += [figure, figure.with_suffix(".pdf"), figure.with_suffix(".csv")]
         text += [
             f"![moment length histogram]({HISTOGRAM_FILE})",
             "",

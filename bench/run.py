@@ -164,6 +164,12 @@ def run(
     return outcomes
 
 
+def work_dir(method: str, dataset: str, profile: str, seed: int, config_hash: str) -> Path:
+    """Where the run of (method, dataset, profile, seed, config) keeps its checkpoint, which a resume (and ``bench
+    robustness``) reads: one folder per :data:`bench.tracking.IDENTITY`."""
+    return tracking.runs_home() / "work" / method / dataset / profile / f"seed{seed}" / config_hash
+
+
 def _run_one(
     spec: MethodSpec, seed: int, dataset: str, profile: str, device: Any, overrides: dict[str, str], table: int | None
 ) -> Outcome:
@@ -173,7 +179,7 @@ def _run_one(
     method_cfg = cfg.apply_overrides(spec.config(profile), overrides)
     chash = cfg.config_hash(method_cfg)
     home = tracking.runs_home()
-    workdir = home / "work" / spec.name / dataset / profile / f"seed{seed}" / chash
+    workdir = work_dir(spec.name, dataset, profile, seed, chash)
     workdir.mkdir(parents=True, exist_ok=True)
     params = {
         "method": spec.name,

@@ -278,7 +278,8 @@ def collect(runs, method: str, split: str = DEFAULT_SPLIT) -> Reproduced | None:
 
     Latency measurements (``scripts/bench_latency.py``, param ``measure = latency``) are separate runs of the same
     method: they are aggregated apart and contribute only the metrics the accuracy runs lack (Table 2's latency and
-    speed-up), so a newer latency run never hides a training run of the same seed.
+    speed-up), so a newer latency run never hides a training run of the same seed. Robustness runs (``measure =
+    robustness``, :mod:`bench.robustness`: the same weights on augmented test speech) are left out.
     """
     prefix = test_split(split).prefix
     if runs is None or len(runs) == 0 or "params.method" not in runs:
@@ -289,7 +290,7 @@ def collect(runs, method: str, split: str = DEFAULT_SPLIT) -> Reproduced | None:
     if "params.measure" not in mine:
         return _aggregate(mine, prefix)
     measure = mine["params.measure"]
-    out = _aggregate(mine[~measure.isin(LATENCY_MEASURES)], prefix)
+    out = _aggregate(mine[measure.isna()], prefix)
     for kind in LATENCY_MEASURES:  # each kind of latency run apart: a newer one never hides another kind's
         timing = _aggregate(mine[measure == kind], prefix)
         if out is None or timing is None:

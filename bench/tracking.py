@@ -318,6 +318,19 @@ def finished_runs(filters: dict[str, str] | None = None):
     return mlflow.search_runs(experiment_ids=[exp.experiment_id], filter_string=" and ".join(clauses))
 
 
+def metric_history(run_id: str, key: str) -> dict[int, float]:
+    """``{step: value}`` of one run's metric (a per-epoch curve, ``key`` as logged: ``train/loss``); a step logged
+    twice keeps its last value. Empty when the run never logged ``key``."""
+    client = _mlflow().tracking.MlflowClient()
+    history = sorted(client.get_metric_history(run_id, key), key=lambda m: m.timestamp)
+    return {int(m.step): float(m.value) for m in history}
+
+
+def load_run_json(run_id: str, artifact_file: str) -> dict[str, Any]:
+    """A JSON artifact of a run (``config/resolved.json``) as a dict."""
+    return _mlflow().artifacts.load_dict(f"runs:/{run_id}/{artifact_file}")
+
+
 def ui_command(port: int = 5000) -> list[str]:
     """The ``mlflow ui`` command line over the suite's store, bound to 127.0.0.1."""
     cmd = [

@@ -119,6 +119,8 @@ def fit(task: Task, cfg: TrainConfig, ctx: Any, select_on: str = "R1@0.5",
     """
     from tqdm import tqdm
 
+    if getattr(ctx, "evaluate_from", None) is not None:
+        return evaluate_checkpoint(task, cfg, ctx)
     model = task.model
     shard = dist.init(ctx.device)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -205,6 +207,33 @@ def fit(task: Task, cfg: TrainConfig, ctx: Any, select_on: str = "R1@0.5",
         extra = {name: fn(extra_paths[name] if shard.main else None) for name, fn in task.extra_tests.items()}
     dist.barrier()
     return FitResult(test, best["val"], best["epoch"], predictions, resumed_from, extra, extra_paths)
+
+
+def evaluate_checkpoint(task: Task, cfg: TrainConfig, ctx: Any) -> FitResult:
+    """Score the weights a finished run selected (``ctx.evaluate_from``, its checkpoint) on the test splits; no
+    training.
+
+    ``bench robustness`` evaluates a trained model on other test speech this way. Only a checkpoint whose training
+    reached ``cfg.epochs`` is accepted: the weights are the ones its run selected on val and tested, so nothing is
+    chosen here, and val is not scored again. Predictions go to ``ctx.workdir``, never the source run's folder.
+    """
+    path = Path(ctx.evaluate_from)
+    state = load_checkpoint(path)
+    if state is None:
+        raise DataError(path, "no checkpoint of the source run", "run `bench run` of this method and seed first")
+    if state["epoch"] < cfg.epochs or state["best"]["model"] is None:
+        raise DataError(path, f"training stopped at epoch {state['epoch']} of {cfg.epochs}",
+                        "finish the source run with the same `bench run` command (it resumes)")  # fmt: skip
+    shard = dist.init(ctx.device)
+    task.model.load_state_dict(state["best"]["model"])
+    task.model.eval()
+    predictions = Path(ctx.workdir) / "test_predictions.jsonl"
+    extra_paths = {name: Path(ctx.workdir) / f"{name}_predictions.jsonl" for name in task.extra_tests}
+    with torch.no_grad():
+        test = task.test(predictions if shard.main else None)
+        extra = {name: fn(extra_paths[name] if shard.main else None) for name, fn in task.extra_tests.items()}
+    best = state["best"]
+    return FitResult(test, best["val"], best["epoch"], predictions, state["epoch"], extra, extra_paths)
 
 
 def _print_epoch(epoch: int, epochs: int, train: dict[str, float], val: dict[str, float], select_on: str) -> None:

@@ -74,7 +74,7 @@ from bench import dist, stages
 from bench import wer as wer_metrics
 from bench.atomic import write_text_atomic
 from bench.context import RunContext, RunResult
-from bench.data import activitynet, grounding
+from bench.data import grounding
 from bench.data.errors import DataError
 from bench.data.librispeech import SAMPLE_RATE, Utterance, load_audio, read_librispeech
 from bench.train import Task, fit
@@ -499,7 +499,7 @@ def model_tag(ctx: RunContext, c: ASRConfig) -> str:
 def _split_speech(data: Any, split: str) -> tuple[list[str], list[Path]]:
     """Query ids and wav paths of a grounding split (train, val, test, test_ood), in annotation order."""
     ann = grounding.read_annotations(data, grounding.split_files(data)[split])
-    return [m.qid for m in ann], [Path(data.wav_dir) / activitynet.wav_name(m.video, m.split, m.k) for m in ann]
+    return [m.qid for m in ann], [grounding.query_wav(data, m) for m in ann]
 
 
 def references(data: Any, split: str) -> dict[str, str]:
@@ -534,26 +534,36 @@ def transcripts(ctx: RunContext, asr_cfg: ASRConfig | None = None) -> dict[str, 
 
     The ASR is ``asr_cfg``, else ``ctx.config.asr`` when the calling method nests one, else the profile's. Decoded
     once per (ASR model, dataset) and cached as ``transcripts.json`` of the stage ``asr-text``; the ASR is trained
-    first if its stage is not built. The caller's random state is left as it was.
+    first if its stage is not built. A split whose speech is not the dataset's own (augmented test speech,
+    :func:`bench.data.grounding.speech_tag`) is decoded into a stage of its own whose inputs name that speech, so the
+    clean transcripts are never replaced. The caller's random state is left as it was.
     """
     c = asr_cfg or getattr(ctx.config, "asr", None) or asr_config(ctx.profile)
     data = ctx.data
     c = with_dataset_checkpoint(c, data)
+    clean = getattr(data, "clean", data)  # a view with augmented test speech (bench robustness) wraps the dataset
     inputs = {"dataset": data.content_hash, "asr": model_tag(ctx, c)}
     config = {"decoder": "greedy-ctc", "version": _TRANSCRIPT_VERSION}
-    st = stages.stage(ctx.cache_dir, "asr-text", config, inputs)
 
-    def build(sctx: stages.StageContext) -> dict[str, Any]:
-        model, processor, _ = load_asr(ctx, c)
-        if not dist.init(ctx.device).main:
-            return {}
-        out = {s: decode_split(model, processor, data, s, c.eval_batch_size, ctx.device)
-               for s in grounding.split_files(data)}  # fmt: skip
-        write_text_atomic(sctx.out / TRANSCRIPTS, json.dumps(out, indent=0, sort_keys=True))
-        return {"queries": {s: len(v) for s, v in out.items()}, "asr": inputs["asr"]}
+    def decoded(st: stages.Stage, source: Any, splits: list[str], inputs: dict[str, str]) -> dict[str, dict[str, str]]:
+        def build(sctx: stages.StageContext) -> dict[str, Any]:
+            model, processor, _ = load_asr(ctx, c)
+            if not dist.init(ctx.device).main:
+                return {}
+            out = {s: decode_split(model, processor, source, s, c.eval_batch_size, ctx.device) for s in splits}
+            write_text_atomic(sctx.out / TRANSCRIPTS, json.dumps(out, indent=0, sort_keys=True))
+            return {"queries": {s: len(v) for s, v in out.items()}, "asr": inputs["asr"]}
 
-    stages.run_stage(st, build, config=config, inputs=inputs, device=ctx.device, seed=c.seed, log=ctx.log)
-    return json.loads(st.file(TRANSCRIPTS).read_text())
+        stages.run_stage(st, build, config=config, inputs=inputs, device=ctx.device, seed=c.seed, log=ctx.log)
+        return json.loads(st.file(TRANSCRIPTS).read_text())
+
+    splits = list(grounding.split_files(clean))
+    out = decoded(stages.stage(ctx.cache_dir, "asr-text", config, inputs), clean, splits, inputs)
+    other = {s: grounding.speech_tag(data, s) for s in splits if grounding.speech_tag(data, s)}
+    if other:  # splits whose speech is not the clean one: decoded apart, in a stage whose inputs name that speech
+        own = {**inputs, "speech": ",".join(f"{s}={t}" for s, t in other.items())}
+        out |= decoded(stages.stage(ctx.cache_dir, "asr-text-other-speech", config, own), data, list(other), own)
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -67,6 +67,8 @@ _BUILTIN_MODULES: tuple[str, ...] = (
     "methods.cascade",
     "methods.lsem",
     "methods.w2v2",
+    "methods.lut",
+    "methods.vilt",
 )
 
 

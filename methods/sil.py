@@ -135,6 +135,9 @@ class ASPConfig:
     conc: bool = True  # the conciseness task: CIF + eq. 2 (off: no CIF, S_s over the frames)
     rob: bool = True  # eq. 1
     ctc: bool = True  # eq. 3
+    # LUT's confidence penalty on the CTC head (Pereyra et al. 2017; Base + LUT uses 0.3): minus this times the mean
+    # entropy of the head's per-frame distribution; 0 for SIL and its ablations (the paper has no such term)
+    ctc_penalty: float = 0.0
     seq: bool = True  # eq. 4
     word: bool = True  # eq. 5
     dis: bool = False  # Figure 5(a): L_dis-s + L_dis-w (MSE distillation)
@@ -370,6 +373,15 @@ def ctc_loss(logits: Tensor, lengths: Tensor, words: Tensor, words_len: Tensor, 
     return reduce_utterances(ctc_losses(logits, lengths, words, words_len), words_len, reduction)
 
 
+def frame_entropy(logits: Tensor, mask: Tensor) -> Tensor:
+    """The mean entropy (nats) of the per-frame output distributions of each utterance ``[B]``, over its valid
+    frames (``mask`` ``[B, T]``): the quantity a confidence penalty rewards."""
+    logp = logits.log_softmax(-1)
+    h = -(logp.exp() * logp).sum(-1)  # [B, T]
+    m = mask.to(h.dtype)
+    return (h * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+
 def reduce_utterances(per_utt: Tensor, words_len: Tensor, reduction: str) -> Tensor:
     if reduction == "mean":
         per_utt = per_utt / words_len.clamp_min(1).to(per_utt.dtype)
@@ -455,9 +467,12 @@ def asp_loss(model: ASPModel, batch: dict[str, Tensor]) -> tuple[Tensor, dict[st
     enc = {dom: model.encoder.encode(dom, batch, n_w if c.conc else None) for dom in model.encoder.domains}
     for e in enc.values():
         if c.ctc:
-            per_utt = ctc_losses(model.ctc_head(e.s_a), e.a_mask.sum(1), words, n_w)
+            ctc_logits = model.ctc_head(e.s_a)
+            per_utt = ctc_losses(ctc_logits, e.a_mask.sum(1), words, n_w)
             add("ctc", reduce_utterances(per_utt, n_w, red))
             note("ctc", reduce_utterances(per_utt, n_w, "mean"))
+            if c.ctc_penalty:
+                add("ctc_penalty", -c.ctc_penalty * frame_entropy(ctc_logits, e.a_mask).mean())
         if c.conc:
             width = min(e.s_c.shape[1], words.shape[1])  # equal in pre-training: CIF is scaled to the word count
             seg = e.s_c[:, :width] + sinusoid(width, c.d, words.device)
@@ -546,21 +561,42 @@ def usable_rows(words: Tensor, words_len: Tensor, max_words: int | None) -> tupl
     return keep.nonzero().squeeze(1), counts
 
 
-def _pretrain(sctx: stages.StageContext, data, c: ASPConfig, cache_dir: Path) -> dict:
-    full, vocab, vectors = corpus.load_corpus(data, Path(cache_dir) / "corpus", c.corpus_subset, None, sctx.device)
-    rows, dropped = usable_rows(full["words"], full["words_len"], c.max_words)
+@dataclass
+class CorpusSplits:
+    """The pre-training corpus as an encoder stage reads it: training and held-out rows, vocabulary, word vectors
+    ``[V + 1, D]`` (row 0 zero) and what was left out (:func:`usable_rows`)."""
+
+    train: loader.PaddedSplit
+    held: loader.PaddedSplit
+    vocab: list[str]
+    vectors: Tensor
+    dropped: dict[str, int]
+
+
+def corpus_splits(data, cache_dir: Path, subset: str, max_words: int | None, heldout: float, seed: int,
+                  device) -> CorpusSplits:  # fmt: skip
+    """The usable corpus utterances of ``subset``, a share ``heldout`` of them (at least one) held out for epoch
+    selection, drawn with ``seed`` by a generator of its own (so the split does not move any other random stream)."""
+    full, vocab, vectors = corpus.load_corpus(data, Path(cache_dir) / "corpus", subset, None, device)
+    rows, dropped = usable_rows(full["words"], full["words_len"], max_words)
     if len(rows) == 0:
         raise ValueError(f"no pre-training utterance is usable ({dropped}); raise asp.max_words or check the corpus")
     split = loader.PaddedSplit({k: v.index_select(0, rows) for k, v in full.tensors.items()},
                                [full.ids[i] for i in rows.tolist()])  # fmt: skip
     n = len(split)
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(c.seed))
-    n_val = max(1, round(n * c.heldout)) if n > 1 else 0
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    n_val = max(1, round(n * heldout)) if n > 1 else 0
     val_rows, train_rows = order[:n_val].to(split.device), order[n_val:].to(split.device)
     train = loader.PaddedSplit({k: v.index_select(0, train_rows) for k, v in split.tensors.items()},
                                [split.ids[i] for i in train_rows.tolist()])  # fmt: skip
     held = loader.PaddedSplit({k: v.index_select(0, val_rows) for k, v in split.tensors.items()},
                               [split.ids[i] for i in val_rows.tolist()])  # fmt: skip
+    return CorpusSplits(train, held, vocab, vectors, dropped)
+
+
+def _pretrain(sctx: stages.StageContext, data, c: ASPConfig, cache_dir: Path) -> dict:
+    cs = corpus_splits(data, cache_dir, c.corpus_subset, c.max_words, c.heldout, c.seed, sctx.device)
+    train, held, vocab, vectors, dropped = cs.train, cs.held, cs.vocab, cs.vectors, cs.dropped
     w = vectors[train["words"]]
     m = lengths_to_mask(train["words_len"], w.shape[1])[..., None].to(w.dtype)
     seq_table = (w * m).sum(1) / m.sum(1).clamp_min(1.0)

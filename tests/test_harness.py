@@ -240,8 +240,9 @@ def test_cli_methods_and_data_and_report(home, tmp_path, capsys):
     assert len([f for f in files if f.startswith("table")]) == 22 and "blind.md" in files
     # the histogram needs annotation files: here no synth is built, so it exists exactly when the real ones do
     real = (captions.default_root() / "val_2.json").is_file()
-    assert ("moment_lengths.png" in files) == real == ("moment_lengths.csv" in files)
-    assert "claims.md" in files and len(files) == 23 + 2 + 2 * real
+    assert ("moment_lengths.png" in files) == real == ("moment_lengths.csv" in files) == ("moment_lengths.pdf" in files)
+    # figures.md says which figures the runs allow: the toy method's runs allow none, so no figure file is written
+    assert "claims.md" in files and "figures.md" in files and len(files) == 23 + 3 + 3 * real
 
 
 def test_every_verb_has_help(capsys):

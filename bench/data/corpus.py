@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from bench.data import activitynet, features, librispeech, loader
+from bench.data import features, librispeech, loader
 from bench.data.errors import DataError
 from bench.data.world import tokenize
 
@@ -84,9 +84,9 @@ def load_corpus(dataset: Any, cache_dir: str | Path, subset: str, max_words: int
 
 
 def query_wavs(dataset: Any, split_file: str) -> dict[str, Path]:
-    """Query id -> wav path for one annotation file (``train``, ``val_1``, ``val_2``, ``test_ood``), named as the
-    grounding data."""
+    """Query id -> wav path for one annotation file (``train``, ``val_1``, ``val_2``, ``test_ood``), as the grounding
+    data finds it (:func:`bench.data.grounding.query_wav`)."""
     from bench.data import grounding
 
     ann = grounding.read_annotations(dataset, split_file)
-    return {m.qid: Path(dataset.wav_dir) / activitynet.wav_name(m.video, m.split, m.k) for m in ann}
+    return {m.qid: grounding.query_wav(dataset, m) for m in ann}

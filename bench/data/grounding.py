@@ -28,6 +28,12 @@ videos are ActivityNet validation videos).
 Each split is built once, cached under ``<runs>/cache/grounding`` by a key over the dataset's content hash and
 this module's settings, and kept in memory per process (:func:`load` returns the same object for the same
 dataset, so every method of a ``bench run --table N`` shares it).
+
+Every reader of a query's speech finds its file through :func:`query_wav`, and every cache of something computed from
+that speech names the split's :func:`speech_tag` in its key. A dataset view may serve other speech for some splits
+(``bench robustness`` serves augmented test speech, :class:`bench.robustness.AugmentedSpeech`, whose ``clean`` is the
+dataset it wraps); the tag keeps such a split apart from the clean one's cache, and is empty for clean speech, so the
+clean keys are the ones they always were.
 """
 
 from __future__ import annotations
@@ -48,7 +54,7 @@ VERSION = 1  # bump when the featurization changes
 SPLIT_FILES = {"train": "train", "val": "val_1", "test": "val_2"}
 EXTRA_TESTS = {"test_ood": "test_ood"}  # further test splits a dataset may have: split name -> annotation file
 SPEECH_SPLIT = {"test_ood": "val_2"}  # the split label in a file's speech names, where it is not the file's own
-_LOADED: dict[tuple[str, int, str], GroundingData] = {}
+_LOADED: dict[tuple[Any, ...], GroundingData] = {}
 
 
 @dataclass
@@ -108,16 +114,37 @@ def split_files(dataset: Any) -> dict[str, str]:
     return {**SPLIT_FILES, **{name: f for name, f in EXTRA_TESTS.items() if has(f)}}
 
 
+def query_wav(dataset: Any, m: activitynet.Moment) -> Path:
+    """The wav file of moment ``m``'s spoken query: ``dataset.wav_path(m)`` where the dataset serves speech of its own
+    (a view with augmented test speech), else the file named by :func:`bench.data.activitynet.wav_name`."""
+    if hasattr(dataset, "wav_path"):
+        return dataset.wav_path(m)
+    return Path(dataset.wav_dir) / activitynet.wav_name(m.video, m.split, m.k)
+
+
+def speech_tag(dataset: Any, split: str) -> str:
+    """What names split ``split``'s speech in a cache key beside the content hash: ``""`` for the dataset's own (clean)
+    speech, else the view's ``dataset.speech_tag(split)`` (e.g. ``noise-high-s0``), which a cache key must include."""
+    tag = getattr(dataset, "speech_tag", None)
+    return tag(split) if tag is not None else ""
+
+
 def load(dataset: Any, cache_dir: str | Path, device: Any = "cpu", n_clips: int = 64, progress: bool = True):
     """The grounding splits of ``dataset`` (an opened dataset with annotation, feature, wav and word-vector paths).
 
     Built on first use (log-mels of every wav, clip features of every video), then read from the cache; the clip
-    features standardised on train (:func:`standardize`).
+    features standardised on train (:func:`standardize`). A view with other speech for some splits
+    (:func:`speech_tag`) shares everything else with its clean dataset's data (``dataset.clean``) rather than holding
+    a copy: only those splits' queries are its own.
     """
-    key = (dataset.content_hash, n_clips, str(device))
+    tags = {s: speech_tag(dataset, s) for s in split_files(dataset)}
+    key = (dataset.content_hash, n_clips, str(device), *(tags.values() if any(tags.values()) else ()))
     if key not in _LOADED:
-        data = _load(dataset, Path(cache_dir) / "grounding", device, n_clips, progress)
-        _LOADED[key] = standardize(data)
+        if any(tags.values()):
+            clean = load(dataset.clean, cache_dir, device, n_clips, progress)
+            _LOADED[key] = _with_other_speech(clean, dataset, Path(cache_dir) / "grounding", device, progress)
+        else:
+            _LOADED[key] = standardize(_load(dataset, Path(cache_dir) / "grounding", device, n_clips, progress))
     return _LOADED[key]
 
 
@@ -172,12 +199,7 @@ def _load(dataset: Any, cache: Path, device: Any, n_clips: int, progress: bool) 
     splits = {}
     for name, ann in annotations.items():
         base = (dataset.content_hash, name, n_clips, VERSION)
-        q = loader.featurize_cached(
-            f"queries-{name}-{loader.content_key(*base, 'queries')}",
-            cache,
-            lambda ann=ann: _query_split(dataset, ann, word_row, progress),
-            device,
-        )
+        q = _queries(dataset, name, ann, n_clips, word_row, cache, device, progress)
         v = loader.featurize_cached(
             f"videos-{name}-{loader.content_key(*base, 'videos')}",
             cache,
@@ -198,6 +220,32 @@ def _load(dataset: Any, cache: Path, device: Any, n_clips: int, progress: bool) 
         extra_tests=extra,
         **splits,
     )
+
+
+def _queries(dataset: Any, name: str, ann: activitynet.Annotations, n_clips: int, word_row: dict[str, int],
+             cache: Path, device: Any, progress: bool) -> loader.PaddedSplit:  # fmt: skip
+    """One split's query fields (log-mel, words, span), cached under a key that names the split's speech."""
+    tag = speech_tag(dataset, name)
+    key = loader.content_key(dataset.content_hash, name, n_clips, VERSION, "queries", *([tag] if tag else []))
+    return loader.featurize_cached(f"queries-{name}-{tag + '-' if tag else ''}{key}", cache,
+                                   lambda: _query_split(dataset, ann, word_row, progress), device)  # fmt: skip
+
+
+def _with_other_speech(clean: GroundingData, dataset: Any, cache: Path, device: Any,
+                       progress: bool) -> GroundingData:  # fmt: skip
+    """``clean`` with the queries of each split whose speech ``dataset`` serves otherwise featurized from that speech;
+    the videos (standardised already), the vocabulary and the other splits are ``clean``'s own objects."""
+    word_row = {w: i + 1 for i, w in enumerate(clean.vocab)}
+    splits = {}
+    for name, split_file in split_files(dataset).items():
+        split = clean.split(name)
+        if speech_tag(dataset, name):
+            ann = read_annotations(dataset, split_file)
+            split = GroundingSplit(name, _queries(dataset, name, ann, clean.n_clips, word_row, cache, device, progress),
+                                   split.videos)  # fmt: skip
+        splits[name] = split
+    extra = {name: splits.pop(name) for name in list(splits) if name in EXTRA_TESTS}
+    return dataclasses.replace(clean, extra_tests=extra, **splits)
 
 
 def _vocab_split(dataset: Any, vocab: list[str]) -> loader.PaddedSplit:
@@ -231,7 +279,7 @@ def _query_split(
     video_row = {v: i for i, v in enumerate(ann.videos)}
     items = []
     for m in tqdm(list(ann), desc=f"log-mel {ann.split}", unit="query", disable=None if progress else True):
-        path = Path(dataset.wav_dir) / activitynet.wav_name(m.video, m.split, m.k)
+        path = query_wav(dataset, m)
         try:
             wave, rate = sf.read(path, dtype="float32", always_2d=True)
         except (OSError, RuntimeError) as err:

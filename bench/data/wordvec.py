@@ -7,6 +7,12 @@ separate synonyms poorly (cosine 0.11 for polishing/wiping against 0.04 for poli
 many words split into pieces; the contextual encoding gives clearly closer synonyms (a test measures by
 how much). Vectors are L2-normalised and written in GloVe's text format, so :mod:`bench.data.glove` reads
 them exactly as it reads real GloVe files.
+
+The encoder runs in float64. In float32 its results depend on the CPU's instruction set: the same wheels on an
+AVX-512 machine and with torch held to AVX2 (``ATEN_CPU_CAPABILITY=avx2``) gave vectors that differ by 1e-6 in
+3.2 % of the written values (every word), so the tiny build's content hash differed between machines (issue 19.2).
+In float64 the kernels' differences sit near 1e-15, far below the six written decimals, so a value lands on the
+other side of a rounding boundary with a chance of about 1e-9: the file is the same on every CPU.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ def model_dir() -> Path:
 
 @torch.no_grad()
 def encode_words(words: list[str], batch_size: int = 256) -> torch.Tensor:
-    """[len(words), 384] L2-normalised vectors, deterministic (eval mode, CPU)."""
+    """[len(words), 384] L2-normalised vectors (float64), deterministic and the same on every CPU (see above)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers import AutoModel, AutoTokenizer
     from transformers.utils import logging as hf_logging
@@ -33,12 +39,12 @@ def encode_words(words: list[str], batch_size: int = 256) -> torch.Tensor:
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     tokenizer = AutoTokenizer.from_pretrained(model_dir(), local_files_only=True)
-    model = AutoModel.from_pretrained(model_dir(), local_files_only=True).eval()
+    model = AutoModel.from_pretrained(model_dir(), local_files_only=True).eval().double()
     out = []
     for lo in range(0, len(words), batch_size):
         batch = tokenizer(words[lo : lo + batch_size], padding=True, return_tensors="pt")
         hidden = model(**batch).last_hidden_state
-        mask = batch["attention_mask"].unsqueeze(-1).float()
+        mask = batch["attention_mask"].unsqueeze(-1).double()
         pooled = (hidden * mask).sum(1) / mask.sum(1)
         out.append(torch.nn.functional.normalize(pooled, dim=-1))
     return torch.cat(out)

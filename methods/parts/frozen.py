@@ -21,7 +21,8 @@ def with_query_features(ctx: RunContext, data: grounding.GroundingData, prefix: 
     """``data`` with each query's features as ``sem`` / ``sem_len`` beside its other tensors.
 
     ``key(split name)`` names the cache entry (``<prefix>-<split>-<key>`` under ``<cache>/features``): it must change
-    with the encoder and the data, since a cached entry is used as found. ``encode`` runs only on a cache miss, so
+    with the encoder and the data, since a cached entry is used as found; a split whose speech is not the dataset's
+    own (:func:`bench.data.grounding.speech_tag`) gets an entry of its own. ``encode`` runs only on a cache miss, so
     an encoder it loads lazily is never loaded when every split is cached.
     """
     out = {}
@@ -34,7 +35,11 @@ def with_query_features(ctx: RunContext, data: grounding.GroundingData, prefix: 
             return loader.PaddedSplit.from_items(split.qids, [{"sem": r} for r in rows], ragged=("sem",))
 
         cache = Path(ctx.cache_dir) / "features"
-        sem = loader.featurize_cached(f"{prefix}-{name}-{key(name)}", cache, build, ctx.device)
+        tag = grounding.speech_tag(ctx.data, name)  # augmented speech never meets the clean split's entry
+        entry = f"{prefix}-{name}-{key(name)}"
+        if tag:
+            entry = f"{prefix}-{name}-{tag}-{loader.content_key(key(name), tag)}"
+        sem = loader.featurize_cached(entry, cache, build, ctx.device)
         queries = loader.PaddedSplit({**split.queries.tensors, **sem.tensors}, split.qids, split.queries.meta)
         out[name] = grounding.GroundingSplit(name, queries, split.videos)
     extra = {name: out.pop(name) for name in list(out) if name in data.extra_tests}
