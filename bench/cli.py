@@ -85,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", default="0,1,2", help="the source runs' seeds (default: 0,1,2)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: auto")
     _add_threads_option(p)
+    _add_data_root_options(p)
     p.add_argument("--set", action="append", metavar="KEY=VALUE", dest="overrides",
                    help="the --set options of the source runs (they name its configuration)")  # fmt: skip
 
