@@ -505,12 +505,13 @@ def _caption(
             " paper, and Δ compares two different benchmarks."
         )
     if dataset == SPEECH_DATASET:
-        sizes = ("the paper's settings (App. B.2): the rows the paper reports, rerun" if profile == "paper" else
+        sizes = ("the paper's settings (App. B.2), so that Δ compares like with like" if profile == "paper" else
                  f"profile {profile}, not the paper's sizes (App. B.2 is --profile paper): the real data path run,"
                  " its numbers not a reproduction of the paper")  # fmt: skip
         text += (
             " The 'ours' lines are real-data results: computed on ActivityNet Speech from a local data root (its C3D"
-            " features and spoken queries; train / val_1 / val_2 with the four empty or reversed train spans dropped;"
+            " features and spoken queries; train / val_1 / val_2, the train split's empty or reversed spans"
+            " dropped: four in ActivityNet's train.json;"
             f" pre-training on LibriSpeech's 960 h), scored on val_2, the paper's test split; at {sizes}."
         )
     source = SOURCES.get(dataset)
