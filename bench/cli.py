@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", default="0,1,2", help="comma list or range, e.g. 0,1,2 or 0-4 (default: 0,1,2)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: auto")
     _add_threads_option(p)
+    _add_data_root_options(p)
     p.add_argument(
         "--set",
         action="append",
@@ -84,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", default="0,1,2", help="the source runs' seeds (default: 0,1,2)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: auto")
     _add_threads_option(p)
+    _add_data_root_options(p)
     p.add_argument("--set", action="append", metavar="KEY=VALUE", dest="overrides",
                    help="the --set options of the source runs (they name its configuration)")  # fmt: skip
 
@@ -104,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", default="0,1,2", help="seeds for --run (default: 0,1,2)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="device for --run")
     _add_threads_option(p)
+    _add_data_root_options(p)
 
     p = sub.add_parser("report", help="write every table as Markdown and LaTeX into a report folder")
     p.add_argument("--out", type=Path, default=Path("reports/generated"), help="default: reports/generated")
@@ -192,9 +195,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", type=Path, help="a local Wav2Vec2ForCTC checkpoint directory (save_pretrained)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: auto")
     _add_threads_option(p)
+    _add_data_root_options(p)
     p.add_argument("--worst", type=int, default=10, metavar="N", help="list the N worst utterances (default: 10)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", dest="overrides", help="override an ASR config field")
     return parser
+
+
+def _add_data_root_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data-root",
+        type=Path,
+        metavar="DIR",
+        help="the local data root of --dataset activitynet-speech (default: $WSVG_DATA); layout: `bench data check`",
+    )
+    p.add_argument(
+        "--skip-missing",
+        action="store_true",
+        help="activitynet-speech: leave out the queries whose wav is absent (counted in every run's params) instead "
+        "of refusing to run",
+    )
+
+
+def _set_data_root(args: argparse.Namespace) -> None:
+    """``--data-root`` and ``--skip-missing`` as the environment the dataset reads (so torchrun's ranks agree)."""
+    import os
+
+    from bench.data import speech_root
+
+    if getattr(args, "data_root", None) is not None:
+        os.environ[speech_root.ROOT_ENV] = str(args.data_root.expanduser().resolve())
+    if getattr(args, "skip_missing", False):
+        os.environ[speech_root.SKIP_ENV] = "1"
 
 
 def _add_threads_option(p: argparse.ArgumentParser) -> None:
@@ -218,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
+    _set_data_root(args)
     try:
         return VERBS[args.verb](args)
     except (ValueError, KeyError, FileNotFoundError, NotImplementedError, RuntimeError) as err:

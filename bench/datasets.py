@@ -40,6 +40,19 @@ def _open_synth(profile: str, device: Any) -> Dataset:
     return SynthDataset.open(profile, device)
 
 
+def _open_speech(profile: str, device: Any) -> Dataset:
+    from bench.data import speech_root
+
+    return speech_root.open_dataset(profile, device)
+
+
+def _check_speech() -> Any:
+    """Opening the root is the check: layout, wavs, content hash and ``bench data check`` (cached per hash)."""
+    from bench.data import speech_root
+
+    return speech_root.open_root()
+
+
 def _open_real(name: str, profile: str, device: Any) -> Dataset:
     """One of the real annotation datasets of :mod:`bench.data.captions`, by its name."""
     from bench.data.captions import SOURCES, CaptionsDataset
@@ -58,7 +71,11 @@ _DATASETS: dict[str, DatasetSpec] = {
         "synth", "the embedded synthetic spoken-grounding benchmark (generated, cached)", open=_open_synth
     ),
     "activitynet-speech": DatasetSpec(
-        "activitynet-speech", "ActivityNet Speech: C3D features + spoken captions, from a local data root", issue=3
+        "activitynet-speech",
+        "ActivityNet Speech: C3D features + spoken captions + LibriSpeech + GloVe, from a local data root"
+        " (--data-root DIR or $WSVG_DATA)",
+        open=_open_speech,
+        check=_check_speech,
     ),
     "activitynet-captions": DatasetSpec(
         "activitynet-captions",

@@ -250,6 +250,7 @@ def _run_one(
                 {
                     "dataset_hash": result.dataset_hash or getattr(ctx.preloaded, "content_hash", "none"),
                     "selected_epoch": result.selected_epoch if result.selected_epoch is not None else "-",
+                    **getattr(ctx.preloaded, "run_params", {}),  # a real root: its path, the counts of its rules
                 }
             )
             log.log_metrics(result.val_best, prefix="val_best/")
@@ -298,6 +299,7 @@ def run_wer(
         c = dataclasses.replace(c, checkpoint=str(Path(checkpoint).expanduser().resolve()))
     dev = pick_device(device)
     data = datasets.open_dataset(dataset, profile, dev)
+    c = asr.with_dataset_checkpoint(c, data)  # a real root's wav2vec2/ when neither --checkpoint nor --set names one
     home = tracking.runs_home()
     params = {
         "method": asr.METHOD,

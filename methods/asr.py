@@ -448,6 +448,13 @@ def _quiet_transformers() -> None:
     hf_logging.disable_progress_bar()
 
 
+def with_dataset_checkpoint(c: ASRConfig, data: Any) -> ASRConfig:
+    """``c``, its checkpoint the dataset's own (a real root's ``wav2vec2/``) when ``c`` names none: an explicit
+    ``--set asr.checkpoint=DIR`` wins, and a dataset without one (synth) trains the ASR as before."""
+    own = getattr(data, "wav2vec2_checkpoint", None)
+    return dataclasses.replace(c, checkpoint=str(own)) if own and not c.checkpoint else c
+
+
 def load_asr(ctx: RunContext, c: ASRConfig) -> tuple[Any, Any, dict[str, Any]]:
     """``(model, processor, record)``: the local checkpoint of ``c``, or the ``asr`` stage (trained once, cached).
 
@@ -518,7 +525,7 @@ def decode_split(model: Any, processor: Any, data: Any, split: str, batch_size: 
 
 def decode_test(ctx: RunContext, c: ASRConfig) -> dict[str, str]:
     """The test split's transcripts, decoded now (not cached): ``bench wer --checkpoint`` needs no other split."""
-    model, processor, _ = load_asr(ctx, c)
+    model, processor, _ = load_asr(ctx, with_dataset_checkpoint(c, ctx.data))
     return decode_split(model, processor, ctx.data, "test", c.eval_batch_size, ctx.device)
 
 
@@ -533,6 +540,7 @@ def transcripts(ctx: RunContext, asr_cfg: ASRConfig | None = None) -> dict[str, 
     """
     c = asr_cfg or getattr(ctx.config, "asr", None) or asr_config(ctx.profile)
     data = ctx.data
+    c = with_dataset_checkpoint(c, data)
     clean = getattr(data, "clean", data)  # a view with augmented test speech (bench robustness) wraps the dataset
     inputs = {"dataset": data.content_hash, "asr": model_tag(ctx, c)}
     config = {"decoder": "greedy-ctc", "version": _TRANSCRIPT_VERSION}
@@ -564,7 +572,7 @@ def transcripts(ctx: RunContext, asr_cfg: ASRConfig | None = None) -> dict[str, 
 
 def run(ctx: RunContext) -> RunResult:
     """Train (or load) the ASR of seed ``ASRConfig.seed + run seed``; score its test transcripts (WER etc.)."""
-    c: ASRConfig = dataclasses.replace(ctx.config, seed=ctx.config.seed + ctx.seed)
+    c: ASRConfig = with_dataset_checkpoint(dataclasses.replace(ctx.config, seed=ctx.config.seed + ctx.seed), ctx.data)
     hyps = transcripts(ctx, c)["test"]
     totals, rows = wer_metrics.score(references(ctx.data, "test"), hyps)
     csv_path, jsonl_path = wer_metrics.write_errors(rows, Path(ctx.workdir), "test_errors")

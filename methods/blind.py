@@ -47,8 +47,7 @@ from torch import Tensor
 from bench import config as cfg
 from bench import datasets, evaluate
 from bench.context import RunContext, RunResult
-from bench.data.activitynet import Moment, read_captions
-from bench.data.errors import SkipPolicy
+from bench.data.activitynet import Moment
 from methods.parts.proposals import N_CLIPS, candidate_spans
 from methods.spec import MethodSpec, register
 
@@ -147,10 +146,10 @@ def as_split(moments: Sequence[Moment]) -> Split:
 
 def read_split(ctx: RunContext, split: str) -> list[Moment]:
     """The moments of ``split``, bad entries dropped and counted; the file and the counts go into the run's params."""
-    from bench.data.grounding import SPEECH_SPLIT
+    from bench.data.grounding import read_annotations
 
     path = ctx.data.annotation_path(split)
-    ann = read_captions(path, SPEECH_SPLIT.get(split, split), SkipPolicy(skip=True))
+    ann = read_annotations(ctx.data, split)  # the grounding methods' reader: the same queries, the same skip rule
     counts = {f"{split}_moments": len(ann), f"{split}_skipped": ann.skipped, f"{split}_clipped": ann.clipped}
     ctx.log.log_params({f"{split}_file": Path(path).name, **counts})
     return ann.moments

@@ -80,6 +80,7 @@ chose epoch 1 on val; val_2 R@1 IoU=0.5 = 20.84 against the prior's 30.37, test-
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Iterator
@@ -396,7 +397,11 @@ def _quiet_transformers() -> None:
 
 def encoder_source(ctx: RunContext, c: W2V2Config) -> tuple[Path, str]:
     """The directory of the encoder's weights and a tag naming them: the local checkpoint (``ckpt-<fingerprint>``),
-    or the pre-training stage, built on first use (``w2v2-<stage key>``)."""
+    or the pre-training stage, built on first use (``w2v2-<stage key>``). A dataset with its own checkpoint (a real
+    root's ``wav2vec2/``) has it used when ``c`` names none."""
+    own = getattr(ctx.data, "wav2vec2_checkpoint", None)
+    if own and not c.checkpoint:
+        c = dataclasses.replace(c, checkpoint=str(own))
     if c.checkpoint:
         directory = Path(c.checkpoint)
         check_checkpoint(directory)
@@ -507,7 +512,7 @@ def run(ctx: RunContext) -> RunResult:
     """Pre-train (or reuse, or load) the encoder, encode the queries once, train Base on them, select on val, test."""
     c: BaseW2V2Config = ctx.config
     directory, tag = encoder_source(ctx, c.w2v2)
-    ctx.log.log_params({"w2v2.encoder": tag, "w2v2.pretrain_seed": c.w2v2.seed if not c.w2v2.checkpoint else "-"})
+    ctx.log.log_params({"w2v2.encoder": tag, "w2v2.pretrain_seed": "-" if tag.startswith("ckpt-") else c.w2v2.seed})
 
     def prepare(ctx: RunContext, data: grounding.GroundingData) -> grounding.GroundingData:
         return with_features(ctx, data, directory, tag, c.w2v2)

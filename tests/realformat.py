@@ -206,11 +206,13 @@ def write_esc50(root: Path, rows: list[tuple] | None = None, seconds: float = 0.
 W2V_VOCAB = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4, "A": 5, "B": 6, "C": 7, "D": 8, "E": 9}
 
 
-def write_wav2vec2(folder: Path, legacy: bool = False, seed: int = 0) -> Path:
-    """A tiny random Wav2Vec2ForCTC (hidden 32, 2 layers, 2 small conv layers) saved with its processor.
+def write_wav2vec2(folder: Path, legacy: bool = False, seed: int = 0, frame_rate: int = 800) -> Path:
+    """A tiny random Wav2Vec2ForCTC (hidden 32, 2 layers, small conv layers) saved with its processor.
 
     ``legacy=False`` is what transformers 5 writes (``processor_config.json``); ``legacy=True`` writes the
     feature extractor and tokenizer apart (``preprocessor_config.json``, as the hub checkpoints have).
+    ``frame_rate``: 800 frames a second (2 conv layers of stride 5 and 4), or 50 (3 layers of stride 5, 8, 8: the
+    real models' 320 samples a frame, which a method running attention over the frames needs to fit in memory).
     """
     import torch
     from transformers import (
@@ -221,6 +223,8 @@ def write_wav2vec2(folder: Path, legacy: bool = False, seed: int = 0) -> Path:
         Wav2Vec2Processor,
     )
 
+    if frame_rate not in (800, 50):
+        raise ValueError(f"frame_rate {frame_rate}: choose 800 or 50")
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "vocab.json").write_text(json.dumps(W2V_VOCAB))
     tokenizer = Wav2Vec2CTCTokenizer(
@@ -235,9 +239,9 @@ def write_wav2vec2(folder: Path, legacy: bool = False, seed: int = 0) -> Path:
         num_hidden_layers=2,
         num_attention_heads=2,
         intermediate_size=64,
-        conv_dim=(16, 16),
-        conv_stride=(5, 4),
-        conv_kernel=(10, 8),
+        conv_dim=(16, 16) if frame_rate == 800 else (16, 16, 16),
+        conv_stride=(5, 4) if frame_rate == 800 else (5, 8, 8),
+        conv_kernel=(10, 8) if frame_rate == 800 else (10, 8, 8),
         num_conv_pos_embeddings=16,
         num_conv_pos_embedding_groups=2,
         pad_token_id=0,
@@ -303,4 +307,71 @@ def build_root(
         write_esc50(root / "esc50")
         if wav2vec2_from is not None:
             shutil.copytree(wav2vec2_from, root / "wav2vec2")
+    return out
+
+
+SPEECH_SPLITS = ("train", "val_1", "val_2")
+REVERSED = ([30.0, 20.0], " Someone walks by.")
+"""The bad entry that :func:`root_from_synth` inserts as the second sentence of the first train video: a reversed
+span, as four of the real train.json's spans are (dropped and counted; the later sentences keep their k)."""
+
+
+def root_from_synth(synth: Path, root: Path, layout: str = "single", wav2vec2_from: Path | None = None,
+                    annotations: str = "captions") -> Root:  # fmt: skip
+    """A complete ActivityNet Speech data root in the real formats, holding the tiny synthetic benchmark's content.
+
+    Synthetic content, so that every method has speech, features and words to learn from; real formats and quirks,
+    so that the dataset is read as a real root is: Captions JSON without synth's extra fields, sentences after the
+    first starting with a space, one reversed span in train (its sentence has no wav, the later wavs keep their
+    number k), one val_1 span ending 1.5 s past its video; C3D in the ``single`` (float64) or ``per-video``
+    (float32) layout; wavs named by the rule; the corpus's chapters spread over LibriSpeech's three training subsets
+    of 960 h (and two into ``dev-clean``, which pre-training must not read); synth's GloVe file; ESC-50; and the
+    tiny CTC checkpoint when ``wav2vec2_from`` is given. ``annotations="vgcl"`` writes VGCL's ``new_*`` lists of the
+    same moments instead of the Captions files. ``Root.wavs`` lists the wavs of each split in order.
+    """
+    import shutil
+
+    out = Root(root, layout)
+    (root / "wavs").mkdir(parents=True)
+    for split in SPEECH_SPLITS:
+        data = json.loads((synth / "annotations" / f"{split}.json").read_text())
+        captions: dict[str, dict] = {}
+        out.wavs[split] = []
+        for i, (video, entry) in enumerate(data.items()):
+            stamps = [list(s) for s in entry["timestamps"]]
+            sentences = [s if k == 0 else " " + s for k, s in enumerate(entry["sentences"])]
+            source_k = list(range(1, len(sentences) + 1))  # the synthetic wav of each sentence, None: no wav
+            if split == "train" and i == 0:
+                stamps.insert(1, REVERSED[0])
+                sentences.insert(1, REVERSED[1])
+                source_k.insert(1, None)
+            if split == "val_1" and i == 0:
+                stamps[-1][1] = round(entry["duration"] + 1.5, 2)
+            captions[video] = {"duration": entry["duration"], "timestamps": stamps, "sentences": sentences}
+            out.videos[video] = entry["duration"]
+            for k, src in enumerate(source_k, start=1):
+                if src is not None:
+                    name = wav_name(video, split, k)
+                    shutil.copy(synth / "speech" / "wavs" / wav_name(video, split, src), root / "wavs" / name)
+                    out.wavs[split].append(name)
+        if annotations == "captions":
+            write_captions(root / "annotations" / f"{split}.json", captions)
+        else:
+            listing = {"train": "new_train_data.json", "val_1": "new_val_data.json", "val_2": "new_test_data.json"}
+            write_vgcl(root / "annotations" / listing[split], vgcl_entries(captions, split, new=True), new=True)
+    with h5py.File(next((synth / "features").glob("*.hdf5")), "r") as h5:
+        feats = {v: h5[v]["c3d_features"][()] for v in out.videos}
+    if layout == "single":
+        write_c3d_single(root / "features" / "sub_activitynet_v1-3.c3d.hdf5", feats)
+    else:
+        write_c3d_per_video(root / "features", feats)
+    chapters = sorted(p for p in (synth / "corpus").glob("*/*/*") if p.is_dir())
+    subsets = ("train-clean-100", "train-clean-360", "train-other-500")
+    for j, chapter in enumerate(chapters):
+        subset = "dev-clean" if j in (3, 7) else subsets[j % 3]
+        shutil.copytree(chapter, root / "librispeech" / subset / chapter.parent.name / chapter.name)
+    shutil.copy(synth / "glove.txt", root / "glove.txt")
+    write_esc50(root / "esc50")
+    if wav2vec2_from is not None:
+        shutil.copytree(wav2vec2_from, root / "wav2vec2")
     return out

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from bench import cli, run, tables, tracking
+import pytest
+
+from bench import cli, datasets, run, tables, tracking
 from methods import registry
 
 
@@ -17,13 +19,22 @@ def _all_runs() -> list:
     return mlflow.search_runs(search_all_experiments=True, output_format="list")
 
 
-def test_a_dataset_that_cannot_be_opened_is_one_error_before_any_run(home, capsys):
+def test_a_dataset_without_its_data_root_is_one_error_before_any_run(home, monkeypatch, capsys):
+    monkeypatch.delenv("WSVG_DATA", raising=False)
     argv = ["run", "--method", "prior", "--dataset", "activitynet-speech", "--profile", "tiny", "--seeds", "0,1,2"]
     assert cli.main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("bench run: error: dataset 'activitynet-speech' is not built yet")
-    assert "issue 3" in err[0]
+    assert len(err) == 1 and err[0].startswith("bench run: error: $WSVG_DATA: no data root given")
+    assert "--data-root DIR" in err[0]
     assert _all_runs() == []  # no FAILED run per seed
+
+
+def test_a_dataset_not_built_yet_is_one_error_naming_its_issue(home, monkeypatch):
+    planned = datasets.DatasetSpec("planned-set", "a dataset a later issue builds", issue=99)
+    monkeypatch.setattr(datasets, "_DATASETS", {**datasets._DATASETS, "planned-set": planned})
+    with pytest.raises(NotImplementedError, match=r"'planned-set' is not built yet .*\(issue 99 adds it\)"):
+        run.run([registry.get("prior")], dataset="planned-set", profile="tiny", seeds=[0], device="cpu")
+    assert _all_runs() == []
 
 
 def test_a_seed_free_method_runs_one_seed_and_says_so(home, toy_method, capsys):

@@ -97,6 +97,7 @@ class Annotations:
     clipped_beyond_tolerance: int = 0
     max_clip: float = 0.0
     skipped: int = 0
+    left_out: int = 0  # valid moments a dataset leaves out (activitynet-speech --skip-missing: the wav is absent)
 
     def __len__(self) -> int:
         return len(self.moments)
@@ -120,6 +121,7 @@ class Annotations:
             f"{self.path.name} ({self.split}): {len(self.videos)} videos, {len(self.moments)} moments of "
             f"{self.entries} entries; {self.clipped} spans clipped ({self.clipped_beyond_tolerance} by more than "
             f"{CLIP_TOLERANCE:g} s, at most {self.max_clip:.3g} s); {self.skipped} skipped"
+            + (f"; {self.left_out} left out" if self.left_out else "")
         )
 
 

@@ -47,7 +47,7 @@ import torch
 from torch import Tensor
 
 from bench.data import activitynet, c3d, features, loader
-from bench.data.errors import DataError
+from bench.data.errors import DataError, SkipPolicy
 from bench.data.world import tokenize
 
 VERSION = 1  # bump when the featurization changes
@@ -173,8 +173,21 @@ def standardize(data: GroundingData, eps: float = 1e-6) -> GroundingData:
 
 def read_annotations(dataset: Any, split_file: str) -> activitynet.Annotations:
     """One annotation file of ``dataset`` (``train``, ``val_1``, ``val_2``, ``test_ood``), its moments labelled with
-    the split of their speech files' names."""
-    return activitynet.read_captions(dataset.annotation_path(split_file), SPEECH_SPLIT.get(split_file, split_file))
+    the split of their speech files' names: the one way every method reads a split, so all see the same queries.
+
+    Either format (ActivityNet Captions JSON or VGCL's lists). Bad entries are dropped and counted (``skipped``), the
+    readers' documented rule: the real ``train.json`` has four empty or reversed spans, which leaves the paper's
+    37,417 pairs; ``k`` keeps its number, so the wav names still match. A dataset that leaves valid queries out (a
+    real root under ``--skip-missing``, whose wav is absent) names them in ``dataset.left_out(split_file)``; they are
+    dropped too and counted in ``left_out``.
+    """
+    path = dataset.annotation_path(split_file)
+    ann = activitynet.read_annotations(path, SPEECH_SPLIT.get(split_file, split_file), SkipPolicy(skip=True))
+    drop = getattr(dataset, "left_out", lambda split: frozenset())(split_file)
+    if drop:
+        kept = [m for m in ann if m.qid not in drop]
+        ann = dataclasses.replace(ann, moments=kept, left_out=len(ann) - len(kept))
+    return ann
 
 
 def _load(dataset: Any, cache: Path, device: Any, n_clips: int, progress: bool) -> GroundingData:
