@@ -646,27 +646,8 @@ def load_encoder(st: stages.Stage, c: ASPConfig, device) -> ASPEncoder:
 def with_speech_features(ctx: RunContext, data: grounding.GroundingData, st: stages.Stage, c: ASPConfig,
                          batch_size: int = 32) -> grounding.GroundingData:  # fmt: skip
     """The grounding splits with each query's frozen ``S~`` as ``sem`` / ``sem_len``, encoded once per stage."""
-    encoder = None
-
-    def encode(name: str, split: grounding.GroundingSplit, wavs: dict[str, Path]) -> list[Tensor]:
-        nonlocal encoder
-        from tqdm import tqdm
-
-        encoder = encoder or load_encoder(st, c, ctx.device)
-        rows = []
-        bars = dict(desc=f"encode {name}", unit="batch", leave=False, disable=None)
-        for lo in tqdm(range(0, len(split), batch_size), **bars):
-            qids = split.qids[lo : lo + batch_size]
-            items = [corpus.speech_item(wavs[q]) for q in qids]
-            b = loader.PaddedSplit.from_items(qids, items, ragged=("wave", "mel")).to(ctx.device).tensors
-            feats, lengths = encoder.features(b)
-            rows.extend(feats[i, : lengths[i]].cpu() for i in range(len(qids)))
-        return rows
-
-    def key(name: str) -> str:
-        return loader.content_key(st.key, data.content_hash, name, corpus.VERSION)
-
-    return frozen.with_query_features(ctx, data, "sem", key, encode)
+    return frozen.with_stage_speech_features(ctx, data, "sem", st.key, lambda: load_encoder(st, c, ctx.device),
+                                             batch_size)
 
 
 # -- grounding with AVCL (§3.4) ----------------------------------------------------------------------------------

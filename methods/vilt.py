@@ -52,7 +52,7 @@ from torch.nn import functional as F
 from bench import config as cfg
 from bench import rng, stages
 from bench.context import RunContext, RunResult
-from bench.data import corpus, grounding, loader
+from bench.data import grounding, loader
 from bench.train import Task, fit
 from methods import base, sil
 from methods.parts import frozen, recipe
@@ -263,24 +263,8 @@ def load_encoder(st: stages.Stage, c: VILTConfig, device) -> VILTEncoder:
 def with_features(ctx: RunContext, data: grounding.GroundingData, st: stages.Stage, c: VILTConfig,
                   batch_size: int = 32) -> grounding.GroundingData:  # fmt: skip
     """The grounding splits with each query's frozen speech-only encoding as ``sem`` / ``sem_len``, once per stage."""
-    encoder = None
-
-    def encode(name: str, split: grounding.GroundingSplit, wavs: dict[str, Path]) -> list[Tensor]:
-        nonlocal encoder
-        encoder = encoder or load_encoder(st, c, ctx.device)
-        rows = []
-        for lo in range(0, len(split), batch_size):
-            qids = split.qids[lo : lo + batch_size]
-            items = [corpus.speech_item(wavs[q]) for q in qids]
-            b = loader.PaddedSplit.from_items(qids, items, ragged=("wave", "mel")).to(ctx.device).tensors
-            feats, lengths = encoder.features(b)
-            rows.extend(feats[i, : lengths[i]].cpu() for i in range(len(qids)))
-        return rows
-
-    def key(name: str) -> str:
-        return loader.content_key(st.key, data.content_hash, name, corpus.VERSION)
-
-    return frozen.with_query_features(ctx, data, STAGE, key, encode)
+    return frozen.with_stage_speech_features(ctx, data, STAGE, st.key, lambda: load_encoder(st, c, ctx.device),
+                                             batch_size)
 
 
 # -- grounding -----------------------------------------------------------------------------------------------------

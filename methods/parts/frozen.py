@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from torch import Tensor
 
@@ -14,6 +15,25 @@ from bench.data import corpus, grounding, loader
 
 # (split name, the split, query id -> its wav) -> one [steps, dim] tensor per query, in the split's order
 Encode = Callable[[str, grounding.GroundingSplit, dict[str, Path]], list[Tensor]]
+# a batch of speech items (log-mel and wave, padded) -> (features [B, T, D], lengths [B])
+Features = Callable[[dict[str, Tensor]], tuple[Tensor, Tensor]]
+
+
+def encode_speech(features: Features, name: str, split: grounding.GroundingSplit, wavs: dict[str, Path], device,
+                  batch_size: int = 32) -> list[Tensor]:  # fmt: skip
+    """Each query's frozen features ``[steps, D]`` in the split's order, ``batch_size`` utterances at a time read as
+    the corpus reads speech (:func:`bench.data.corpus.speech_item`) and passed through ``features``."""
+    from tqdm import tqdm
+
+    rows = []
+    bars = dict(desc=f"encode {name}", unit="batch", leave=False, disable=None)
+    for lo in tqdm(range(0, len(split), batch_size), **bars):
+        qids = split.qids[lo : lo + batch_size]
+        items = [corpus.speech_item(wavs[q]) for q in qids]
+        b = loader.PaddedSplit.from_items(qids, items, ragged=("wave", "mel")).to(device).tensors
+        feats, lengths = features(b)
+        rows.extend(feats[i, : lengths[i]].cpu() for i in range(len(qids)))
+    return rows
 
 
 def with_query_features(ctx: RunContext, data: grounding.GroundingData, prefix: str, key: Callable[[str], str],
@@ -44,3 +64,21 @@ def with_query_features(ctx: RunContext, data: grounding.GroundingData, prefix: 
         out[name] = grounding.GroundingSplit(name, queries, split.videos)
     extra = {name: out.pop(name) for name in list(out) if name in data.extra_tests}
     return dataclasses.replace(data, extra_tests=extra, **out)
+
+
+def with_stage_speech_features(ctx: RunContext, data: grounding.GroundingData, prefix: str, stage_key: str,
+                               load: Callable[[], Any], batch_size: int = 32) -> grounding.GroundingData:  # fmt: skip
+    """:func:`with_query_features` for an encoder saved by a pre-training stage that reads log-mel and wave: the
+    encoder (``load()``, its ``features(batch)`` giving features and lengths) is loaded on the first cache miss,
+    and the cache key names the stage, the data, the split and the speech featurizer's version."""
+    encoder = None
+
+    def encode(name: str, split: grounding.GroundingSplit, wavs: dict[str, Path]) -> list[Tensor]:
+        nonlocal encoder
+        encoder = encoder or load()
+        return encode_speech(encoder.features, name, split, wavs, ctx.device, batch_size)
+
+    def key(name: str) -> str:
+        return loader.content_key(stage_key, data.content_hash, name, corpus.VERSION)
+
+    return with_query_features(ctx, data, prefix, key, encode)
