@@ -191,11 +191,8 @@ def large_files(layout: Layout, splits: dict[str, activitynet.Annotations]) -> l
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def manifest(layout: Layout, files: list[Path], cache: Path) -> list[tuple[str, int, str]]:
