@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from methodrun import run_method
 
 from bench import cli, config, evaluate, tracking, train
-from bench.context import RunContext
 from methods import base, registry
 from methods.parts import fusion, losses, proposals
 
@@ -162,15 +162,7 @@ def test_learning_rate_warms_up_then_decays_as_inverse_sqrt():
 
 def _run(name: str, data, workdir: Path, seed: int = 0, profile: str = "tiny", **overrides):
     """One method run outside the CLI, with its own workdir (so checkpoints never leak between runs)."""
-    spec = registry.get(name)
-    c = config.apply_overrides(spec.config(profile), {k: str(v) for k, v in overrides.items()})
-    from bench.context import set_seed
-
-    set_seed(seed)
-    with tracking.start_run(f"test/{name}", {"method": name}) as log:
-        ctx = RunContext(spec, c, "synth", profile, seed, torch.device("cpu"), log, workdir, workdir.parent / "cache")
-        ctx.preloaded = data
-        return spec.run(ctx)
+    return run_method(name, data, workdir, workdir.parent / "cache", seed, profile, **overrides)[0]
 
 
 @pytest.mark.parametrize("name", ["base", "base-text", "sbase"])

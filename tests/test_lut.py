@@ -9,9 +9,9 @@ import math
 
 import pytest
 import torch
+from methodrun import run_method
 
-from bench import config, evaluate, tracking
-from bench.context import RunContext, set_seed
+from bench import config, evaluate
 from bench.data import loader
 from methods import lut, registry, sil
 
@@ -71,13 +71,7 @@ def test_the_row_is_lut_at_app_b3s_sizes_and_differs_from_base_ldis_by_the_penal
 
 
 def _run(data, home, workdir, seed):
-    spec = registry.get("base+lut")
-    set_seed(seed)
-    with tracking.start_run("test/base+lut", {"method": spec.name}) as log:
-        ctx = RunContext(spec, spec.config("tiny"), "synth", "tiny", seed, torch.device("cpu"), log, workdir,
-                         home / "cache")  # fmt: skip
-        ctx.preloaded = data
-        return spec.run(ctx)
+    return run_method("base+lut", data, workdir, home / "cache", seed)[0]
 
 
 def test_tiny_run_pretrains_once_grounds_and_a_second_seed_reuses_the_stage(tiny, tmp_path):

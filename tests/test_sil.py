@@ -9,10 +9,10 @@ import math
 
 import pytest
 import torch
+from methodrun import run_method
 from torch import nn
 
 from bench import config, evaluate, stages, tracking
-from bench.context import RunContext
 from methods import registry, sil
 from methods.parts import avcl, cif, proposals
 
@@ -293,15 +293,7 @@ def _mask(vc: torch.Tensor) -> torch.Tensor:
 
 
 def _run(name, data, home, workdir, seed=0, **overrides):
-    spec = registry.get(name)
-    c = config.apply_overrides(spec.config("tiny"), {k: str(v) for k, v in overrides.items()})
-    from bench.context import set_seed
-
-    set_seed(seed)
-    with tracking.start_run(f"test/{name}", {"method": name}) as log:
-        ctx = RunContext(spec, c, "synth", "tiny", seed, torch.device("cpu"), log, workdir, home / "cache")
-        ctx.preloaded = data
-        return spec.run(ctx)
+    return run_method(name, data, workdir, home / "cache", seed, **overrides)[0]
 
 
 def test_sil_pretrains_once_grounds_and_scores_its_predictions(tiny, tmp_path):

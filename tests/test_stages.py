@@ -12,25 +12,19 @@ import random
 import numpy as np
 import pytest
 import torch
+from methodrun import run_method
 from torch import nn
 
 from bench import stages, tracking
-from bench.context import RunContext, set_seed
+from bench.context import set_seed
 from bench.data import grounding, loader
-from methods import registry
 
 STAGED = ["sil", "sil-no-rob", "base+lsem", "sbase+asp", "asr-base", "asr-wslln", "asr-rtbpn", "asr-scn",
           "asr-wav2vec2", "rtbpn+lsem", "base+wav2vec2"]  # fmt: skip
 
 
 def _run(name, data, cache, workdir, seed=0):
-    spec = registry.get(name)
-    c = spec.config("tiny")
-    set_seed(seed)
-    with tracking.start_run(f"test/{name}", {"method": name}) as log:
-        ctx = RunContext(spec, c, "synth", "tiny", seed, torch.device("cpu"), log, workdir, cache)
-        ctx.preloaded = data
-        return spec.run(ctx)
+    return run_method(name, data, workdir, cache, seed)[0]
 
 
 @pytest.mark.parametrize("name", STAGED)

@@ -9,9 +9,9 @@ import json
 import pytest
 import torch
 import update_cases
+from methodrun import run_method
 
-from bench import cli, evaluate, stages, tracking
-from bench.context import RunContext
+from bench import cli, evaluate, stages
 from methods import registry, rtbpn, sil, wslln
 
 NAMES = ("wslln+lsem", "rtbpn+lsem")
@@ -83,15 +83,7 @@ def test_the_pretraining_stage_is_base_lsems(profile):
 
 
 def _run(name, data, home, workdir, seed=0):
-    spec = registry.get(name)
-    c = spec.config("tiny")
-    from bench.context import set_seed
-
-    set_seed(seed)
-    with tracking.start_run(f"test/{name}", {"method": name}) as log:
-        ctx = RunContext(spec, c, "synth", "tiny", seed, torch.device("cpu"), log, workdir, home / "cache")
-        ctx.preloaded = data
-        return spec.run(ctx), log.run_id
+    return run_method(name, data, workdir, home / "cache", seed)
 
 
 def test_both_rows_ground_on_the_one_lsem_stage_that_base_lsem_builds(tiny, tmp_path):

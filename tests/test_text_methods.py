@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from methodrun import run_method
 
-from bench import config, evaluate, tracking
-from bench.context import RunContext
+from bench import evaluate
 from bench.data import grounding, loader
 from methods import registry, rtbpn, scn, wslln
 from methods.parts import proposals, textquery
@@ -215,15 +215,7 @@ def test_scn_reconstruction_rewards_and_proposal_loss_by_hand():
 
 def _run(name: str, data, workdir: Path, seed: int = 0, profile: str = "tiny", **overrides):
     """One method run outside the CLI, with its own workdir; returns the result and the tracked run's id."""
-    spec = registry.get(name)
-    c = config.apply_overrides(spec.config(profile), {k: str(v) for k, v in overrides.items()})
-    from bench.context import set_seed
-
-    set_seed(seed)
-    with tracking.start_run(f"test/{name}", {"method": name}) as log:
-        ctx = RunContext(spec, c, "synth", profile, seed, torch.device("cpu"), log, workdir, workdir.parent / "cache")
-        ctx.preloaded = data
-        return spec.run(ctx), log.run_id
+    return run_method(name, data, workdir, workdir.parent / "cache", seed, profile, **overrides)
 
 
 @pytest.mark.parametrize(

@@ -9,10 +9,10 @@ import math
 
 import pytest
 import torch
+from methodrun import run_method
 from torch import nn
 
-from bench import evaluate, tracking
-from bench.context import RunContext, set_seed
+from bench import evaluate
 from bench.data import loader
 from methods import registry, vilt
 
@@ -92,13 +92,7 @@ def test_the_row_is_an_8_layer_single_stream_encoder_at_the_paper_profile_pre_tr
 
 
 def _run(data, home, workdir, seed):
-    spec = registry.get("base+vilt")
-    set_seed(seed)
-    with tracking.start_run("test/base+vilt", {"method": spec.name}) as log:
-        ctx = RunContext(spec, spec.config("tiny"), "synth", "tiny", seed, torch.device("cpu"), log, workdir,
-                         home / "cache")  # fmt: skip
-        ctx.preloaded = data
-        return spec.run(ctx)
+    return run_method("base+vilt", data, workdir, home / "cache", seed)[0]
 
 
 def test_tiny_run_pretrains_once_grounds_and_a_second_seed_reuses_the_stage(tiny, tmp_path):
