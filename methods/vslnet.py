@@ -25,10 +25,10 @@ label is 1 on the clips ``[s - k, e + k]`` with ``k = round(0.1 (e - s + 1))`` (
 clipped to the video; ``L_QGH`` is the BCE of h against it, weighted 2 on the foreground and 1 on the background,
 averaged over the clips (:func:`highlight_loss`).
 
-**Inference** (:func:`rank_spans`): ``P = softmax(start) (x) softmax(end)`` on the upper triangle (j >= i), every
-one of the ``n (n + 1) / 2`` spans ranked by P, in seconds ``[i D/n, (j + 1) D/n]``; the top-1 is VSLNet's argmax.
+**Inference** (:mod:`methods.parts.spans`): ``P = softmax(start) (x) softmax(end)`` on the upper triangle (j >= i),
+every one of the ``n (n + 1) / 2`` spans ranked by P, in seconds ``[i D/n, (j + 1) D/n]``; the top-1 is VSLNet's argmax.
 The evaluator takes R@5 after its own NMS (0.45), so each query's list goes down to its fifth NMS survivor (and at
-least ``n_ranked`` = 100 spans): R@1 and R@5 are what the whole ranking gives (:func:`nms_depth`).
+least ``n_ranked`` = 100 spans): R@1 and R@5 are what the whole ranking gives.
 
 **How the log-mel frames enter** (:class:`MelEmbedding`). VSLNet maps each word's [word ; char] vector to d with a
 width-1 convolution. Its speech counterpart here maps each group of 4 consecutive 80-d frames (80 ms) to d: a
@@ -94,6 +94,7 @@ from bench import evaluate
 from bench.context import RunContext, RunResult
 from bench.data import grounding
 from bench.train import fit_grounding
+from methods.parts import spans
 from methods.parts.encoders import lengths_to_mask
 from methods.spec import MethodSpec, register
 
@@ -418,64 +419,18 @@ def vslnet_loss(model: VSLNet, batch: dict[str, Tensor]) -> tuple[Tensor, dict[s
 # -- decoding and scoring ------------------------------------------------------------------------------------------
 
 
-def rank_spans(start: Tensor, end: Tensor, duration: Tensor) -> tuple[Tensor, Tensor]:
-    """Every span (i <= j) ranked by ``P = softmax(start)_i softmax(end)_j``: seconds ``[B, n(n+1)/2, 2]`` and P.
-
-    Ties keep row-major order (smallest start, then smallest end), so the first span is VSLNet's argmax.
-    """
-    n = start.shape[1]
-    p = torch.softmax(start, dim=1)[:, :, None] * torch.softmax(end, dim=1)[:, None, :]
-    i, j = torch.triu_indices(n, n, device=start.device)  # row-major over the upper triangle
-    scores, order = p[:, i, j].sort(dim=1, descending=True, stable=True)
-    seconds = torch.stack([i[order] / n, (j[order] + 1) / n], dim=-1) * duration[:, None, None]
-    return seconds, scores
-
-
-def nms_depth(spans: Tensor, top_k: int = 5) -> Tensor:
-    """``[Q]``: how far down each ranked list the evaluator's NMS must read to keep ``top_k`` spans (the list's
-    length where it keeps fewer). Cutting each list there leaves every R@n, n <= top_k, unchanged."""
-    kept, kept_valid = evaluate.nms(spans, threshold=evaluate.NMS_THRESHOLD, top_k=top_k)
-    last = (spans == kept[:, -1:]).all(dim=-1).float().argmax(dim=1) + 1  # spans are distinct cells
-    return torch.where(kept_valid[:, -1], last, spans.shape[1])
-
-
-@torch.no_grad()
-def rank_split(model: VSLNet, split: grounding.GroundingSplit, batch_size: int,
-               n_ranked: int) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
-    """Each query's ranked spans ``[Q, K, 2]``, their P ``[Q, K]`` and which are real ``[Q, K]``: down to the fifth
-    NMS survivor and at least ``n_ranked`` deep (the rest is padding)."""
-    parts = []
-    for batch in split.batches(batch_size):
+def span_logits(model: VSLNet) -> spans.SpanLogits:
+    def logits(batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         out = model(batch)
-        spans, scores = rank_spans(out.start, out.end, batch["duration"])
-        depth = nms_depth(spans).clamp(min=min(n_ranked, spans.shape[1]))
-        k = int(depth.max())
-        parts.append((spans[:, :k], scores[:, :k], torch.arange(k, device=spans.device) < depth[:, None]))
-    width = max(p[0].shape[1] for p in parts)
-    return tuple(_cat_padded([p[i] for p in parts], width) for i in range(3))  # type: ignore[return-value]
+        return out.start, out.end
 
-
-def _cat_padded(tensors: list[Tensor], width: int) -> Tensor:
-    """Concatenate ``[Q_b, K_b, ...]`` tensors along dim 0, each zero-padded along dim 1 to ``width``."""
-    first = tensors[0]
-    out = first.new_zeros((sum(t.shape[0] for t in tensors), width, *first.shape[2:]))
-    row = 0
-    for t in tensors:
-        out[row : row + t.shape[0], : t.shape[1]] = t
-        row += t.shape[0]
-    return out
+    return logits
 
 
 def evaluate_split(model: VSLNet, split: grounding.GroundingSplit, predictions: Path | None = None) -> dict[str, float]:
-    """The one evaluator on the ranked spans (as ``recipe.score_ranked`` does, with each list's own length)."""
+    """Every span ranked by ``P = softmax(start) (x) softmax(end)`` (:mod:`methods.parts.spans`), scored."""
     c = model.c
-    spans, scores, valid = (t.cpu() for t in rank_split(model, split, c.eval_batch_size, c.n_ranked))
-    q = split.queries
-    gt, duration = q["span"].cpu(), q["duration"].cpu()
-    if predictions is not None:
-        evaluate.write_predictions(predictions, split.qids, duration, gt, spans, scores, valid)
-    metrics = evaluate.evaluate(spans, gt, duration, valid)
-    return {k: v for k, v in metrics.items() if k in evaluate.METRIC_KEYS + evaluate.DIAGNOSTIC_KEYS}
+    return spans.evaluate_split(span_logits(model), split, c.eval_batch_size, c.n_ranked, predictions)
 
 
 def check_query_lengths(c: VSLNetConfig, data: grounding.GroundingData) -> None:

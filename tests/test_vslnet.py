@@ -13,6 +13,7 @@ from torch import nn
 from bench import cli, evaluate, tracking
 from bench.data import grounding
 from methods import registry, vslnet
+from methods.parts.spans import nms_depth, rank_spans
 
 # -- decoding ----------------------------------------------------------------------------------------------------
 
@@ -21,14 +22,14 @@ def test_spans_are_ranked_by_p_on_the_upper_triangle_in_seconds():
     # softmax of log-probabilities gives them back: P(start) = (.5, .3, .2), P(end) = (.1, .6, .3)
     start = torch.tensor([[0.5, 0.3, 0.2]]).log()
     end = torch.tensor([[0.1, 0.6, 0.3]]).log()
-    spans, scores = vslnet.rank_spans(start, end, torch.tensor([30.0]))  # 10 s per clip
+    spans, scores = rank_spans(start, end, torch.tensor([30.0]))  # 10 s per clip
     # (0,1) .30, (1,1) .18, (0,2) .15, (1,2) .09, (2,2) .06, (0,0) .05; (2,1) = .12 is below the diagonal: no span
     assert spans[0].tolist() == [[0, 20], [10, 20], [0, 30], [10, 30], [20, 30], [0, 10]]
     torch.testing.assert_close(scores[0], torch.tensor([0.30, 0.18, 0.15, 0.09, 0.06, 0.05]))
 
 
 def test_equal_probabilities_keep_row_major_order():
-    spans, scores = vslnet.rank_spans(torch.zeros(1, 2), torch.zeros(1, 2), torch.tensor([8.0]))
+    spans, scores = rank_spans(torch.zeros(1, 2), torch.zeros(1, 2), torch.tensor([8.0]))
     assert spans[0].tolist() == [[0, 4], [0, 8], [4, 8]] and scores[0].tolist() == [0.25, 0.25, 0.25]
 
 
@@ -36,8 +37,8 @@ def test_nms_depth_is_where_the_evaluator_keeps_its_fifth_span():
     ranked = torch.tensor(
         [[[0, 10], [0, 9], [20, 30], [21, 30], [40, 50], [60, 70], [61, 70], [80, 90], [90, 100]]], dtype=torch.float
     )  # kept: ranks 1, 3, 5, 6, 8 (ranks 2, 4, 7 overlap a kept span by IoU > 0.45)
-    assert vslnet.nms_depth(ranked).tolist() == [8]
-    assert vslnet.nms_depth(ranked[:, :4]).tolist() == [4]  # fewer than five survive: the whole list
+    assert nms_depth(ranked).tolist() == [8]
+    assert nms_depth(ranked[:, :4]).tolist() == [4]  # fewer than five survive: the whole list
 
 
 # -- labels -------------------------------------------------------------------------------------------------------
