@@ -154,6 +154,7 @@ _BUILTIN_MODULES: tuple[str, ...] = (
     "methods.w2v2",
     "methods.lut",
     "methods.vilt",
+    "methods.vgcl",
 )
 
 
