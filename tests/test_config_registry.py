@@ -192,6 +192,10 @@ def test_a_new_table_row_makes_a_planned_method_once_described(own_tables, capsy
     assert cli.main(["methods"]) == 0
     line = [ln.split() for ln in capsys.readouterr().out.splitlines() if ln.startswith("newnet ")]
     assert line == [["newnet", "planned", "(#99)", "speech", "weak", "ground", "3"]]
+    from bench import run
+
+    with pytest.raises(NotImplementedError, match="issue 99 adds it"):
+        run.methods_to_run("newnet", 3)
     assert cli.main(["run", "--method", "newnet", "--profile", "tiny"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("bench run: error:") and "not implemented" in err and "Traceback" not in err
