@@ -76,7 +76,8 @@ def methods_to_run(method: str | None, table: int | None, dataset: str | None = 
     """The methods a ``bench run`` invocation means, in table order; errors say what to do instead.
 
     ``--table N`` alone: every implemented row of the table, then (grounding tables) its blind rows and the
-    suite's reference rows (``bench.tables.REFERENCE_METHODS``). ``--method M --table N``: M, and the blind rows
+    suite's reference rows (``bench.tables.REFERENCE_METHODS``); not Table 1's fine-tuned variants (a second
+    training of six rows), which ``--method <row>-ft --table 1`` runs. ``--method M --table N``: M, and the blind rows
     that have no finished run on this dataset and profile yet (seconds each), so the printed table shows them.
     On an annotations-only dataset (``activitynet-captions``) only blind methods can run: ``--table N`` keeps just
     the table's blind rows, and naming another method is an error that says where it can run.
@@ -89,7 +90,7 @@ def methods_to_run(method: str | None, table: int | None, dataset: str | None = 
     if method is not None:
         spec = registry.get(method)
         if table is not None:
-            rows = [r for r in tables.load_table(table).rows if r.method == method]
+            rows = [r for r in tables.load_table(table).rows if method in (r.method, r.finetune)]
             if not rows and not spec.blind and method not in tables.REFERENCE_METHODS:
                 raise ValueError(
                     f"method {method!r} has no row in table {table}; its rows: {', '.join(spec.rows) or 'none listed'}"

@@ -70,6 +70,8 @@ PAPER_SIZE_METRICS = ("latency_paper_s", "speedup_paper")
 each other (``scripts/bench_latency.py --sizes paper``); no paper number, marked as ours."""
 DIAGNOSTICS = ("centre_in", "pred_len")
 BLIND_METHODS = ("random", "prior", "whole-video")
+FINETUNE_METRIC = "mIoU_finetune"
+"""Table 1's "mIoU (finetune)": filled from the runs of a row's ``finetune`` method (:func:`with_finetuned`)."""
 """The blind rows under every grounding table; their variants (``prior-miou``, ...) appear in ``bench report``."""
 REFERENCE_METHODS = ("vslnet-text", "2dtan-text", "oracle-concept")
 """Reference rows under every grounding table (not rows of the paper, not under test): the supervised ceilings on
@@ -156,6 +158,9 @@ class Row:
     values: dict[str, Any] = field(default_factory=dict)
     note: str = ""
     not_reproducible: str = ""
+    # the method whose runs' mIoU fill this row's mIoU_finetune (Table 1's "mIoU (finetune)": the row's method with
+    # its pre-trained speech encoder fine-tuned in grounding, methods.spec.finetuned)
+    finetune: str = ""
     blind: bool = False
     reference: bool = False  # a reference row of the suite (REFERENCE_METHODS): no paper line, labelled as such
 
@@ -206,6 +211,7 @@ def load_table(number: int) -> Table:
                 values=dict(r.get("values", {})),
                 note=r.get("note", ""),
                 not_reproducible=r.get("not_reproducible", ""),
+                finetune=r.get("finetune", ""),
             )
             for r in raw["rows"]
         ]
@@ -242,6 +248,9 @@ def _check(table: Table, path: Path) -> None:
         extra = set(row.paper) - set(table.metrics)
         if extra:
             raise ValueError(f"{path}: row {row.id!r} has paper values for undeclared metrics {sorted(extra)}")
+        if row.finetune and FINETUNE_METRIC not in table.metrics:
+            raise ValueError(f"{path}: row {row.id!r} names a finetune method, but the table has no "
+                             f"{FINETUNE_METRIC} column to fill")  # fmt: skip
 
 
 def load_all() -> list[Table]:
@@ -258,8 +267,9 @@ def rows_by_method() -> dict[str, tuple[tuple[int, str], ...]]:
     out: dict[str, list[tuple[int, str]]] = {}
     for table in load_all():
         for row in table.rows:
-            if row.method:
-                out.setdefault(row.method, []).append((table.number, row.id))
+            for method in (row.method, row.finetune):  # a row's fine-tuned variant fills the row too
+                if method:
+                    out.setdefault(method, []).append((table.number, row.id))
     return {method: tuple(rows) for method, rows in out.items()}
 
 
@@ -374,6 +384,26 @@ def _aggregate(mine, prefix: str = "test/") -> Reproduced | None:
     )
 
 
+def with_finetuned(repro: Reproduced | None, tuned: Reproduced | None) -> Reproduced | None:
+    """``repro`` with the fine-tuned runs' mIoU as its ``mIoU_finetune`` (their own n, which the cell names when it
+    differs from the line's), their seeds, commits and run ids joined in; unchanged when there is none."""
+    if tuned is None or "mIoU" not in tuned.mean:
+        return repro
+    cell = {"mean": {FINETUNE_METRIC: tuned.mean["mIoU"]}, "std": {FINETUNE_METRIC: tuned.std["mIoU"]},
+            "counts": {FINETUNE_METRIC: tuned.count("mIoU")}}  # fmt: skip
+    if repro is None:  # only the fine-tuned runs: the one cell, none of their other metrics
+        return dataclasses.replace(tuned, **cell)
+    return dataclasses.replace(
+        repro,
+        mean={**repro.mean, **cell["mean"]},
+        std={**repro.std, **cell["std"]},
+        counts={**dict.fromkeys(repro.mean, repro.n), **repro.counts, **cell["counts"]},
+        commits=sorted(set(repro.commits) | set(tuned.commits)),
+        run_ids=repro.run_ids + tuned.run_ids,
+        dataset_hashes=sorted(set(repro.dataset_hashes) | set(tuned.dataset_hashes)),
+    )
+
+
 @dataclass
 class Rendered:
     """A table ready to print: header, body lines (each a list of cells) and caption.
@@ -438,7 +468,7 @@ def row_tags(number: int, method: str, dataset: str) -> dict[str, str]:
     """
     rows = all_rows(load_table(number), dataset)
     for index, row in enumerate(rows, start=1):
-        if row.method == method:
+        if method in (row.method, row.finetune):
             tags = {"wsvg.table": str(number), "wsvg.row": row.id, "wsvg.row_label": row.label,
                     "wsvg.row_index": f"{index:02d}"}  # fmt: skip
             paper = {m: f"{v / 100:.4f}" if m in PERCENT_METRICS else f"{v:g}" for m, v in row.paper.items()}
@@ -473,6 +503,9 @@ def build(table: Table, dataset: str, profile: str, runs=None, split: str = DEFA
         if not ours_only:
             lines.append([row.label, *info, "paper", *[_fmt(m, row.paper.get(m), scale=False) for m in metrics]])
         repro = collect(runs, row.method, split) if row.method else None
+        tuned = collect(runs, row.finetune, split) if row.finetune and FINETUNE_METRIC in metrics else None
+        repro = with_finetuned(repro, tuned)
+        seeds.update(tuned.seeds if tuned is not None else [])
         label = row.label if ours_only else ""
         blank_info = info if ours_only else [""] * len(info)
         if row.not_reproducible:
@@ -587,6 +620,11 @@ def _caption(
             f" {tuned_on(dataset)} for R@1 IoU=0.5 (the priors tuned for the other metrics are in `bench report`)."
             " centre-in: share of queries whose top-1 centre lies inside the true moment; pred. len: mean top-1"
             " length as a share of the video."
+        )
+    if FINETUNE_METRIC in table.metrics:
+        text += (
+            " mIoU (finetune): the mIoU of the row's runs with its pre-trained speech encoder fine-tuned on the"
+            " grounding data (the row's '-ft' method); a cell whose number of seeds differs from its line's names it."
         )
     if table.is_grounding and not annotations_only(dataset):  # build() shows no references on annotations only
         text += (

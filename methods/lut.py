@@ -27,6 +27,9 @@ What App. B.3 says, and how it is built here:
   weights being the trainable linear map that App. B.3's "fully-connected layer with a Bi-GRU" puts in front (a
   separate FC before them would compose to one linear map).
 
+``base+lut-ft`` is Table 1's fine-tune column of this row: the same encoder trained with Base in grounding
+(``methods.sil``'s ``finetune``).
+
 So Base + LUT differs from Figure 5(a)'s ``base+ldis`` by the confidence penalty and the number of epochs, and from
 ``base+lsem`` by the distillation in place of ``L_seq + L_word``.
 """
@@ -37,7 +40,7 @@ import dataclasses
 
 from bench import config as cfg
 from methods import sil
-from methods.spec import MethodSpec, register
+from methods.spec import MethodSpec, finetuned, register
 
 CONFIDENCE_PENALTY = 0.3
 PAPER_EPOCHS = 30  # App. B.3, against SIL's 40 (App. B.2)
@@ -52,7 +55,7 @@ def lut_config(profile: str) -> sil.SILConfig:
     return sil.sil_config(profile, asp=dict(LUT_ASP, train=dataclasses.replace(train, epochs=epochs)), avcl=False)
 
 
-register(
+LUT = register(
     MethodSpec(
         "base+lut",
         "Base + LUT",
@@ -66,3 +69,4 @@ register(
         issue=17,
     )
 )
+register(finetuned(LUT))

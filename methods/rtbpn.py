@@ -69,6 +69,7 @@ from bench.data import grounding
 from methods.parts import losses, proposals, recipe, textquery
 from methods.parts.avcl import AVCL, avcl_clips, select_clips
 from methods.parts.encoders import BiGRU, query_encoders
+from methods.parts.finetune import Finetune
 from methods.parts.fusion import Interaction
 from methods.spec import MethodSpec, register
 
@@ -101,6 +102,7 @@ class RTBPNConfig:
     asr: Any = None  # methods.asr's configuration on the asr-rtbpn row; None on the gold text
     query: Literal["words", "features"] = "words"  # "words": word vectors of a text; "features": rtbpn+lsem
     asp: Any = None  # methods.sil's encoder configuration on the rtbpn+lsem row (base+lsem's); None on text
+    finetune: bool = False  # rtbpn+lsem only: the encoder trained with the backbone (Table 1's fine-tune column)
 
 
 def rtbpn_config(profile: str, **kw: Any) -> RTBPNConfig:
@@ -246,17 +248,20 @@ def rtbpn_loss(model: RTBPNNet, batch: dict[str, Tensor]) -> tuple[Tensor, dict[
     return loss + c.lambda3 * avcl, {**scalars, "avcl": avcl.item()}
 
 
-def run(ctx: RunContext, prepare: recipe.Prepare | None = None) -> RunResult:
+def run(ctx: RunContext, prepare: recipe.Prepare | None = None,
+        finetune: Finetune | None = None) -> RunResult:  # fmt: skip
     """Train on train, select on val, test once (:func:`methods.parts.recipe.ground`); ``prepare`` gives the
     cascade's ASR transcripts (``asr-rtbpn``, ``methods/cascade.py``) or the frozen L_sem encoder's features
-    (``rtbpn+lsem``, ``methods/lsem.py``)."""
+    (``rtbpn+lsem``, ``methods/lsem.py``), and ``finetune`` that encoder trained with the backbone instead."""
     c: RTBPNConfig = ctx.config
+    if c.finetune and finetune is None:
+        raise ValueError(f"finetune=true needs a pre-trained speech encoder: run rtbpn+lsem-ft, not {ctx.spec.name}")
 
     def build(data: grounding.GroundingData) -> RTBPNNet:
         query_dim = c.asp.d if c.query == "features" else None
         return RTBPNNet(c, data.train.videos.shape[-1], data.word_vectors, query_dim)
 
-    return recipe.ground(ctx, c, build, rtbpn_loss, prepare=prepare)
+    return recipe.ground(ctx, c, build, rtbpn_loss, prepare=prepare, finetune=finetune)
 
 
 register(MethodSpec("rtbpn-text", "RTBPN (gold text)", ("ground",), "gold-text", "weak",

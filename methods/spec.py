@@ -7,6 +7,7 @@ module, then answers ``get`` and ``all_methods``) imports both, so the import gr
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -80,3 +81,21 @@ def register(spec: MethodSpec) -> MethodSpec:
         raise ValueError(f"method {spec.name!r} is registered twice")
     _REGISTRY[spec.name] = spec
     return spec
+
+
+FINETUNE_SUFFIX = "-ft"
+
+
+def finetuned(spec: MethodSpec, issue: int = 17) -> MethodSpec:
+    """``<name>-ft``: ``spec`` with its pre-trained speech encoder fine-tuned in grounding (``finetune = True`` in
+    its configuration), the run that fills the row's "mIoU (finetune)" cell in Table 1 (``tables/table01.toml``
+    names it as the row's ``finetune`` method). ``bench run --method <name> --set finetune=true`` is the same run."""
+    assert spec.config is not None, f"method {spec.name}: a fine-tuned variant needs a configuration"
+    config = spec.config
+
+    def tuned(profile: str) -> Any:
+        return dataclasses.replace(config(profile), finetune=True)
+
+    desc = f"{spec.description}; the pre-trained speech encoder fine-tuned with the grounding network (Table 1)"
+    return dataclasses.replace(spec, name=spec.name + FINETUNE_SUFFIX, title=f"{spec.title} (fine-tuned encoder)",
+                               description=desc, config=tuned, issue=issue)  # fmt: skip

@@ -52,6 +52,7 @@ from bench.context import RunContext, RunResult
 from bench.data import grounding
 from methods.parts import losses, proposals, recipe
 from methods.parts.encoders import BiGRU, query_encoders
+from methods.parts.finetune import Finetune
 from methods.spec import MethodSpec, register
 
 DESCRIPTION = (
@@ -70,6 +71,7 @@ class WSLLNConfig:
     asr: Any = None  # methods.asr's configuration on the asr-wslln row; None on the gold text
     query: Literal["words", "features"] = "words"  # "words": word vectors of a text; "features": wslln+lsem
     asp: Any = None  # methods.sil's encoder configuration on the wslln+lsem row (base+lsem's); None on text
+    finetune: bool = False  # wslln+lsem only: the encoder trained with the backbone (Table 1's fine-tune column)
 
 
 def wslln_config(profile: str, **kw: Any) -> WSLLNConfig:
@@ -154,17 +156,20 @@ def wslln_loss(model: WSLLNNet, batch: dict[str, Tensor]) -> tuple[Tensor, dict[
     return loss, {"bce": loss.item(), "s_pos": s_pos.mean().item(), "s_neg": s_neg.mean().item()}
 
 
-def run(ctx: RunContext, prepare: recipe.Prepare | None = None) -> RunResult:
+def run(ctx: RunContext, prepare: recipe.Prepare | None = None,
+        finetune: Finetune | None = None) -> RunResult:  # fmt: skip
     """Train on train, select on val, test once (:func:`methods.parts.recipe.ground`); ``prepare`` gives the
     cascade's ASR transcripts (``asr-wslln``, ``methods/cascade.py``) or the frozen L_sem encoder's features
-    (``wslln+lsem``, ``methods/lsem.py``)."""
+    (``wslln+lsem``, ``methods/lsem.py``), and ``finetune`` that encoder trained with the backbone instead."""
     c: WSLLNConfig = ctx.config
+    if c.finetune and finetune is None:
+        raise ValueError(f"finetune=true needs a pre-trained speech encoder: run wslln+lsem-ft, not {ctx.spec.name}")
 
     def build(data: grounding.GroundingData) -> WSLLNNet:
         query_dim = c.asp.d if c.query == "features" else None
         return WSLLNNet(c, data.train.videos.shape[-1], data.word_vectors, query_dim)
 
-    return recipe.ground(ctx, c, build, wslln_loss, prepare=prepare)
+    return recipe.ground(ctx, c, build, wslln_loss, prepare=prepare, finetune=finetune)
 
 
 register(MethodSpec("wslln-text", "WSLLN (gold text)", ("ground",), "gold-text", "weak",

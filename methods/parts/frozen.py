@@ -45,22 +45,35 @@ def with_query_features(ctx: RunContext, data: grounding.GroundingData, prefix: 
     own (:func:`bench.data.grounding.speech_tag`) gets an entry of its own. ``encode`` runs only on a cache miss, so
     an encoder it loads lazily is never loaded when every split is cached.
     """
+
+    def rows(name: str, split: grounding.GroundingSplit, wavs: dict[str, Path]) -> list[dict[str, Tensor]]:
+        return [{"sem": r} for r in encode(name, split, wavs)]
+
+    return with_query_fields(ctx, data, prefix, key, rows, ragged=("sem",))
+
+
+def with_query_fields(ctx: RunContext, data: grounding.GroundingData, prefix: str, key: Callable[[str], str],
+                      rows: Callable[[str, grounding.GroundingSplit, dict[str, Path]], list[dict[str, Tensor]]],
+                      ragged: tuple[str, ...]) -> grounding.GroundingData:  # fmt: skip
+    """``data`` with the fields of ``rows(split name, split, query id -> wav)`` (one dict per query, in the split's
+    order; the ``ragged`` ones padded with an ``_len`` companion) beside each split's query tensors, or in place
+    of a field of the same name; cached as :func:`with_query_features` says."""
     out = {}
     for name, split_file in grounding.split_files(ctx.data).items():
         split = data.split(name)
 
         def build(split: grounding.GroundingSplit = split, split_file: str = split_file,
                   name: str = name) -> loader.PaddedSplit:  # fmt: skip
-            rows = encode(name, split, corpus.query_wavs(ctx.data, split_file))
-            return loader.PaddedSplit.from_items(split.qids, [{"sem": r} for r in rows], ragged=("sem",))
+            items = rows(name, split, corpus.query_wavs(ctx.data, split_file))
+            return loader.PaddedSplit.from_items(split.qids, items, ragged=ragged)
 
         cache = Path(ctx.cache_dir) / "features"
         tag = grounding.speech_tag(ctx.data, name)  # augmented speech never meets the clean split's entry
         entry = f"{prefix}-{name}-{key(name)}"
         if tag:
             entry = f"{prefix}-{name}-{tag}-{loader.content_key(key(name), tag)}"
-        sem = loader.featurize_cached(entry, cache, build, ctx.device)
-        queries = loader.PaddedSplit({**split.queries.tensors, **sem.tensors}, split.qids, split.queries.meta)
+        fields = loader.featurize_cached(entry, cache, build, ctx.device)
+        queries = loader.PaddedSplit({**split.queries.tensors, **fields.tensors}, split.qids, split.queries.meta)
         out[name] = grounding.GroundingSplit(name, queries, split.videos)
     extra = {name: out.pop(name) for name in list(out) if name in data.extra_tests}
     return dataclasses.replace(data, extra_tests=extra, **out)

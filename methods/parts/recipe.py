@@ -3,7 +3,9 @@
 :func:`ground` is every trained grounding method's ``run``, given its own pieces: how to build its network from the
 data, its loss, how to score a split (by default the 2D-TAN candidates through :func:`evaluate_split`), and an
 optional ``prepare`` that adapts the data before the model is built (a cascade's ASR transcripts in place of the
-words, SIL's frozen speech features as ``sem``). The loop itself is :func:`bench.train.fit_grounding`.
+words, SIL's frozen speech features as ``sem``), and for Table 1's fine-tune column a ``finetune`` that puts the
+pre-trained encoder in front of the network instead (:mod:`methods.parts.finetune`). The loop itself is
+:func:`bench.train.fit_grounding`.
 
 A method's scores of its candidates become spans ranked by score (:func:`rank_split` for the 2D-TAN candidate set
 that Base, SIL, WSLLN and RTBPN score; SCN, 2D-TAN and the oracle rank their own candidate sets), and
@@ -20,10 +22,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from bench import evaluate
+from bench import evaluate, rng
 from bench.context import RunContext, RunResult
 from bench.data import grounding
 from bench.train import fit_grounding
+from methods.parts import finetune as ft
 from methods.parts import proposals
 
 Prepare = Callable[[RunContext, grounding.GroundingData], grounding.GroundingData]
@@ -32,18 +35,31 @@ Score = Callable[[Any, grounding.GroundingSplit, Path | None], dict[str, float]]
 
 
 def ground(ctx: RunContext, settings: Any, build: Callable[[grounding.GroundingData], nn.Module], loss: Loss,
-           score: Score | None = None, prepare: Prepare | None = None) -> RunResult:  # fmt: skip
+           score: Score | None = None, prepare: Prepare | None = None,
+           finetune: ft.Finetune | None = None) -> RunResult:  # fmt: skip
     """Train on train, select on val, test once; the harness logs the result.
 
     ``settings`` holds the grounding fields every method's configuration has: ``n_clips``, ``train``,
     ``select_on`` and ``eval_batch_size``. ``loss(model, batch)`` and ``score(model, split, predictions path)``
-    take the built model first.
+    take the built model first. With ``finetune``, the built network reads ``sem`` from the pre-trained encoder
+    (:class:`methods.parts.finetune.FineTuned`), trained with it; ``loss`` is the frozen row's, taken through it.
     """
     c = settings
+    if finetune is not None and score is not None:
+        raise ValueError("a fine-tuned encoder is scored through the network's forward: pass no score")
     data = grounding.load(ctx.data, ctx.cache_dir, ctx.device, c.n_clips)
     if prepare is not None:
         data = prepare(ctx, data)
-    model = build(data).to(ctx.device)
+    if finetune is not None:
+        data = finetune.prepare(ctx, data)
+        net = build(data)
+        with rng.kept():  # the encoder's construction draws nothing from the run's streams: the grounding network
+            encoder = finetune.load()  # starts from the same weights as the frozen row's of the same seed
+        model = ft.FineTuned(encoder, net).to(ctx.device)
+        loss = ft.loss_through(loss)
+        ctx.log.log_params({"finetune": True})
+    else:
+        model = build(data).to(ctx.device)
     ctx.log.log_params({"parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)})
 
     def score_split(split: grounding.GroundingSplit, path: Path | None) -> dict[str, float]:
