@@ -204,32 +204,45 @@ def fixed(start: float, end: float) -> Callable[[Split], tuple[dict[str, float],
 # --- random -------------------------------------------------------------------------------------------------------
 
 
-def random_draw(split: Split, space: str, generator: torch.Generator, n_clips: int = 64) -> Tensor:
+def random_draw(split: Split, space: str, generator: torch.Generator, n_clips: int = 64,
+                depth: int | None = None) -> Tensor:  # fmt: skip
     """One draw of ranked predictions ``[Q, K, 2]`` in seconds.
 
     ``candidates``: an independent uniform permutation of the candidates of each query (153 at 64 clips; the
     argsort of i.i.d. uniforms). ``continuous``: :data:`CONTINUOUS_SPANS` spans per query, each the sorted pair of
-    two independent U(0, 1) fractions of the duration.
+    two independent U(0, 1) fractions of the duration. ``depth``: only the first ``depth`` ranks of the same draw
+    (the generator advances as for the whole list).
     """
     n_query = len(split.qids)
     if space == "candidates":
         spans = candidate_spans(split.duration, n_clips)  # [Q, n_cand, 2]
-        order = torch.rand(spans.shape[:2], generator=generator, dtype=torch.float64).argsort(dim=1)
+        order = torch.rand(spans.shape[:2], generator=generator, dtype=torch.float64).argsort(dim=1)[:, :depth]
         return spans.gather(1, order[..., None].expand(-1, -1, 2))
     if space == "continuous":
         ends = torch.rand(n_query, CONTINUOUS_SPANS, 2, generator=generator, dtype=torch.float64).sort(dim=2).values
-        return ends * split.duration[:, None, None]
+        return (ends * split.duration[:, None, None])[:, :depth]
     raise ValueError(f"random: space {space!r} is not 'candidates' or 'continuous'")
 
 
+DRAW_DEPTH = 48
+"""How deep :func:`random_metrics` reads a draw's ranked list: the evaluator's NMS keeps its five spans within the
+first few dozen ranks of a random permutation (measured: 8 on average, at most 33 over 17,000 queries), and a
+ranked list cut below its fifth NMS survivor scores exactly as the whole one, so a draw whose every query fills its
+five there is scored on that prefix (the whole draw again, from the same generator state, otherwise)."""
+
+
 def random_metrics(split: Split, config: RandomConfig, generator: torch.Generator) -> tuple[dict[str, float], Tensor]:
-    """The evaluator's metrics averaged over ``config.draws`` draws, and the predictions of draw 0."""
-    runs, first = [], None
-    for _ in range(config.draws):
-        pred = random_draw(split, config.space, generator, config.n_clips)
-        first = pred if first is None else first
+    """The evaluator's metrics averaged over ``config.draws`` draws, and the predictions of draw 0 (whole lists)."""
+    top_k = max(evaluate.RECALL_AT)
+    first = random_draw(split, config.space, generator, config.n_clips)
+    runs = [evaluate.evaluate(first, split.gt, split.duration)]
+    for _ in range(config.draws - 1):
+        state = generator.get_state()
+        pred = random_draw(split, config.space, generator, config.n_clips, DRAW_DEPTH)
+        if pred.shape[1] == DRAW_DEPTH and not bool(evaluate.nms(pred, top_k=top_k)[1][:, -1].all()):
+            generator.set_state(state)  # some query needs more ranks: the same draw, whole
+            pred = random_draw(split, config.space, generator, config.n_clips)
         runs.append(evaluate.evaluate(pred, split.gt, split.duration))
-    assert first is not None
     return mean_metrics(runs), first
 
 

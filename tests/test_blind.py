@@ -321,3 +321,39 @@ def test_runs_log_params_and_their_predictions_file_rescores_to_the_test_metrics
     assert prior["params.tuned_for"] == "R1@0.5" and float(prior["params.prior_train_value"]) == pytest.approx(2 / 3)
     random = runs.loc[run_ids["random"]]
     assert (random["params.draws"], random["params.space"]) == ("1", "candidates")
+
+
+@pytest.mark.parametrize(("space", "n_clips"), [("candidates", 64), ("candidates", 8), ("continuous", 64)])
+def test_random_metrics_on_cut_lists_are_those_of_the_whole_draws(space, n_clips):
+    """The draws scored on their first ranks (``DRAW_DEPTH``) give the numbers of the same draws scored whole; a list
+    shorter than the depth (8 clips: 36 candidates; 5 continuous spans) is scored whole."""
+    from methods import blind
+
+    g = torch.Generator().manual_seed(3)
+    n = 400
+    duration = torch.rand(n, generator=g, dtype=torch.float64) * 100 + 10
+    start = torch.rand(n, generator=g, dtype=torch.float64) * 0.6 * duration
+    gt = torch.stack([start, start + torch.rand(n, generator=g, dtype=torch.float64) * 0.4 * duration], 1)
+    split = blind.Split([str(i) for i in range(n)], duration, gt)
+    config = blind.RandomConfig(draws=6, space=space, n_clips=n_clips)
+    got, first = blind.random_metrics(split, config, torch.Generator().manual_seed(7))
+    whole = torch.Generator().manual_seed(7)
+    draws = [blind.random_draw(split, space, whole, n_clips) for _ in range(config.draws)]
+    want = blind.mean_metrics([evaluate.evaluate(d, gt, duration) for d in draws])
+    assert got == want and torch.equal(first, draws[0])
+
+
+def test_a_draw_whose_nms_needs_more_ranks_than_the_depth_is_scored_whole(monkeypatch):
+    from methods import blind
+
+    monkeypatch.setattr(blind, "DRAW_DEPTH", 2)  # two ranks never hold five NMS survivors: every draw falls back
+    g = torch.Generator().manual_seed(0)
+    duration = torch.full((50,), 60.0, dtype=torch.float64)
+    gt = torch.stack([torch.rand(50, generator=g, dtype=torch.float64) * 30, torch.full((50,), 45.0)], 1).double()
+    split = blind.Split([str(i) for i in range(50)], duration, gt)
+    config = blind.RandomConfig(draws=3)
+    got, _ = blind.random_metrics(split, config, torch.Generator().manual_seed(1))
+    whole = torch.Generator().manual_seed(1)
+    want = blind.mean_metrics([evaluate.evaluate(blind.random_draw(split, "candidates", whole), gt, duration)
+                               for _ in range(3)])  # fmt: skip
+    assert got == want and 0 < got["R5@0.3"] < 1
