@@ -102,7 +102,7 @@ def test_two_processes_with_half_batches_train_like_one_process_with_the_whole_b
     assert (tmp_path / "ddp" / "checkpoint.pt").exists()  # written by rank 0
 
 
-def test_bench_run_under_torchrun_logs_one_run_from_rank_0(tmp_path):
+def test_bench_run_under_torchrun_logs_one_run_from_rank_0(tmp_path, monkeypatch):
     """`torchrun --nproc_per_node 2 -m bench.cli run --method sbase --profile tiny` on the CPU, end to end."""
     env = {**os.environ, "WSVG_HOME": str(tmp_path / "runs"), "WSVG_QUIET": "1", "OMP_NUM_THREADS": "1"}
     for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MLFLOW_TRACKING_URI"):
@@ -113,11 +113,9 @@ def test_bench_run_under_torchrun_logs_one_run_from_rank_0(tmp_path):
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert done.stdout.count("FINISHED sbase seed=0") == 1  # rank 0 alone reports
-    os.environ["WSVG_HOME"], saved = str(tmp_path / "runs"), os.environ.get("WSVG_HOME")
-    try:
-        runs = tracking.finished_runs({"method": "sbase", "profile": "tiny"})
-    finally:
-        os.environ.pop("WSVG_HOME") if saved is None else os.environ.__setitem__("WSVG_HOME", saved)
+    monkeypatch.setenv("WSVG_HOME", str(tmp_path / "runs"))  # the store the child wrote, whatever an earlier test of
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # this process pointed mlflow at
+    runs = tracking.finished_runs({"method": "sbase", "profile": "tiny"})
     assert len(runs) == 1
     preds = next((tmp_path / "runs" / "work" / "sbase").rglob("test_predictions.jsonl"))
     rescored = evaluate.evaluate_file(preds)

@@ -19,8 +19,10 @@ from bench import stages, tracking
 from bench.context import set_seed
 from bench.data import grounding, loader
 
-STAGED = ["sil", "sil-no-rob", "base+lsem", "sbase+asp", "asr-base", "asr-wslln", "asr-rtbpn", "asr-scn",
-          "asr-wav2vec2", "rtbpn+lsem", "base+wav2vec2"]  # fmt: skip
+STAGED = ["sil", "sil-no-rob", "base+lsem", "sbase+asp", "asr-base", "asr-scn", "asr-wav2vec2", "rtbpn+lsem",
+          "base+wav2vec2"]  # fmt: skip
+"""asr-wslln and asr-rtbpn read the ASR stage's transcripts as asr-base does (the cascade's one ``prepare``), so
+they are left out (CI time)."""
 
 
 def _run(name, data, cache, workdir, seed=0):
