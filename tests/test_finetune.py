@@ -149,3 +149,26 @@ def test_the_table_fills_the_fine_tune_cell_from_the_variants_runs():
     only_tuned = tables.build(tables.load_table(1), "synth", "tiny", runs=runs[runs["params.method"] == "sil-ft"])
     (line,) = [ln for i, ln in enumerate(only_tuned.lines) if i and only_tuned.lines[i - 1][0].startswith("SIL (")]
     assert line[col["mIoU (finetune)"]] == "40.00" and line[col["mIoU"]] == "missing"  # none of its other metrics
+
+
+def test_a_fine_tuned_run_starts_its_grounding_network_where_the_frozen_run_of_its_seed_does(tiny, tmp_path,
+                                                                                              monkeypatch):  # fmt: skip
+    from methods.parts import recipe
+
+    class Built(Exception):
+        pass
+
+    seen = {}
+
+    def capture(ctx, model, loss, data, cfg, select_on, score):
+        seen[ctx.spec.name] = {k: v.clone() for k, v in model.state_dict().items()}
+        raise Built
+
+    monkeypatch.setattr(recipe, "fit_grounding", capture)
+    home, data = tiny
+    for name in ("sil", "sil-ft"):
+        with pytest.raises(Built):
+            run_method(name, data, tmp_path / name, home / "cache", seed=3)
+    frozen, tuned = seen["sil"], seen["sil-ft"]
+    assert frozen.keys() == {k.removeprefix("net.") for k in tuned if k.startswith("net.")}
+    assert all(torch.equal(frozen[k], tuned[f"net.{k}"]) for k in frozen)
