@@ -53,6 +53,13 @@ class Stage:
     def file(self, name: str) -> Path:
         return self.path / name
 
+    def load(self, name: str) -> Any:
+        """The object a build saved as ``name`` (``torch.save``), read onto the CPU: an encoder's weights and the
+        sizes it was built with, as the method's ``load_encoder`` rebuilds it."""
+        import torch
+
+        return torch.load(self.file(name), map_location="cpu", weights_only=False)
+
     def record(self) -> dict[str, Any]:
         return json.loads(self.record_path.read_text())
 

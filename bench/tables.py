@@ -397,7 +397,7 @@ def with_finetuned(repro: Reproduced | None, tuned: Reproduced | None) -> Reprod
         repro,
         mean={**repro.mean, **cell["mean"]},
         std={**repro.std, **cell["std"]},
-        counts={**dict.fromkeys(repro.mean, repro.n), **repro.counts, **cell["counts"]},
+        counts={**repro.counts, **cell["counts"]},  # a metric with no count of its own has the line's n
         commits=sorted(set(repro.commits) | set(tuned.commits)),
         run_ids=repro.run_ids + tuned.run_ids,
         dataset_hashes=sorted(set(repro.dataset_hashes) | set(tuned.dataset_hashes)),
@@ -503,7 +503,7 @@ def build(table: Table, dataset: str, profile: str, runs=None, split: str = DEFA
         if not ours_only:
             lines.append([row.label, *info, "paper", *[_fmt(m, row.paper.get(m), scale=False) for m in metrics]])
         repro = collect(runs, row.method, split) if row.method else None
-        tuned = collect(runs, row.finetune, split) if row.finetune and FINETUNE_METRIC in metrics else None
+        tuned = collect(runs, row.finetune, split) if row.finetune else None  # _check: the table has the column
         repro = with_finetuned(repro, tuned)
         seeds.update(tuned.seeds if tuned is not None else [])
         label = row.label if ours_only else ""

@@ -647,7 +647,7 @@ def _pretrain(sctx: stages.StageContext, data, c: ASPConfig, cache_dir: Path) ->
 
 def load_encoder(st: stages.Stage, c: ASPConfig, device) -> ASPEncoder:
     enc = ASPEncoder(c)
-    enc.load_state_dict(torch.load(st.file("encoder.pt"), map_location="cpu", weights_only=False)["encoder"])
+    enc.load_state_dict(st.load("encoder.pt")["encoder"])
     return enc.to(device).eval()
 
 

@@ -325,7 +325,7 @@ def cpc_stage(cache_dir: str | Path, c: CPCConfig, dataset_hash: str) -> stages.
 
 
 def load_encoder(st: stages.Stage, c: CPCConfig, device) -> CPCEncoder:
-    saved = torch.load(st.file("encoder.pt"), map_location="cpu", weights_only=False)
+    saved = st.load("encoder.pt")
     enc = CPCEncoder(c, saved["video_dim"])
     enc.load_state_dict(saved["encoder"])
     return enc.to(device).eval()

@@ -260,7 +260,7 @@ def vilt_stage(cache_dir: str | Path, c: VILTConfig, dataset_hash: str) -> stage
 
 
 def load_encoder(st: stages.Stage, c: VILTConfig, device) -> VILTEncoder:
-    saved = torch.load(st.file("encoder.pt"), map_location="cpu", weights_only=False)
+    saved = st.load("encoder.pt")
     enc = VILTEncoder(c, saved["word_dim"])
     enc.load_state_dict(saved["encoder"])
     return enc.to(device).eval()

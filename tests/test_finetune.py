@@ -91,12 +91,12 @@ def test_a_fine_tuned_run_moves_its_encoder_and_leaves_the_stages_as_built(tiny,
     assert set(evaluate.METRIC_KEYS) <= set(result.test)
     assert evaluate.evaluate_file(result.predictions)["mIoU"] == pytest.approx(result.test["mIoU"], abs=1e-9)
     st = sil.asp_stage(home / "cache", registry.get("sil").config("tiny").asp, data.content_hash)
-    built = torch.load(st.file("encoder.pt"), map_location="cpu", weights_only=False)["encoder"]
+    built = st.load("encoder.pt")["encoder"]
     state = torch.load(tmp_path / "ft" / "checkpoint.pt", map_location="cpu", weights_only=False)
     tuned = _encoder_state(state["best"]["model"])
     assert tuned.keys() == built.keys()
     assert any(not torch.equal(tuned[k], built[k]) for k in built)  # the grounding loss reached the encoder
-    again = torch.load(st.file("encoder.pt"), map_location="cpu", weights_only=False)["encoder"]
+    again = st.load("encoder.pt")["encoder"]
     assert all(torch.equal(again[k], built[k]) for k in built)  # and the shared stage is untouched
 
 
