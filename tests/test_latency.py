@@ -19,7 +19,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from bench import cli, tables
+from bench import cli, stages, tables
 from bench.data import corpus, grounding, loader
 from bench.data.librispeech import load_audio
 from methods import asr, sil
@@ -90,7 +90,7 @@ def test_sil_timed_top1_is_the_evaluators_top1_on_the_cached_features(tiny, meas
     stage_dir = tmp_path / "asp-under-test"
     stage_dir.mkdir()
     torch.save({"encoder": m.encoder.state_dict()}, stage_dir / "encoder.pt")
-    st = SimpleNamespace(key="latency-test", file=lambda name: stage_dir / name)
+    st = stages.Stage(name="asp", key="latency-test", path=stage_dir)
     ctx = SimpleNamespace(data=data, cache_dir=home / "cache", device=torch.device("cpu"))
     g = grounding.load(data, home / "cache", "cpu", 64, progress=False)
     featured = sil.with_speech_features(ctx, g, st, c, batch_size=1)
