@@ -45,6 +45,18 @@ stronger time/feature masking, more dropout or a larger model, while adding 300 
 was trained on far more voices (LibriSpeech 960 h) than the synthetic corpus has. The default stays ``"corpus"``,
 the paper's protocol (an ASR that never heard the benchmark).
 
+**Fine-tuning** (``finetune = true``; Table 1's "mIoU (finetune)" cell of the cascades, ``asr-wslln-ft``,
+``asr-scn-ft``, ``asr-rtbpn-ft``). For the end-to-end rows the paper fine-tunes the speech encoder with the grounding
+network (§4.4); a cascade's ASR gets no gradient through its discrete transcripts, and the paper does not say what
+it did. The reading built here is wav2vec 2.0's own fine-tuning on the grounding data: the model above (trained, or
+the local checkpoint) goes on with CTC on the grounding train split's speech and captions, the feature encoder frozen
+as in wav2vec 2.0's fine-tuning, for ``finetune_train`` (per profile, a lower rate than training from scratch), the
+epoch selected on the CER of the first ``finetune_val_queries`` val queries (val speech is scored, never trained
+on; test speech is not read). It is the stage ``asr-ft``, keyed by the model it starts from (:func:`model_tag`) and
+the dataset, with the ASR's seed; the transcripts it decodes are a stage ``asr-text`` of their own, and the text
+network on top is the frozen cascade's. Only captions the weakly-supervised methods already train on are used, as
+for ``train_speech = "corpus+grounding-train"``, which instead trains the ASR on both from the start.
+
 Input normalisation is the feature extractor's (zero mean, unit variance per utterance, over its own samples),
 done before padding: ``Wav2Vec2FeatureExtractor`` without an attention mask would normalise the padded row.
 
@@ -113,6 +125,11 @@ class ASRConfig:
     seed: int = 0  # the stage's seed: every grounding run shares the model of this seed
     eval_batch_size: int = 16
     train: cfg.TrainConfig = field(default_factory=lambda: ASR_TRAIN["paper"])
+    # Table 1's fine-tune column of the cascades (asr-*-ft): the model above, then CTC on the grounding train split's
+    # speech and captions, a stage of its own (``asr-ft``); see "Fine-tuning" in the module docstring
+    finetune: bool = False
+    finetune_train: cfg.TrainConfig = field(default_factory=lambda: ASR_FINETUNE["paper"])
+    finetune_val_queries: int = 300  # val speech (the first of val's queries) scored after each epoch, for selection
 
 
 # The paper fine-tunes a pre-trained model and gives no ASR training settings; these train CTC from scratch. Measured
@@ -126,6 +143,12 @@ ASR_TRAIN: dict[str, cfg.TrainConfig] = {
     "tiny": cfg.TrainConfig(epochs=2, batch_size=8, lr=1e-3, warmup_updates=2),
     "small": cfg.TrainConfig(epochs=6, batch_size=16, lr=4e-3, warmup_updates=100),
     "paper": cfg.TrainConfig(epochs=30, batch_size=32, lr=5e-4, warmup_updates=2000),
+}
+# Fine-tuning starts from a trained model: a lower rate than training from scratch, a short warm-up, few epochs.
+ASR_FINETUNE: dict[str, cfg.TrainConfig] = {
+    "tiny": cfg.TrainConfig(epochs=1, batch_size=8, lr=1e-3, warmup_updates=2),
+    "small": cfg.TrainConfig(epochs=2, batch_size=16, lr=1e-3, warmup_updates=20),
+    "paper": cfg.TrainConfig(epochs=10, batch_size=32, lr=5e-5, warmup_updates=500),
 }
 _SIZES: dict[str, dict[str, Any]] = {
     "tiny": dict(hidden=32, layers=1, heads=2, ff=64, conv_dim=(16, 16, 16, 16), conv_kernel=(10, 8, 4, 4),
@@ -144,7 +167,8 @@ def asr_config(profile: str, **kw: Any) -> ASRConfig:
     wav2vec2-base-sized model, for a GPU.
     """
     cfg.check_profile(profile)
-    return ASRConfig(**{"train": ASR_TRAIN[profile], **_SIZES[profile], **kw})
+    return ASRConfig(**{"train": ASR_TRAIN[profile], "finetune_train": ASR_FINETUNE[profile], **_SIZES[profile],
+                        **(dict(finetune_val_queries=16) if profile == "tiny" else {}), **kw})  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -346,7 +370,7 @@ def _epoch_batches(lengths: Sequence[int], batch_size: int, generator: torch.Gen
 def _score_corpus(model: Any, processor: Any, utts: Sequence[Utterance], batch_size: int, device: Any,
                   path: Path | None = None) -> dict[str, float]:  # fmt: skip
     """CER/WER on corpus utterances (``neg_cer`` for selection); optionally writes (id, reference, hypothesis)."""
-    hyps = recognise(model, processor, [load_audio(u.path) for u in utts], batch_size, device)
+    hyps = recognise(model, processor, [_load(u) for u in utts], batch_size, device)
     refs = {u.id: clean_text(u.text) for u in utts}
     totals, rows = wer_metrics.score(refs, dict(zip(refs, hyps, strict=True)))
     if path is not None:
@@ -355,39 +379,39 @@ def _score_corpus(model: Any, processor: Any, utts: Sequence[Utterance], batch_s
 
 
 GROUNDING_TRAIN = "grounding-train"  # Utterance.subset of the grounding train split's queries (option train_speech)
+GROUNDING_VAL = "grounding-val"  # Utterance.subset of the val queries that select the fine-tuned ASR's epoch
 
 
-def grounding_train_utterances(data: Any) -> list[Utterance]:
-    """The grounding train split's queries as (speech, caption) utterances, for ``train_speech`` with them."""
-    qids, paths = _split_speech(data, "train")
-    refs = references(data, "train")
-    return [Utterance(q, p, refs[q], "grounding", subset=GROUNDING_TRAIN) for q, p in zip(qids, paths, strict=True)]
+def grounding_utterances(data: Any, split: str = "train", limit: int | None = None) -> list[Utterance]:
+    """A grounding split's queries as (speech, caption) utterances, in annotation order (the first ``limit``): the
+    train split for ``train_speech`` with it and for fine-tuning, val for the fine-tuned model's selection."""
+    qids, paths = _split_speech(data, split)
+    refs = references(data, split)
+    subset = GROUNDING_TRAIN if split == "train" else GROUNDING_VAL
+    return [Utterance(q, p, refs[q], "grounding", subset=subset) for q, p in zip(qids, paths, strict=True)][:limit]
 
 
 def _load(u: Utterance) -> Tensor:
-    """A training utterance's wave; the query speech is resampled to 16 kHz as :func:`decode_split` does."""
-    return load_audio(u.path, resample=u.subset == GROUNDING_TRAIN)
+    """An utterance's wave; the query speech is resampled to 16 kHz as :func:`decode_split` does."""
+    return load_audio(u.path, resample=u.subset in (GROUNDING_TRAIN, GROUNDING_VAL))
 
 
-def _build_asr(sctx: stages.StageContext, c: ASRConfig, data: Any) -> dict[str, Any]:
-    """The ``asr`` stage: train on the corpus with the shared loop, save the selected model and its processor."""
+def _fit_ctc(sctx: stages.StageContext, model: Any, processor: Any, c: ASRConfig, train_cfg: cfg.TrainConfig,
+             train_utts: list[Utterance], val_utts: list[Utterance]) -> tuple[Any, int]:  # fmt: skip
+    """CTC training of ``model`` on ``train_utts`` with the shared loop, the epoch selected on the CER of
+    ``val_utts``: ``(fit result, training utterances)``. Utterances over ``c.max_seconds`` are left out."""
     import soundfile as sf
 
-    train_utts, val_utts = corpus_split(Path(data.corpus_root), c)
-    if c.train_speech == "corpus+grounding-train":
-        train_utts += grounding_train_utterances(data)
     frames = [round(sf.info(str(u.path)).duration * SAMPLE_RATE) for u in train_utts]
     keep = [i for i, n in enumerate(frames) if n <= c.max_seconds * SAMPLE_RATE]
     train_utts, frames = [train_utts[i] for i in keep], [frames[i] for i in keep]
-    processor = new_processor(sctx.workdir / "processor")
-    model = new_model(c).to(sctx.device)
     tokenizer = processor.tokenizer
-    n_params = sum(p.numel() for p in model.parameters())
-    sctx.log.log_params({"parameters": n_params, "train_utterances": len(train_utts), "val_utterances": len(val_utts)})
+    use_mask = bool(getattr(processor.feature_extractor, "return_attention_mask", True))  # as recognise runs it
+    sctx.log.log_params({"train_utterances": len(train_utts), "val_utterances": len(val_utts)})
 
     def batches(generator: torch.Generator, shard: dist.Shard) -> Iterator[dict[str, Tensor]]:
-        per_rank = shard.batch_size(c.train.batch_size)
-        for batch in _epoch_batches(frames, c.train.batch_size, generator):
+        per_rank = shard.batch_size(train_cfg.batch_size)
+        for batch in _epoch_batches(frames, train_cfg.batch_size, generator):
             mine = batch[shard.rank * per_rank : (shard.rank + 1) * per_rank]
             if not mine:
                 continue
@@ -396,8 +420,8 @@ def _build_asr(sctx: stages.StageContext, c: ASRConfig, data: Any) -> dict[str, 
             labels = torch.full((len(ids), max(map(len, ids))), -100, dtype=torch.long)
             for row, seq in enumerate(ids):
                 labels[row, : len(seq)] = torch.tensor(seq)
-            yield {"input_values": values.to(sctx.device), "attention_mask": mask.to(sctx.device),
-                   "labels": labels.to(sctx.device)}  # fmt: skip
+            out = {"input_values": values.to(sctx.device), "labels": labels.to(sctx.device)}
+            yield out | ({"attention_mask": mask.to(sctx.device)} if use_mask else {})
 
     def loss(batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
         return model(**batch).loss, {}
@@ -406,22 +430,58 @@ def _build_asr(sctx: stages.StageContext, c: ASRConfig, data: Any) -> dict[str, 
         model=model,
         loss=loss,
         batches=batches,
-        n_batches=-(-len(train_utts) // c.train.batch_size),
+        n_batches=-(-len(train_utts) // train_cfg.batch_size),
         validate=lambda: _score_corpus(model, processor, val_utts, c.eval_batch_size, sctx.device),
         test=lambda path: _score_corpus(model, processor, val_utts, c.eval_batch_size, sctx.device, path),
     )
-    out = fit(task, c.train, sctx, select_on="neg_cer")
+    return fit(task, train_cfg, sctx, select_on="neg_cer"), len(train_utts)
+
+
+def _save(sctx: stages.StageContext, model: Any, processor: Any) -> None:
     if dist.init(sctx.device).main:
         _quiet_transformers()
         model.save_pretrained(sctx.out / "model")
         processor.save_pretrained(sctx.out / "model")
+
+
+def _build_asr(sctx: stages.StageContext, c: ASRConfig, data: Any) -> dict[str, Any]:
+    """The ``asr`` stage: train on the corpus with the shared loop, save the selected model and its processor."""
+    train_utts, val_utts = corpus_split(Path(data.corpus_root), c)
+    if c.train_speech == "corpus+grounding-train":
+        train_utts += grounding_utterances(data, "train")
+    processor = new_processor(sctx.workdir / "processor")
+    model = new_model(c).to(sctx.device)
+    n_params = sum(p.numel() for p in model.parameters())
+    sctx.log.log_params({"parameters": n_params})
+    out, n_train = _fit_ctc(sctx, model, processor, c, c.train, train_utts, val_utts)
+    _save(sctx, model, processor)
     return {
         "selected_epoch": out.selected_epoch,
         "val": out.val_best,
         "heldout": out.test,
         "parameters": n_params,
-        "train_utterances": len(train_utts),
+        "train_utterances": n_train,
         "heldout_utterances": len(val_utts),
+    }
+
+
+def _build_finetuned(sctx: stages.StageContext, c: ASRConfig, ctx: RunContext) -> dict[str, Any]:
+    """The ``asr-ft`` stage: the ASR of ``c`` without fine-tuning (trained, or the local checkpoint), then CTC on the
+    grounding train split's (speech, caption) pairs, the epoch selected on the first val queries' CER."""
+    model, processor, _ = load_asr(ctx, dataclasses.replace(c, finetune=False))
+    model = model.to(sctx.device)
+    model.freeze_feature_encoder()  # wav2vec 2.0's fine-tuning keeps the convolutional feature encoder fixed
+    val_utts = grounding_utterances(ctx.data, "val", c.finetune_val_queries)
+    before = _score_corpus(model, processor, val_utts, c.eval_batch_size, sctx.device)
+    sctx.log.log_metrics({k: v for k, v in before.items() if k != "neg_cer"}, step=0, prefix="val/")
+    out, n_train = _fit_ctc(sctx, model, processor, c, c.finetune_train, grounding_utterances(ctx.data), val_utts)
+    _save(sctx, model, processor)
+    return {
+        "selected_epoch": out.selected_epoch,
+        "val_before": before,
+        "val": out.val_best,
+        "train_utterances": n_train,
+        "val_utterances": len(val_utts),
     }
 
 
@@ -429,12 +489,39 @@ def _build_asr(sctx: stages.StageContext, c: ASRConfig, data: Any) -> dict[str, 
 # The stages and what other methods call
 
 
+_FINETUNE_FIELDS = ("finetune", "finetune_train", "finetune_val_queries")
+_FINETUNE_VERSION = 1  # bump when fine-tuning changes
+
+
 def _stage_config(c: ASRConfig) -> dict[str, Any]:
-    """What the trained model depends on: everything but the checkpoint path and the decoding batch size."""
+    """What the trained model depends on: everything but the checkpoint path, the decoding batch size and the
+    fine-tuning that may follow it (:func:`_finetune_config`)."""
     data = cfg.to_dict(c)
-    for key in ("checkpoint", "eval_batch_size"):
+    for key in ("checkpoint", "eval_batch_size", *_FINETUNE_FIELDS):
         data.pop(key)
     return data
+
+
+def _finetune_config(c: ASRConfig) -> dict[str, Any]:
+    """What fine-tuning adds to the model it starts from (named by the stage's inputs): its schedule, its selection
+    queries, the utterance cut and perturbation it trains with."""
+    return {
+        "train": cfg.to_dict(c.finetune_train),
+        "val_queries": c.finetune_val_queries,
+        "max_seconds": c.max_seconds,
+        "speed_perturb": list(c.speed_perturb),
+        "version": _FINETUNE_VERSION,
+    }
+
+
+def finetune_stage(ctx: RunContext, c: ASRConfig) -> stages.Stage:
+    """The cached ``asr-ft`` stage: the model ``c`` names without fine-tuning (its ``model_tag``), fine-tuned on the
+    dataset's grounding train split."""
+    return stages.stage(ctx.cache_dir, "asr-ft", _finetune_config(c), _finetune_inputs(ctx, c))
+
+
+def _finetune_inputs(ctx: RunContext, c: ASRConfig) -> dict[str, str]:
+    return {"dataset": ctx.data.content_hash, "asr": model_tag(ctx, dataclasses.replace(c, finetune=False))}
 
 
 def asr_stage(cache_dir: str | Path, c: ASRConfig, dataset_hash: str) -> stages.Stage:
@@ -463,6 +550,16 @@ def load_asr(ctx: RunContext, c: ASRConfig) -> tuple[Any, Any, dict[str, Any]]:
     from bench.data.wav2vec2 import load_wav2vec2
 
     _quiet_transformers()
+    if c.finetune:
+        ft = finetune_stage(ctx, c)
+
+        def build_finetuned(sctx: stages.StageContext) -> dict[str, Any]:
+            return _build_finetuned(sctx, c, ctx)
+
+        stages.run_stage(ft, build_finetuned, config=_finetune_config(c), inputs=_finetune_inputs(ctx, c),
+                         device=ctx.device, seed=c.seed, log=ctx.log)  # fmt: skip
+        model, processor = load_wav2vec2(ft.path / "model", str(ctx.device))
+        return model, processor, ft.record()
     if c.checkpoint:
         model, processor = load_wav2vec2(c.checkpoint, str(ctx.device))
         return model, processor, {"checkpoint": c.checkpoint}
@@ -490,7 +587,10 @@ def checkpoint_fingerprint(directory: str | Path) -> str:
 
 
 def model_tag(ctx: RunContext, c: ASRConfig) -> str:
-    """Which ASR model: ``asr-<stage key>`` for the trained one, ``ckpt-<fingerprint>`` for a local checkpoint."""
+    """Which ASR model: ``asr-<stage key>`` for the trained one, ``ckpt-<fingerprint>`` for a local checkpoint,
+    ``asrft-<stage key>`` for either fine-tuned on the grounding train split."""
+    if c.finetune:
+        return f"asrft-{finetune_stage(ctx, c).key}"
     if c.checkpoint:
         return f"ckpt-{checkpoint_fingerprint(c.checkpoint)}"
     return f"asr-{asr_stage(ctx.cache_dir, c, ctx.data.content_hash).key}"
@@ -571,7 +671,8 @@ def transcripts(ctx: RunContext, asr_cfg: ASRConfig | None = None) -> dict[str, 
 
 
 def run(ctx: RunContext) -> RunResult:
-    """Train (or load) the ASR of seed ``ASRConfig.seed + run seed``; score its test transcripts (WER etc.)."""
+    """Train (or load) the ASR of seed ``ASRConfig.seed + run seed``; score its test transcripts (WER etc.).
+    ``--set finetune=true`` scores the ASR fine-tuned on the grounding train split (the cascades' ``-ft`` rows)."""
     c: ASRConfig = with_dataset_checkpoint(dataclasses.replace(ctx.config, seed=ctx.config.seed + ctx.seed), ctx.data)
     hyps = transcripts(ctx, c)["test"]
     totals, rows = wer_metrics.score(references(ctx.data, "test"), hyps)
@@ -579,8 +680,8 @@ def run(ctx: RunContext) -> RunResult:
     ctx.log.log_artifact(csv_path, "wer")
     ctx.log.log_params({"asr.model": model_tag(ctx, c), "wer.normalisation": wer_metrics.NORMALISATION_TEXT})
     summary: dict[str, Any] = {}
-    if not c.checkpoint:
-        st = asr_stage(ctx.cache_dir, c, ctx.data.content_hash)
+    if c.finetune or not c.checkpoint:  # a trained model's selection (the fine-tuned one's on val speech)
+        st = finetune_stage(ctx, c) if c.finetune else asr_stage(ctx.cache_dir, c, ctx.data.content_hash)
         summary = st.record().get("summary", {}) if st.done else {}
     return RunResult(
         test=totals,

@@ -197,3 +197,75 @@ def test_the_registered_method_returns_the_test_wer_as_fractions(tiny):
     summary = asr.asr_stage(home / "cache", c, data.content_hash).record()["summary"]
     assert result.selected_epoch == summary["selected_epoch"] and result.val_best == summary["val"]
     assert len(result.predictions.read_text().splitlines()) == len(rows) == len(hyps)
+
+
+# -- Table 1's fine-tune cells of the cascades: the ASR fine-tuned on the grounding train split -----------------------
+
+CASCADES = ("asr-wslln", "asr-scn", "asr-rtbpn")
+
+
+@pytest.mark.parametrize("name", CASCADES)
+def test_each_cascade_fine_tune_cell_is_its_rows_configuration_with_the_asr_fine_tuned(name):
+    from bench import config
+
+    frozen, tuned = registry.get(name), registry.get(f"{name}-ft")
+    for profile in ("tiny", "small", "paper"):
+        assert tuned.config(profile) == config.apply_overrides(frozen.config(profile), {"asr.finetune": "true"})
+        assert frozen.config(profile).asr.finetune is False
+    assert tuned.implemented and (tuned.stages, tuned.query, tuned.supervision) == (frozen.stages, "asr-text", "weak")
+    assert tuned.rows == (f"table1:{name}",)  # the cell of the frozen cascade's row, no row of its own
+    assert not registry.is_known("asr-base-ft")  # Table 2's ASR-Base has no fine-tune cell
+
+
+def test_fine_tuning_leaves_the_trained_asr_stage_where_it_was():
+    c = asr.asr_config("tiny")
+    tuned = asr.asr_config("tiny", finetune=True, finetune_val_queries=5)
+    assert asr.asr_stage("/c", tuned, "h").key == asr.asr_stage("/c", c, "h").key  # one base model for both
+
+
+def test_the_fine_tuned_asr_starts_from_the_trained_one_and_keeps_its_feature_encoder(tiny, monkeypatch):
+    from bench.data.wav2vec2 import load_wav2vec2
+
+    home, data = tiny
+    c = asr.asr_config("tiny")
+    tuned = asr.asr_config("tiny", finetune=True)
+    with tracking.start_run("test/asr-ft", {"method": asr.METHOD}) as log:
+        ctx = _ctx(home, data, log, tuned)
+        model, _, record = asr.load_asr(ctx, tuned)
+        texts = asr.transcripts(ctx, tuned)
+        base_tag, tuned_tag = asr.model_tag(ctx, c), asr.model_tag(ctx, tuned)
+    with tracking.start_run("test/asr-frozen", {"method": asr.METHOD}) as log:  # a run logs one asr-text stage
+        frozen_texts = asr.transcripts(_ctx(home, data, log, c), c)
+    assert record["name"] == "asr-ft" and record["inputs"] == {"dataset": data.content_hash, "asr": base_tag}
+    assert tuned_tag == f"asrft-{record['key']}" and base_tag.startswith("asr-") and tuned_tag != base_tag
+    summary = record["summary"]
+    assert summary["train_utterances"] == len(asr.references(data, "train"))  # the train split, every query
+    assert summary["val_utterances"] == min(tuned.finetune_val_queries, len(asr.references(data, "val")))
+    assert set(summary["val_before"]) == {"neg_cer", "cer", "wer"} and summary["selected_epoch"] >= 1
+    base, _ = load_wav2vec2(asr.asr_stage(home / "cache", c, data.content_hash).path / "model", "cpu")
+    trained, start = dict(model.named_parameters()), dict(base.named_parameters())
+    assert trained.keys() == start.keys()
+    feature = [k for k in trained if k.startswith("wav2vec2.feature_extractor.")]
+    assert feature and all(torch.equal(trained[k], start[k]) for k in feature)  # frozen, as wav2vec 2.0 fine-tunes
+    assert any(not torch.equal(trained[k], start[k]) for k in trained if "encoder.layers" in k)  # the rest moved
+    for split in ("train", "val", "test"):  # its own transcripts, of every query, beside the frozen ASR's
+        assert set(texts[split]) == set(frozen_texts[split]) == set(asr.references(data, split)), split
+
+    def no_rebuild(*args, **kwargs):
+        raise AssertionError("the cached fine-tuned stage was rebuilt")
+
+    monkeypatch.setattr(asr, "_build_finetuned", no_rebuild)
+    with tracking.start_run("test/asr-ft-again", {"method": asr.METHOD}) as log:
+        assert asr.load_asr(_ctx(home, data, log, tuned), tuned)[2]["key"] == record["key"]
+
+
+def test_a_cascade_fine_tune_cell_runs_end_to_end_on_the_fine_tuned_transcripts(tiny, tmp_path):
+    from methodrun import run_method
+
+    home, data = tiny
+    result, run_id = run_method("asr-rtbpn-ft", data, tmp_path / "w", home / "cache")
+    assert 0 <= result.test["R1@0.5"] <= 100
+    assert len(result.predictions.read_text().splitlines()) == len(asr.references(data, "test"))
+    params = tracking.finished_runs({"method": "asr-rtbpn-ft"}).iloc[0]
+    assert params["params.stage.asr-text.asr"].startswith("asrft-")  # the transcripts of the fine-tuned ASR
+    assert "params.asr_oov_rate" in params.index

@@ -164,9 +164,12 @@ def test_a_row_added_to_a_table_is_a_row_of_its_method(own_tables):
 def test_planned_means_named_by_the_tables_and_registered_by_nothing(capsys):
     registered = registry.registered()
     named = [m for m in tables.named_methods() if m not in registered]
-    # every row's method runs (VGCL was the last, issue 17); planned are only the cascades' fine-tune cells
-    assert list(registry.planned()) == named == ["asr-wslln-ft", "asr-scn-ft", "asr-rtbpn-ft"]
-    assert all(registry.get(m).rows == (f"table1:{m.removesuffix('-ft')}",) for m in named)
+    # every method the tables name runs: the cascades' fine-tune cells were the last (issue 17); the planned path
+    # itself is what the next test exercises with a row of its own
+    assert list(registry.planned()) == named == []
+    cells = ["asr-wslln-ft", "asr-scn-ft", "asr-rtbpn-ft"]
+    assert set(cells) <= set(tables.named_methods())
+    assert all(registry.get(m).rows == (f"table1:{m.removesuffix('-ft')}",) for m in cells)
     assert registry.get("vgcl").supervision == "full" and registry.get("vgcl").implemented
     from bench import cli
 
@@ -174,7 +177,7 @@ def test_planned_means_named_by_the_tables_and_registered_by_nothing(capsys):
     lines = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[1:]}
     assert lines["vgcl"] == ["vgcl", "runs", "speech", "full", "pretrain+ground", "1,10"]
     assert lines["base+lut"][1] == lines["base"][1] == lines["sil-ft"][1] == "runs"
-    assert lines["asr-scn-ft"][1:3] == ["planned", "(#17)"]
+    assert lines["asr-scn-ft"] == ["asr-scn-ft", "runs", "asr-text", "weak", "asr+ground", "1"]
 
 
 def test_a_new_table_row_makes_a_planned_method_once_described(own_tables, capsys):
