@@ -21,12 +21,16 @@ difference, with the test queries they share. For methods ``A`` and ``B`` this m
    not over seeds.
 
 The numbers are recomputed from the predictions files, so they follow the current evaluator even for runs logged
-by an older one; for ``random`` the file holds its first draw, while its logged metric averages 100 draws.
+by an older one. A method whose metric averages random draws (``random``: 100 draws; its predictions file holds
+the first) is paired on each query's values averaged over its draws (``<split>_query_means.jsonl``, logged beside
+its predictions), so the interval carries the other method's query noise, not one draw's luck; a run logged before
+it wrote that file is scored from its first draw, and says so.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -150,15 +154,46 @@ def _values(path: Path, metric: str) -> dict[str, float]:
     return dict(zip(qids, scored.values[metric].tolist(), strict=True))
 
 
+def _mean_values(path: Path, metric: str) -> dict[str, float]:
+    qids, values = evaluate.read_query_means(path)
+    if metric not in values:
+        raise ValueError(f"{path} has no {metric}; re-run the method that wrote it")
+    return dict(zip(qids, values[metric], strict=True))
+
+
+def averages_draws(method: str) -> bool:
+    """Whether ``method``'s metrics average random draws (``random``, ``random-continuous``): its registry
+    configuration has ``draws``."""
+    from methods import registry
+
+    try:
+        spec = registry.get(method)
+    except KeyError:
+        return False
+    return spec.config is not None and hasattr(spec.config("tiny"), "draws")
+
+
 def scores(runs: Sequence[Run], split: str, metric: str) -> dict[tuple[str, int], dict[str, float]]:
     """Per-query values of ``metric`` (fractions) on test split ``split`` for each run, keyed by (method, seed):
-    each run's predictions artifact downloaded and scored with the one evaluator (steps 2 and 3 above)."""
+    each run's predictions artifact downloaded and scored with the one evaluator (steps 2 and 3 above); for a
+    method that averages draws, its per-query means over the draws (the module docstring)."""
     metric = metric_key(metric)
-    artifact = tables.test_split(split).artifact
+    test_split = tables.test_split(split)
     values: dict[tuple[str, int], dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-compare-") as tmp:
         for i, run in enumerate(runs):
-            values[(run.method, run.seed)] = _values(download(run, artifact, Path(tmp) / str(i)), metric)
+            into = Path(tmp) / str(i)
+            if averages_draws(run.method):
+                try:
+                    path = download(run, test_split.means_artifact, into)
+                except FileNotFoundError:
+                    print(f"bench compare: run {run.run_id} ({run.method}, seed {run.seed}) has no "
+                          f"{test_split.means_artifact} (logged before it was written): scored on its first draw "
+                          "alone; re-run it to pair on the mean over its draws", file=sys.stderr)  # fmt: skip
+                else:
+                    values[(run.method, run.seed)] = _mean_values(path, metric)
+                    continue
+            values[(run.method, run.seed)] = _values(download(run, test_split.artifact, into), metric)
     return values
 
 

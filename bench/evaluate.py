@@ -571,6 +571,39 @@ def write_predictions(
             handle.write(json.dumps(obj, allow_nan=False) + "\n")
 
 
+QUERY_MEANS_SUFFIX = "_query_means.jsonl"
+"""``<split>_query_means.jsonl`` beside ``<split>_predictions.jsonl``: a drawing method's per-query means."""
+
+
+def write_query_means(path: str | Path, qids: list[str], values: dict[str, Tensor], draws: int) -> None:
+    """Write each query's metric values averaged over ``draws`` random draws (``values[key]``: a ``[Q]`` tensor
+    of means, the keys of :class:`QueryScores`): what a method that averages draws (``random``) is compared on query
+    by query, since its predictions file can hold one draw only (:func:`read_query_means`)."""
+    keys = sorted(values)
+    with open(path, "w", encoding="utf-8") as handle:
+        for q, qid in enumerate(qids):
+            obj = {"qid": qid, "draws": draws, **{k: float(values[k][q]) for k in keys}}
+            handle.write(json.dumps(obj, allow_nan=False) + "\n")
+
+
+def read_query_means(path: str | Path) -> tuple[list[str], dict[str, list[float]]]:
+    """``(qids, {metric: per-query mean})`` of a :func:`write_query_means` file; a malformed line names the file."""
+    qids: list[str] = []
+    values: dict[str, list[float]] = {}
+    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            obj = json.loads(line)
+            qids.append(str(obj.pop("qid")))
+            obj.pop("draws")
+            for key, value in obj.items():
+                values.setdefault(key, []).append(float(value))
+        except (ValueError, KeyError, TypeError) as err:
+            raise ValueError(f"{path}:{n}: not a query-means line ({err}); re-run the method that wrote it") from None
+    if any(len(v) != len(qids) for v in values.values()):
+        raise ValueError(f"{path}: a metric is missing on some lines; re-run the method that wrote it")
+    return qids, values
+
+
 def evaluate_file(
     path: str | Path, *, nms_threshold: float = NMS_THRESHOLD, iou_mode: str = "standard", ties: str = "exact"
 ) -> dict[str, float]:

@@ -103,6 +103,12 @@ class TestSplit:
     description: str
     key: str
 
+    @property
+    def means_artifact(self) -> str:
+        """The per-query means over random draws beside the predictions (:data:`bench.evaluate.QUERY_MEANS_SUFFIX`),
+        which only a method that averages draws (``random``) logs."""
+        return self.artifact.replace("_predictions.jsonl", "_query_means.jsonl")
+
 
 TEST_SPLITS: dict[str, TestSplit] = {
     "val_2": TestSplit(

@@ -27,9 +27,11 @@ holds four empty or reversed spans; dropping them leaves the paper's 37,417 trai
 All metrics come from :func:`bench.evaluate.evaluate`; the test predictions (draw 0 for ``random``) are written to
 ``<workdir>/test_predictions.jsonl``. Validation is ActivityNet's ``val_1`` (reported as ``val_best``), test is
 ``val_2``; a dataset with the extra test split ``test_ood`` (synth, ActivityNet-CD) has it scored too, into
-``test_ood_predictions.jsonl``. Everything runs on the CPU. On the real ActivityNet Captions splits (measured on 2
-cores, one thread) the prior's grid search takes about 15 s and ``random``'s 100 draws over the 153 candidates about
-80 s per seed (the evaluator's NMS for R@5 dominates); on synth/small every blind run takes seconds.
+``test_ood_predictions.jsonl``. ``random`` also writes ``<split>_query_means.jsonl``: each query's metric values
+averaged over its draws, which ``bench compare`` pairs with the other method query by query (one draw's 0/1 hits
+would add that draw's luck to the interval). Everything runs on the CPU. On the real ActivityNet Captions splits
+(measured on 2 cores, one thread) the prior's grid search takes about 15 s and ``random``'s 100 draws over the 153
+candidates about 80 s per seed (the evaluator's NMS for R@5 dominates); on synth/small every blind run takes seconds.
 """
 
 from __future__ import annotations
@@ -231,19 +233,24 @@ ranked list cut below its fifth NMS survivor scores exactly as the whole one, so
 five there is scored on that prefix (the whole draw again, from the same generator state, otherwise)."""
 
 
-def random_metrics(split: Split, config: RandomConfig, generator: torch.Generator) -> tuple[dict[str, float], Tensor]:
-    """The evaluator's metrics averaged over ``config.draws`` draws, and the predictions of draw 0 (whole lists)."""
+def random_metrics(split: Split, config: RandomConfig,
+                   generator: torch.Generator) -> tuple[dict[str, float], Tensor, dict[str, Tensor]]:  # fmt: skip
+    """The evaluator's metrics averaged over ``config.draws`` draws, the predictions of draw 0 (whole lists), and
+    each query's values averaged over the draws (what ``bench compare`` pairs; ``evaluate.write_query_means``)."""
     top_k = max(evaluate.RECALL_AT)
     first = random_draw(split, config.space, generator, config.n_clips)
-    runs = [evaluate.evaluate(first, split.gt, split.duration)]
+    scored = evaluate.score_queries(first, split.gt, split.duration)
+    runs, sums = [scored.means()], dict(scored.values)
     for _ in range(config.draws - 1):
         state = generator.get_state()
         pred = random_draw(split, config.space, generator, config.n_clips, DRAW_DEPTH)
         if pred.shape[1] == DRAW_DEPTH and not bool(evaluate.nms(pred, top_k=top_k)[1][:, -1].all()):
             generator.set_state(state)  # some query needs more ranks: the same draw, whole
             pred = random_draw(split, config.space, generator, config.n_clips)
-        runs.append(evaluate.evaluate(pred, split.gt, split.duration))
-    return mean_metrics(runs), first
+        scored = evaluate.score_queries(pred, split.gt, split.duration)
+        runs.append(scored.means())
+        sums = {key: total + scored.values[key] for key, total in sums.items()}
+    return mean_metrics(runs), first, {key: total / config.draws for key, total in sums.items()}
 
 
 def run_random(ctx: RunContext) -> RunResult:
@@ -255,8 +262,19 @@ def run_random(ctx: RunContext) -> RunResult:
         config = dataclasses.replace(config, n_clips=N_CLIPS)
     ctx.log.log_params({"draws": config.draws, "space": config.space, "n_clips": config.n_clips})
     generator = torch.Generator().manual_seed(ctx.seed)
-    return scored_result(ctx, lambda split: random_metrics(split, config, generator),
-                         lambda: random_metrics(load_split(ctx, VAL), config, generator)[0])  # fmt: skip
+    means: list[tuple[list[str], dict[str, Tensor]]] = []  # per test split, in the order scored_result scores them
+
+    def predict(split: Split) -> tuple[dict[str, float], Tensor]:
+        metrics, first, per_query = random_metrics(split, config, generator)
+        means.append((split.qids, per_query))
+        return metrics, first
+
+    result = scored_result(ctx, predict, lambda: random_metrics(load_split(ctx, VAL), config, generator)[0])
+    for name, (qids, per_query) in zip(["test", *result.extra_predictions], means, strict=True):
+        path = Path(ctx.workdir) / f"{name}{evaluate.QUERY_MEANS_SUFFIX}"
+        evaluate.write_query_means(path, qids, per_query, config.draws)
+        ctx.log.log_artifact(path, "predictions")
+    return result
 
 
 # --- prior --------------------------------------------------------------------------------------------------------

@@ -336,11 +336,17 @@ def test_random_metrics_on_cut_lists_are_those_of_the_whole_draws(space, n_clips
     gt = torch.stack([start, start + torch.rand(n, generator=g, dtype=torch.float64) * 0.4 * duration], 1)
     split = blind.Split([str(i) for i in range(n)], duration, gt)
     config = blind.RandomConfig(draws=6, space=space, n_clips=n_clips)
-    got, first = blind.random_metrics(split, config, torch.Generator().manual_seed(7))
+    got, first, per_query = blind.random_metrics(split, config, torch.Generator().manual_seed(7))
     whole = torch.Generator().manual_seed(7)
     draws = [blind.random_draw(split, space, whole, n_clips) for _ in range(config.draws)]
     want = blind.mean_metrics([evaluate.evaluate(d, gt, duration) for d in draws])
     assert got == want and torch.equal(first, draws[0])
+    # each query's values averaged over the same draws (what bench compare pairs); their mean is the metric
+    scored = [evaluate.score_queries(d, gt, duration).values for d in draws]
+    for key, values in per_query.items():
+        assert torch.allclose(values, sum(v[key] for v in scored) / config.draws, atol=1e-12), key
+        assert values.mean().item() == pytest.approx(got[key], abs=1e-12), key
+    assert set(per_query) == set(scored[0]) and set(per_query["R1@0.5"].tolist()) - {k / 6 for k in range(7)} == set()
 
 
 def test_a_draw_whose_nms_needs_more_ranks_than_the_depth_is_scored_whole(monkeypatch):
@@ -352,7 +358,7 @@ def test_a_draw_whose_nms_needs_more_ranks_than_the_depth_is_scored_whole(monkey
     gt = torch.stack([torch.rand(50, generator=g, dtype=torch.float64) * 30, torch.full((50,), 45.0)], 1).double()
     split = blind.Split([str(i) for i in range(50)], duration, gt)
     config = blind.RandomConfig(draws=3)
-    got, _ = blind.random_metrics(split, config, torch.Generator().manual_seed(1))
+    got, _, _ = blind.random_metrics(split, config, torch.Generator().manual_seed(1))
     whole = torch.Generator().manual_seed(1)
     want = blind.mean_metrics([evaluate.evaluate(blind.random_draw(split, "candidates", whole), gt, duration)
                                for _ in range(3)])  # fmt: skip

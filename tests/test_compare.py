@@ -13,6 +13,7 @@ import io
 import json
 import re
 from pathlib import Path
+from unittest import mock
 
 import mlflow
 import numpy as np
@@ -124,6 +125,36 @@ def test_compare_on_the_debiased_split_reads_the_test_ood_predictions(store):
     assert code == 0, err
     base = store[store["params.method"] == "base"].sort_values("params.seed")["metrics.test_ood/R1_IoU0.5"]
     assert f"base   {stats.summarise(list(base)).mean * 100:.2f} ± " in out
+
+
+def test_random_is_paired_on_its_per_query_means_over_draws(store, tmp_path, capsys):
+    """``random`` logs 100 draws' mean; compare pairs each query's mean over the same draws, not the first draw."""
+    out = run.run([registry.get("random")], dataset="synth", profile="tiny", seeds=[0], device="cpu", progress=False)
+    assert out[0].status == "FINISHED", out[0].error
+    runs = tracking.finished_runs({"dataset": "synth", "profile": "tiny"})
+    draws = int(runs[runs["params.method"] == "random"]["params.draws"].iloc[0])
+    assert draws > 1 and compare.averages_draws("random") and not compare.averages_draws("prior")
+    c = compare.compare("random", "base", profile="tiny", seeds=[0], runs=runs, resamples=500)
+    for metric in ("R1@0.5", "mIoU"):
+        m = compare.compare("random", "base", profile="tiny", seeds=[0], runs=runs, metric=metric, resamples=100)
+        assert m.a.summary.mean == pytest.approx(logged(runs, "random", metric)[0], abs=1e-9), metric  # all draws
+    rid = compare.newest_runs(runs, "random")[0]
+    first = compare._values(compare.download(rid, tables.test_split("val_2").artifact, tmp_path), "R1@0.5")
+    means = compare.scores([rid], "val_2", "R1@0.5")[("random", 0)]
+    assert means.keys() == first.keys() and means != first  # the per-query means are not draw 0's 0/1 hits
+    assert all(0 <= v <= 1 and round(v * draws) == pytest.approx(v * draws, abs=1e-6) for v in means.values())
+    assert c.b.summary.mean == pytest.approx(logged(runs, "base", "R1@0.5")[0], abs=1e-9)
+    # a random run logged before the means file existed is scored on its first draw, and compare says so
+    real_download = compare.download
+
+    def no_means(run, artifact, into):
+        if artifact.endswith("_query_means.jsonl"):
+            raise FileNotFoundError("no such artifact")
+        return real_download(run, artifact, into)
+
+    with mock.patch.object(compare, "download", no_means):
+        assert compare.scores([rid], "val_2", "R1@0.5")[("random", 0)] == first
+    assert "scored on its first draw alone" in capsys.readouterr().err
 
 
 def test_pairing_rules():
