@@ -193,7 +193,8 @@ def test_the_registered_method_returns_the_test_wer_as_fractions(tiny):
         result = spec.run(_ctx(home, data, log, c))
         hyps = asr.transcripts(_ctx(home, data, log, c), c)["test"]
     totals, rows = W.score(asr.references(data, "test"), hyps)
-    assert result.test == totals and 0 <= result.test["WER"] <= 2 and 0 <= result.test["CER"] <= 1
+    # WER and CER are fractions that insertions can push past 1 (the tiny model babbles: CER 1.2 was seen)
+    assert result.test == totals and result.test["WER"] >= 0 and result.test["CER"] >= 0
     summary = asr.asr_stage(home / "cache", c, data.content_hash).record()["summary"]
     assert result.selected_epoch == summary["selected_epoch"] and result.val_best == summary["val"]
     assert len(result.predictions.read_text().splitlines()) == len(rows) == len(hyps)
