@@ -108,7 +108,7 @@ from torch.nn import functional as F
 from bench import config as cfg
 from bench import stages
 from bench.context import RunContext, RunResult
-from bench.data import corpus, grounding, loader
+from bench.data import corpus, grounding, loader, ondisk
 from bench.train import Task, fit
 from methods import base
 from methods.parts import cif as ciflib
@@ -574,8 +574,8 @@ class CorpusSplits:
     """The pre-training corpus as an encoder stage reads it: training and held-out rows, vocabulary, word vectors
     ``[V + 1, D]`` (row 0 zero) and what was left out (:func:`usable_rows`)."""
 
-    train: loader.PaddedSplit
-    held: loader.PaddedSplit
+    train: loader.PaddedSplit | ondisk.DiskSplit  # on disk when the corpus is too large for memory (bench.data.ondisk)
+    held: loader.PaddedSplit | ondisk.DiskSplit
     vocab: list[str]
     vectors: Tensor
     dropped: dict[str, int]
@@ -589,17 +589,11 @@ def corpus_splits(data, cache_dir: Path, subset: str, max_words: int | None, hel
     rows, dropped = usable_rows(full["words"], full["words_len"], max_words)
     if len(rows) == 0:
         raise ValueError(f"no pre-training utterance is usable ({dropped}); raise asp.max_words or check the corpus")
-    split = loader.PaddedSplit({k: v.index_select(0, rows) for k, v in full.tensors.items()},
-                               [full.ids[i] for i in rows.tolist()])  # fmt: skip
+    split = full.select(rows)
     n = len(split)
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     n_val = max(1, round(n * heldout)) if n > 1 else 0
-    val_rows, train_rows = order[:n_val].to(split.device), order[n_val:].to(split.device)
-    train = loader.PaddedSplit({k: v.index_select(0, train_rows) for k, v in split.tensors.items()},
-                               [split.ids[i] for i in train_rows.tolist()])  # fmt: skip
-    held = loader.PaddedSplit({k: v.index_select(0, val_rows) for k, v in split.tensors.items()},
-                              [split.ids[i] for i in val_rows.tolist()])  # fmt: skip
-    return CorpusSplits(train, held, vocab, vectors, dropped)
+    return CorpusSplits(split.select(order[n_val:]), split.select(order[:n_val]), vocab, vectors, dropped)
 
 
 def _pretrain(sctx: stages.StageContext, data, c: ASPConfig, cache_dir: Path) -> dict:

@@ -7,7 +7,9 @@ standardised per utterance). :func:`speech_item` computes both from a 16 kHz fil
 :func:`load_corpus` featurizes a pre-training subset (``10%``, ``50%`` or ``100%`` of ``corpus/subsets.json``; a
 real LibriSpeech root without that file uses every utterance under it) into a device-resident
 :class:`~bench.data.loader.PaddedSplit`: ``wave``, ``mel`` and ``words`` (1-based rows of the pre-training
-vocabulary, 0 = padding, cut to ``max_words`` when one is given), cached like the grounding splits. The vocabulary
+vocabulary, 0 = padding, cut to ``max_words`` when one is given), cached like the grounding splits; a corpus whose
+padded tensors would pass 8 GiB (LibriSpeech's 960 h) is kept on disk instead and read by batch, the same batches
+(:mod:`bench.data.ondisk`, ``$WSVG_CORPUS_STORAGE``). The vocabulary
 is every transcript word of the subset that has a word vector (the original code kept the LibriSpeech words found in
 GloVe); the word vectors of those rows come with it. :func:`query_wavs` lists a grounding split's wav files by query id.
 """
@@ -15,12 +17,13 @@ GloVe); the word vectors of those rows come with it. :func:`query_wavs` lists a 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from bench.data import features, librispeech, loader
+from bench.data import features, librispeech, loader, ondisk
 from bench.data.errors import DataError
 from bench.data.world import tokenize
 
@@ -70,17 +73,35 @@ def load_corpus(dataset: Any, cache_dir: str | Path, subset: str, max_words: int
     row = {w: i + 1 for i, w in enumerate(vocab)}
     key = loader.content_key(dataset.content_hash, "corpus", subset, max_words, VERSION)
 
-    def build() -> loader.PaddedSplit:
+    def items() -> Iterator[dict[str, torch.Tensor]]:
         from tqdm import tqdm
 
-        items = []
         for u in tqdm(utterances, desc=f"corpus {subset}", unit="utt", disable=None if progress else True):
             ids = [row[w] for w in tokenize(u.text) if w in row][:max_words] or [0]
-            items.append({**speech_item(u.path), "words": torch.tensor(ids)})
-        return loader.PaddedSplit.from_items([u.id for u in utterances], items, ragged=("wave", "mel", "words"))
+            yield {**speech_item(u.path), "words": torch.tensor(ids)}
+
+    ragged = ("wave", "mel", "words")
+    if ondisk.choose_storage(lambda: padded_bytes([u.path for u in utterances])) == "disk":
+        ids = [u.id for u in utterances]
+        split = ondisk.disk_cached(f"corpus-{key}", cache_dir, lambda: (ids, items()), ragged, ("wave", "mel"), device)
+        return split, vocab, table.to(device)
+
+    def build() -> loader.PaddedSplit:
+        return loader.PaddedSplit.from_items([u.id for u in utterances], list(items()), ragged=ragged)
 
     split = loader.featurize_cached(f"corpus-{key}", cache_dir, build, device)
     return split, vocab, table.to(device)
+
+
+def padded_bytes(paths: list[Path]) -> int:
+    """What :func:`speech_item`'s ``wave`` and ``mel`` of these files take as padded float32 tensors, from their
+    headers (the length of each file, nothing decoded): what decides whether the corpus stays in memory."""
+    import soundfile as sf
+
+    samples = [sf.info(str(p)).frames for p in paths]
+    longest = max(samples, default=0)
+    per_row = int(features.wave_len_for(longest)) + int(features.frames_for(longest)) * features.N_MELS
+    return len(paths) * per_row * 4
 
 
 def query_wavs(dataset: Any, split_file: str) -> dict[str, Path]:

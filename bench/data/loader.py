@@ -139,6 +139,13 @@ class PaddedSplit:
             h.update(t.view(torch.uint8).numpy().data if t.numel() else b"")  # the bytes in place, not a copy
         return h.hexdigest()[:16]
 
+    def select(self, rows: Tensor) -> PaddedSplit:
+        """Rows ``rows`` of every field, in that order (ids and meta with them); padding is kept as it is."""
+        rows = rows.to(self.device, torch.long)
+        picked = rows.tolist()
+        tensors = {k: v.index_select(0, rows) for k, v in self.tensors.items()}
+        return PaddedSplit(tensors, [self.ids[i] for i in picked], dict(self.meta))
+
     # -- batches ---------------------------------------------------------------------------------------------
 
     def gather(self, idx: Tensor) -> dict[str, Tensor]:
