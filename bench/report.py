@@ -41,7 +41,7 @@ def write_report(out: Path, dataset: str, profile: str, split: str = tables.DEFA
         "# wsvg-bench report",
         "",
         f"Generated {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC by `bench report` from the tracking store "
-        f"`{tracking.tracking_uri()}`; source commit {git['commit'][:12]}"
+        f"`{store_label()}`; source commit {git['commit'][:12]}"
         f"{' (uncommitted changes)' if git['dirty'] == 'true' else ''}.",
         f"Runs shown: dataset **{dataset}**, profile **{profile}**, test split **{split}**, FINISHED runs only "
         f"({len(runs)} in the store).",
@@ -71,6 +71,18 @@ def write_report(out: Path, dataset: str, profile: str, split: str = tables.DEFA
     (out / "index.md").write_text("\n".join(index) + "\n")
     written.append(out / "index.md")
     return written
+
+
+def store_label() -> str:
+    """The tracking store as the report names it: a local SQLite file under the working directory by its relative
+    path (a committed example report then names no machine's folders), anything else by its URI."""
+    uri = tracking.tracking_uri()
+    prefix = "sqlite:///"
+    if uri.startswith(prefix):
+        path = Path(uri.removeprefix(prefix))
+        if path.is_relative_to(Path.cwd()):
+            return f"{path.relative_to(Path.cwd())} (SQLite, under the working directory)"
+    return uri
 
 
 def write_figures_section(out: Path, dataset: str, profile: str, split: str = tables.DEFAULT_SPLIT,

@@ -296,3 +296,15 @@ def test_threads_option_sets_torchs_cpu_threads(monkeypatch):
             assert cli.build_parser().parse_args([verb, "--threads", "3"]).threads == 3
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_report_names_a_store_under_the_working_directory_by_its_relative_path(home, monkeypatch):
+    from bench import report
+
+    monkeypatch.chdir(home.parent)
+    assert report.store_label() == "runs/mlflow.db (SQLite, under the working directory)"
+    (home.parent / "elsewhere").mkdir()
+    monkeypatch.chdir(home.parent / "elsewhere")  # not under it: the store's whole URI, as tracking has it
+    assert report.store_label() == tracking.tracking_uri() == f"sqlite:///{home / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    assert report.store_label() == "http://127.0.0.1:5000"
