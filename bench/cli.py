@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--method", help="registry name (see `bench methods`)")
     p.add_argument("--table", type=int, help="paper table number, 1-11")
+    p.add_argument("--finetune", action="store_true",
+                   help="with --table 1 alone: also each row's fine-tuned variant (the bracketed mIoU column)")
     p.add_argument("--dataset", default="synth", choices=datasets.DATASET_NAMES, help="default: synth")
     p.add_argument(
         "--profile",
@@ -276,7 +278,9 @@ def _sigterm_interrupts() -> Iterator[None]:
 def cmd_run(args: argparse.Namespace) -> int:
     from bench import run, tables, tracking
 
-    specs = run.methods_to_run(args.method, args.table, args.dataset, args.profile)
+    if args.finetune and (args.method or args.table is None):
+        raise ValueError("--finetune goes with --table 1 alone (for one row: --method <row>-ft --table 1)")
+    specs = run.methods_to_run(args.method, args.table, args.dataset, args.profile, finetune=args.finetune)
     seeds = run.parse_seeds(args.seeds)
     overrides = cfg.parse_overrides(args.overrides)
     if not specs:

@@ -71,13 +71,14 @@ def pick_device(name: str) -> Any:
     return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
 
 
-def methods_to_run(method: str | None, table: int | None, dataset: str | None = None,
-                   profile: str | None = None) -> list[MethodSpec]:  # fmt: skip
+def methods_to_run(method: str | None, table: int | None, dataset: str | None = None, profile: str | None = None,
+                   finetune: bool = False) -> list[MethodSpec]:  # fmt: skip
     """The methods a ``bench run`` invocation means, in table order; errors say what to do instead.
 
     ``--table N`` alone: every implemented row of the table, then (grounding tables) its blind rows and the
-    suite's reference rows (``bench.tables.REFERENCE_METHODS``); not Table 1's fine-tuned variants (a second
-    training of six rows), which ``--method <row>-ft --table 1`` runs. ``--method M --table N``: M, and the blind rows
+    suite's reference rows (``bench.tables.REFERENCE_METHODS``); Table 1's fine-tuned variants (a second training
+    of nine rows) only with ``finetune`` (``--finetune``), each after its row, or one by one with
+    ``--method <row>-ft --table 1``. ``--method M --table N``: M, and the blind rows
     that have no finished run on this dataset and profile yet (seconds each), so the printed table shows them.
     On an annotations-only dataset (``activitynet-captions``) only blind methods can run: ``--table N`` keeps just
     the table's blind rows, and naming another method is an error that says where it can run.
@@ -114,7 +115,10 @@ def methods_to_run(method: str | None, table: int | None, dataset: str | None = 
         registered = registry.registered()
         return [spec, *[registered[m] for m in tables.BLIND_METHODS if m in registered and m not in have | {method}]]
     spec_table = tables.load_table(table)
-    names = [r.method for r in spec_table.rows if r.method and not annotations_only]
+    if finetune and not any(r.finetune for r in spec_table.rows):
+        raise ValueError(f"--finetune: table {table} has no fine-tune column (Table 1 has)")
+    names = [m for r in spec_table.rows if r.method and not annotations_only
+             for m in (r.method, *([r.finetune] if finetune and r.finetune else []))]  # fmt: skip
     if spec_table.is_grounding:
         names += list(tables.BLIND_METHODS)
         if not annotations_only:

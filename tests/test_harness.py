@@ -308,3 +308,16 @@ def test_the_report_names_a_store_under_the_working_directory_by_its_relative_pa
     assert report.store_label() == tracking.tracking_uri() == f"sqlite:///{home / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
     assert report.store_label() == "http://127.0.0.1:5000"
+
+
+def test_table_1_with_its_fine_tune_column_runs_each_variant_after_its_row(home, capsys):
+    plain = [s.name for s in run.methods_to_run(None, 1, "synth", "small")]
+    both = [s.name for s in run.methods_to_run(None, 1, "synth", "small", finetune=True)]
+    cells = [r.finetune for r in tables.load_table(1).rows if r.finetune]
+    assert len(cells) == 9 and not set(cells) & set(plain) and [m for m in both if m not in cells] == plain
+    for cell in cells:  # right after the row whose bracket it fills
+        assert both[both.index(cell) - 1] == cell.removesuffix("-ft")
+    with pytest.raises(ValueError, match="table 3 has no fine-tune column"):
+        run.methods_to_run(None, 3, "synth", "small", finetune=True)
+    assert cli.main(["run", "--method", "sil", "--finetune", "--profile", "tiny"]) == 2
+    assert "--finetune goes with --table 1 alone" in capsys.readouterr().err
