@@ -62,7 +62,7 @@ def get(name: str) -> MethodSpec:
     named = tables.named_methods()
     if name in named:
         return _planned_spec(name, named[name], _planned_entries())
-    close = difflib.get_close_matches(name, [*_spec._REGISTRY, *named], n=3)
+    close = difflib.get_close_matches(name, list(dict.fromkeys([*_spec._REGISTRY, *named])), n=3)  # each name once
     hint = f" Did you mean {', '.join(close)}?" if close else ""
     raise KeyError(f"no method named {name!r}.{hint} `bench methods` lists them all.")
 

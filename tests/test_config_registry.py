@@ -227,3 +227,10 @@ def test_planned_toml_holds_only_what_the_tables_cannot_say(own_tables):
         with pytest.raises(ValueError, match=message) as err:
             registry.all_methods()
         assert str(planned) in str(err.value)
+
+
+def test_an_unknown_name_is_answered_with_each_close_name_once():
+    with pytest.raises(KeyError) as err:
+        registry.get("base+lasp")  # base+asp is both registered and named by the tables: suggested once
+    names = str(err.value).split("Did you mean ")[1].split("?")[0].split(", ")
+    assert "base+asp" in names and len(names) == len(set(names))
