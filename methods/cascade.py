@@ -46,7 +46,9 @@ def register_cascade(name: str, title: str, run: Callable[..., Any], config: Cal
     fine-tuned on the grounding train split (``asr.finetune = true``, :mod:`methods.asr`'s "Fine-tuning")."""
 
     def asr_config(profile: str, finetune: bool = False) -> Any:
-        asr_c = dataclasses.replace(profile_asr_config(profile), finetune=finetune)
+        asr_c = profile_asr_config(profile)
+        if finetune:
+            asr_c = dataclasses.replace(asr_c, finetune=True)
         return dataclasses.replace(config(profile), asr=asr_c)
 
     spec = MethodSpec(f"asr-{name}", f"ASR-{title}", ("asr", "ground"), "asr-text", "weak", description,
