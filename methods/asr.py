@@ -520,7 +520,11 @@ def _finetune_config(c: ASRConfig) -> dict[str, Any]:
 def finetune_stage(ctx: RunContext, c: ASRConfig) -> stages.Stage:
     """The cached ``asr-ft`` stage: the model ``c`` names without fine-tuning (its ``model_tag``), fine-tuned on the
     dataset's grounding train split."""
-    return stages.stage(ctx.cache_dir, "asr-ft", _finetune_config(c), _finetune_inputs(ctx, c))
+    return _finetune_stage(ctx, c, _finetune_inputs(ctx, c))
+
+
+def _finetune_stage(ctx: RunContext, c: ASRConfig, inputs: dict[str, str]) -> stages.Stage:
+    return stages.stage(ctx.cache_dir, "asr-ft", _finetune_config(c), inputs)
 
 
 def _finetune_inputs(ctx: RunContext, c: ASRConfig) -> dict[str, str]:
@@ -554,13 +558,14 @@ def load_asr(ctx: RunContext, c: ASRConfig) -> tuple[Any, Any, dict[str, Any]]:
 
     _quiet_transformers()
     if c.finetune:
-        ft = finetune_stage(ctx, c)
+        inputs = _finetune_inputs(ctx, c)  # once: a checkpoint's tag hashes its whole directory
+        ft = _finetune_stage(ctx, c, inputs)
 
         def build_finetuned(sctx: stages.StageContext) -> dict[str, Any]:
             return _build_finetuned(sctx, c, ctx)
 
-        stages.run_stage(ft, build_finetuned, config=_finetune_config(c), inputs=_finetune_inputs(ctx, c),
-                         device=ctx.device, seed=c.seed, log=ctx.log)  # fmt: skip
+        stages.run_stage(ft, build_finetuned, config=_finetune_config(c), inputs=inputs, device=ctx.device,
+                         seed=c.seed, log=ctx.log)  # fmt: skip
         model, processor = load_wav2vec2(ft.path / "model", str(ctx.device))
         return model, processor, ft.record()
     if c.checkpoint:
