@@ -10,6 +10,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+if os.environ.get("PYTEST_XDIST_WORKER"):  # under `pytest -n 2` each worker has one core: a second torch thread per
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # worker spins against the other worker (measured: 7x slower
+    # training tests); set before torch is imported, and inherited by the subprocesses the tests start
+
 import pytest
 import torch
 
