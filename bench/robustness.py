@@ -22,7 +22,10 @@ never served from the clean split's cache and the clean entries are never rewrit
 
 The augmentation of an utterance is drawn from a generator seeded by (augmentation seed, kind, level, file name), the
 same for every method and grounding seed: the methods of Figure 4 are compared on the same augmented speech. With no
-ESC-50 on disk, the noise is :meth:`bench.data.augment.NoiseBank.generate`'s synthetic stand-in, and the run says so.
+The noise is ESC-50 (the paper's) where the dataset has it (``noise_dir``: a data root's ``esc50/``), every clip its
+index lists, read as drawn (:func:`bench.data.esc50.bank`); elsewhere (synth) it is
+:meth:`bench.data.augment.NoiseBank.generate`'s synthetic stand-in. The run says which (``augment.noise``), and the
+augmented speech is keyed by it: ESC-50 by its index's checksum, so another release is another cache entry.
 
 Each (method, seed, kind, level) is a tracked run of its own: the source run's identity params, ``measure =
 robustness``, ``source_run``, ``augment.kind``, ``augment.level``, ``augment.seed``, ``augment.noise`` and
@@ -44,7 +47,7 @@ from bench import config as cfg
 from bench import datasets, tracking
 from bench.atomic import DiskFull, write_atomic
 from bench.context import RunContext, set_seed
-from bench.data import activitynet, augment, grounding, loader
+from bench.data import activitynet, augment, esc50, grounding, loader
 from bench.run import Outcome, pick_device, work_dir
 from methods import registry
 
@@ -96,7 +99,8 @@ class AugmentedSpeech:
     def __init__(self, clean: Any, augmentation: Augmentation, cache_dir: str | Path) -> None:
         self.clean = clean
         self.augmentation = augmentation
-        self._tag = f"{augmentation.name}-{loader.content_key(augmentation.name, NOISE, VERSION)[:8]}"
+        self.noise, noise_key = noise_source(clean)
+        self._tag = f"{augmentation.name}-{loader.content_key(augmentation.name, noise_key, VERSION)[:8]}"
         self.folder = Path(cache_dir) / "speech" / f"{clean.content_hash[:16]}-{self._tag}"
         self._bank: augment.NoiseBank | None = None
 
@@ -134,8 +138,23 @@ class AugmentedSpeech:
 
     def _noise(self) -> augment.NoiseBank:
         if self._bank is None:
-            self._bank = augment.NoiseBank.generate(seed=0)
+            folder = getattr(self.clean, "noise_dir", None)
+            self._bank = augment.NoiseBank.generate(seed=0) if folder is None else esc50.bank(folder)
         return self._bank
+
+
+def noise_source(clean: Any) -> tuple[str, str]:
+    """``(what the run logs as augment.noise, what keys the augmented speech)`` for the dataset ``clean``.
+
+    The generated bank keeps its description as its key, so the keys of synth's augmented speech are as before.
+    """
+    folder = getattr(clean, "noise_dir", None)
+    if folder is None:
+        return NOISE, NOISE
+    clips = esc50.read_esc50(folder)  # a bad index is one DataError naming the file, before any speech is written
+    index = hashlib.sha256((Path(folder) / esc50.META).read_bytes()).hexdigest()
+    categories = len({c.category for c in clips})
+    return f"ESC-50 at {folder} ({len(clips)} clips, {categories} categories; index sha256 {index[:12]})", index
 
 
 def source_run(method: str, dataset: str, profile: str, seed: int, config_hash: str) -> dict[str, Any]:
@@ -225,7 +244,6 @@ def _evaluate(spec: Any, method_cfg: Any, seed: int, source: dict[str, Any], aug
         "augment.kind": aug.kind,
         "augment.level": aug.level,
         "augment.seed": aug.seed,
-        "augment.noise": NOISE,
         "augment.splits": "test and test_ood speech augmented (val_2's wavs); train and val clean, nothing selected",
         "checkpoint": str(checkpoint),
     }
@@ -239,6 +257,7 @@ def _evaluate(spec: Any, method_cfg: Any, seed: int, source: dict[str, Any], aug
                           "config": cfg.to_dict(method_cfg)}, "config/resolved.json")  # fmt: skip
             set_seed(seed)
             view = AugmentedSpeech(datasets.open_dataset(dataset, profile, device), aug, home / "cache")
+            log.log_params({"augment.noise": view.noise})
             ctx = RunContext(spec, method_cfg, dataset, profile, seed, device, log, workdir, home / "cache",
                              preloaded=view, evaluate_from=checkpoint)  # fmt: skip
             result = spec.run(ctx)

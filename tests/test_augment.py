@@ -201,6 +201,30 @@ def test_noise_bank_from_clips_resamples_and_checks():
         augment.NoiseBank.from_clips([torch.randn(100)], ["rain", "dog"])
 
 
+
+def test_a_file_bank_reads_clips_as_drawn_and_draws_as_the_bank_of_the_same_clips(tmp_path):
+    g = torch.Generator().manual_seed(1)
+    clips = [torch.randn(n, generator=g) for n in (44_100, 30_000, 5_000)]
+    paths = [tmp_path / f"{i}.pt" for i in range(3)]
+    reads = []
+
+    def load(path):
+        reads.append(path.name)
+        return clips[paths.index(path)]
+
+    held = augment.NoiseBank.from_clips(clips, ["a", "b", "c"], sample_rate=44_100)
+    files = augment.FileNoiseBank(paths, ["a", "b", "c"], lambda p: augment.torchaudio.functional.resample(
+        load(p), 44_100, SR), cached=2)  # fmt: skip
+    assert len(files) == 3 and reads == []  # nothing is read until a clip is drawn
+    r1, r2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    for _ in range(12):
+        (a, i), (b, j) = held.draw(r1), files.draw(r2)
+        assert i == j and torch.allclose(a, b, atol=1e-6)
+    assert 3 <= len(reads) <= 12  # read again only when it left the two-clip cache
+    with pytest.raises(DataError, match=r"2\.pt.*silent"):
+        augment.FileNoiseBank(paths, ["a", "b", "c"], lambda p: torch.zeros(100)).clip(2)
+
+
 # --------------------------------------------------------------------------------------------- augment()
 
 

@@ -11,6 +11,7 @@ import types
 from pathlib import Path
 
 import pytest
+import realformat as rf
 import soundfile as sf
 import torch
 
@@ -18,7 +19,7 @@ from bench import cli, robustness, tables, tracking, train
 from bench.atomic import save_atomic
 from bench.config import TrainConfig
 from bench.context import RunContext
-from bench.data import grounding, loader
+from bench.data import grounding, loader, speech_root
 from bench.data.errors import DataError
 from methods import registry
 
@@ -47,6 +48,27 @@ def test_the_view_serves_clean_train_and_val_speech_and_augmented_test_speech(ti
     assert [view.speech_tag(s) == "" for s in ("train", "val", "test", "test_ood")] == [True, True, False, False]
     other = robustness.AugmentedSpeech(data, robustness.Augmentation("noise", "low"), tmp_path / "a")
     assert other.speech_tag("test") != view.speech_tag("test") and grounding.speech_tag(data, "test") == ""
+
+
+def test_a_data_root_with_esc50_adds_its_clips_as_the_noise_and_says_so(tiny, tmp_path, monkeypatch):
+    """Table 7's noise is ESC-50 where the root has it. The real-format root's three clips are a 300 Hz tone at
+    44.1 kHz, so what the view adds to a test utterance (augmented minus clean) peaks at 300 Hz, where the generated
+    stand-in is broadband; the logged description names ESC-50, and the copies are keyed apart from synth's."""
+    _, synth = tiny
+    monkeypatch.setenv("WSVG_HOME", str(tmp_path / "runs"))
+    monkeypatch.setattr(speech_root, "_OPENED", {})
+    real = speech_root.open_root(rf.root_from_synth(synth.root, tmp_path / "anet", "single").path)
+    view = robustness.AugmentedSpeech(real, robustness.Augmentation("noise", "high"), tmp_path / "cache")
+    assert view.noise.startswith(f"ESC-50 at {real.root / 'esc50'} (3 clips, 3 categories; index sha256 ")
+    assert view._noise().categories == ["dog", "chirping_birds", "pouring_water"]
+    m = _test_moment(real)
+    x, y = _read(grounding.query_wav(real, m)), _read(grounding.query_wav(view, m))
+    spectrum = torch.fft.rfft((y - x).double()).abs()
+    assert abs(float(spectrum.argmax()) * 16_000 / len(x) - 300) <= max(5, 16_000 / len(x))
+    stand_in = robustness.AugmentedSpeech(synth, robustness.Augmentation("noise", "high"), tmp_path / "cache")
+    assert stand_in.noise == robustness.NOISE and stand_in.speech_tag("test") != view.speech_tag("test")
+    noise = stand_in._noise()
+    assert type(noise) is not type(view._noise()) and len(noise) == 14
 
 
 def test_the_grounding_data_of_a_view_has_its_own_test_queries_and_shares_the_rest_with_the_clean_data(tiny):

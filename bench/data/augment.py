@@ -21,7 +21,8 @@ Conventions:
 
 :class:`NoiseBank` holds the noise clips. With no ESC-50 on disk, :meth:`NoiseBank.generate` builds a
 deterministic synthetic bank (seven categories: white, pink, brown, hum, babble, rain, wind), a stand-in
-that is *not* ESC-50; :meth:`NoiseBank.from_clips` fills it with real clips (resampled to 16 kHz).
+that is *not* ESC-50; :meth:`NoiseBank.from_clips` fills it with real clips (resampled to 16 kHz), and
+:class:`FileNoiseBank` reads them from their files as they are drawn (ESC-50's 2,000: :func:`bench.data.esc50.bank`).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import functools
 import math
 import os
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -279,30 +280,65 @@ class NoiseBank:
             raise DataError(where, f"{len(clips)} clips but {len(categories)} categories", "pass one category per clip")
         if not clips:
             raise DataError(where, "no noise clips", "point the reader at a folder with noise clips")
-        out = []
-        for i, (clip, category) in enumerate(zip(clips, categories, strict=True)):
-            here = f"{where}[{i}] ({category})"
-            x = torch.as_tensor(clip).float()
-            if x.dim() == 2:
-                x = x.mean(dim=0) if x.shape[0] <= x.shape[1] else x.mean(dim=1)  # channels first or last
-            if x.dim() != 1 or x.numel() == 0:
-                raise DataError(here, f"expected a mono clip [T], got shape {tuple(x.shape)}", "pass [T] or [C, T]")
-            if not bool(torch.isfinite(x).all()):
-                raise DataError(here, "clip has NaN or infinite samples", "re-decode or drop the file")
-            if sample_rate != SAMPLE_RATE:
-                x = torchaudio.functional.resample(x, sample_rate, SAMPLE_RATE)
-            x = x - x.mean()
-            rms = x.square().mean().sqrt()
-            if float(rms) < 1e-7:
-                raise DataError(here, "clip is silent", "drop the file from the noise bank")
-            out.append(0.1 * x / rms)
+        out = [normalise_clip(clip, sample_rate, f"{where}[{i}] ({category})")
+               for i, (clip, category) in enumerate(zip(clips, categories, strict=True))]  # fmt: skip
         return cls(out, list(categories))
+
+    def clip(self, i: int) -> Tensor:
+        return self.clips[i]
 
     def draw(self, rng: torch.Generator) -> tuple[Tensor, int]:
         """A clip chosen uniformly with ``rng`` and a random start offset within it (for looping/cropping)."""
-        i = int(torch.randint(len(self.clips), (), generator=rng))
-        offset = int(torch.randint(self.clips[i].shape[-1], (), generator=rng))
-        return self.clips[i], offset
+        i = int(torch.randint(len(self), (), generator=rng))
+        clip = self.clip(i)
+        offset = int(torch.randint(clip.shape[-1], (), generator=rng))
+        return clip, offset
+
+
+class FileNoiseBank(NoiseBank):
+    """Noise clips read from their files when drawn, normalised as :meth:`NoiseBank.from_clips` does.
+
+    ESC-50's 2,000 five-second clips are about 640 MB at 16 kHz, so they are not all held at once: the last
+    ``cached`` clips read are kept. ``load(path)`` returns a mono clip at 16 kHz (:func:`bench.data.esc50.load_noise`).
+    Draws are those of a :class:`NoiseBank` of the same clips in the same order.
+    """
+
+    def __init__(self, paths: Sequence[Path], categories: Sequence[str], load: Callable[[Path], Tensor],
+                 cached: int = 64) -> None:  # fmt: skip
+        if len(paths) != len(categories) or not paths:
+            raise ValueError(f"need one category per clip and at least one clip, got {len(paths)} / {len(categories)}")
+        self.sample_rate = SAMPLE_RATE
+        self.paths = list(paths)
+        self.categories = list(categories)
+        self._read = functools.lru_cache(maxsize=cached)(lambda i: normalise_clip(load(self.paths[i]), SAMPLE_RATE,
+                                                                                  str(self.paths[i])))  # fmt: skip
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def clip(self, i: int) -> Tensor:
+        return self._read(i)
+
+
+def normalise_clip(clip: Tensor, sample_rate: int, where: str) -> Tensor:
+    """A noise clip checked, made mono, resampled to 16 kHz, mean removed and scaled to RMS 0.1.
+
+    A clip that is empty, not finite, or silent raises :class:`DataError` naming ``where``.
+    """
+    x = torch.as_tensor(clip).float()
+    if x.dim() == 2:
+        x = x.mean(dim=0) if x.shape[0] <= x.shape[1] else x.mean(dim=1)  # channels first or last
+    if x.dim() != 1 or x.numel() == 0:
+        raise DataError(where, f"expected a mono clip [T], got shape {tuple(x.shape)}", "pass [T] or [C, T]")
+    if not bool(torch.isfinite(x).all()):
+        raise DataError(where, "clip has NaN or infinite samples", "re-decode or drop the file")
+    if sample_rate != SAMPLE_RATE:
+        x = torchaudio.functional.resample(x, sample_rate, SAMPLE_RATE)
+    x = x - x.mean()
+    rms = x.square().mean().sqrt()
+    if float(rms) < 1e-7:
+        raise DataError(where, "clip is silent", "drop the file from the noise bank")
+    return 0.1 * x / rms
 
 
 def draw_param(level: str, kind: str, rng: torch.Generator) -> float:

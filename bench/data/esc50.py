@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from bench.data.augment import FileNoiseBank
 from bench.data.errors import DataError, SkipPolicy
 from bench.data.librispeech import SAMPLE_RATE, load_audio
 
@@ -94,3 +95,9 @@ def load_noise(clip: NoiseClip | str | Path, sample_rate: int = SAMPLE_RATE) -> 
     """A clip as float32 mono ``[samples]`` at ``sample_rate`` (resampled from ESC-50's 44.1 kHz)."""
     path = clip.path if isinstance(clip, NoiseClip) else Path(clip)
     return load_audio(path, sample_rate=sample_rate, resample=True)
+
+
+def bank(root: str | Path) -> FileNoiseBank:
+    """Every clip ``meta/esc50.csv`` lists, in its order, as a noise bank that reads each clip when it is drawn."""
+    clips = read_esc50(root)
+    return FileNoiseBank([c.path for c in clips], [c.category for c in clips], load_noise)

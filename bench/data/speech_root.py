@@ -9,7 +9,8 @@ laid out as ``bench data check`` expects (:mod:`bench.data.check`)::
     ROOT/librispeech/   train-clean-100, train-clean-360, train-other-500 (the 960 h of pre-training); others unused
     ROOT/glove.txt      GloVe text (840B.300d in the paper's code)
     ROOT/wav2vec2/      optional: a Wav2Vec2ForCTC save_pretrained directory, used by the ASR and Base + Wav2vec2.0
-    ROOT/esc50/         optional: checked, not read by any method (Table 7's noise is the generated bank)
+    ROOT/esc50/         optional: ESC-50's audio/ and meta/, the noise `bench robustness` adds (Table 7); without it
+                        the noise is the generated stand-in. No grounding run reads it, so it is not in the hash
 
 :func:`open_root` settles everything a run needs before any tracked run is opened, and fails with one
 :class:`DataError` naming the file and the fix, never a FAILED run per seed:
@@ -80,6 +81,7 @@ class Layout:
     librispeech: Path
     glove: Path
     wav2vec2: Path | None
+    esc50: Path | None = None
 
 
 def root_from_env() -> Path:
@@ -127,8 +129,9 @@ def locate(root: Path) -> Layout:
     glove = root / "glove.txt"
     if not glove.is_file():
         raise DataError(glove, "missing (the word vectors)", "put GloVe's text file there (glove.840B.300d.txt)")
-    w2v = root / "wav2vec2"
-    return Layout(root, annotations, features, wav_dir, libri, glove, w2v if w2v.is_dir() else None)
+    w2v, esc = root / "wav2vec2", root / "esc50"
+    return Layout(root, annotations, features, wav_dir, libri, glove, w2v if w2v.is_dir() else None,
+                  esc if esc.is_dir() else None)  # fmt: skip
 
 
 def read_split(layout: Layout, split: str) -> activitynet.Annotations:
@@ -323,6 +326,11 @@ class SpeechDataset:
     def wav2vec2_checkpoint(self) -> Path | None:
         """The root's ``wav2vec2/`` checkpoint, which the ASR and Base + Wav2vec2.0 use when their config names none."""
         return self.layout.wav2vec2
+
+    @property
+    def noise_dir(self) -> Path | None:
+        """The root's ``esc50/`` (ESC-50's release), whose clips ``bench robustness`` adds as Table 7's noise."""
+        return self.layout.esc50
 
     @property
     def run_params(self) -> dict[str, Any]:
