@@ -99,8 +99,10 @@ def test_the_storage_is_what_the_environment_says_else_chosen_by_size(monkeypatc
 
     monkeypatch.delenv(ondisk.STORAGE_ENV, raising=False)
     assert ondisk.choose_storage(size) == "disk" and ondisk.choose_storage(lambda: 10) == "memory"
+    assert ondisk.choose_storage(size, cached="memory") == "memory" and len(asked) == 1  # a built cache is kept
+    assert ondisk.choose_storage(lambda: 10, cached="disk") == "disk"
     monkeypatch.setenv(ondisk.STORAGE_ENV, "memory")
-    assert ondisk.choose_storage(size) == "memory" and len(asked) == 1  # not measured when the user says
+    assert ondisk.choose_storage(size, cached="disk") == "memory" and len(asked) == 1  # not measured when the user says
     monkeypatch.setenv(ondisk.STORAGE_ENV, "Disk")
     assert ondisk.choose_storage(lambda: 10) == "disk"
     monkeypatch.setenv(ondisk.STORAGE_ENV, "ssd")
@@ -128,3 +130,8 @@ def test_the_tiny_corpus_gives_the_same_pre_training_splits_from_disk(tiny, monk
         for ba, bb in zip(it_a, it_b, strict=True):
             _same(ba, bb)
     assert corpus.padded_bytes([]) == 0
+    monkeypatch.delenv(ondisk.STORAGE_ENV)  # auto: each cache is opened in the storage it was built in, and the
+    monkeypatch.setattr(corpus, "padded_bytes", lambda paths: 1 / 0)  # headers are not read to estimate the size
+    for storage in ("memory", "disk"):
+        again, _, _ = corpus.load_corpus(data, tmp_path / storage, "100%", None, progress=False)
+        assert isinstance(again, ondisk.DiskSplit) == (storage == "disk") and again.ids == fm.ids

@@ -81,7 +81,8 @@ def load_corpus(dataset: Any, cache_dir: str | Path, subset: str, max_words: int
             yield {**speech_item(u.path), "words": torch.tensor(ids)}
 
     ragged = ("wave", "mel", "words")
-    if ondisk.choose_storage(lambda: padded_bytes([u.path for u in utterances])) == "disk":
+    cached = ondisk.cached_storage(f"corpus-{key}", cache_dir)
+    if ondisk.choose_storage(lambda: padded_bytes([u.path for u in utterances]), cached) == "disk":
         ids = [u.id for u in utterances]
         split = ondisk.disk_cached(f"corpus-{key}", cache_dir, lambda: (ids, items()), ragged, ("wave", "mel"), device)
         return split, vocab, table.to(device)

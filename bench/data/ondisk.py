@@ -235,12 +235,22 @@ def disk_cached(key: str, cache_dir: str | Path, items: Items, ragged: Sequence[
     return load(directory, key, device)
 
 
-def choose_storage(padded_bytes: Callable[[], int]) -> str:
-    """``memory`` or ``disk`` for a split whose padded tensors would take ``padded_bytes()`` bytes (asked only under
-    ``auto``): ``$WSVG_CORPUS_STORAGE`` when it names one, else disk above :data:`MEMORY_LIMIT_BYTES`."""
+def choose_storage(padded_bytes: Callable[[], int], cached: str | None = None) -> str:
+    """``memory`` or ``disk`` for a split whose padded tensors would take ``padded_bytes()`` bytes:
+    ``$WSVG_CORPUS_STORAGE`` when it names one; else (``auto``) the storage it is ``cached`` in already
+    (:func:`cached_storage`), so that a later open does not estimate the size again (reading every file's header,
+    about a minute for LibriSpeech's 281k files); else disk above :data:`MEMORY_LIMIT_BYTES`."""
     choice = os.environ.get(STORAGE_ENV, "auto").strip().lower() or "auto"
     if choice not in STORAGES:
         raise ValueError(f"${STORAGE_ENV}={choice!r}: choose one of {', '.join(STORAGES)}")
     if choice == "auto":
-        return "disk" if padded_bytes() > MEMORY_LIMIT_BYTES else "memory"
+        return cached or ("disk" if padded_bytes() > MEMORY_LIMIT_BYTES else "memory")
     return choice
+
+
+def cached_storage(key: str, cache_dir: str | Path) -> str | None:
+    """``disk`` when :func:`disk_cached` holds ``key``, ``memory`` when :func:`bench.data.loader.featurize_cached`
+    does (``<key>.pt``), None when neither has built it yet."""
+    if (Path(cache_dir) / f"{key}.disk").is_dir():
+        return "disk"
+    return "memory" if (Path(cache_dir) / f"{key}.pt").is_file() else None
