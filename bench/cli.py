@@ -171,6 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_view_options(p)
     p.add_argument("--metric", default="R1@0.5", help="R1@0.5 (default), R5@0.7, mIoU, dR1@0.7, ...")
     p.add_argument("--seeds", help="only these seeds, e.g. 0,1,2 or 0-4 (default: every seed both have)")
+    for side in ("a", "b"):
+        p.add_argument(f"--set-{side}", action="append", metavar="KEY=VALUE", default=[],
+                       help=f"read {side.upper()}'s runs made with this --set option (repeatable; default: the "
+                       "method's own configuration, which is what tables show)")  # fmt: skip
 
     p = sub.add_parser(
         "claims",
@@ -470,6 +474,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         split=args.split,
         metric=args.metric,
         seeds=seeds,
+        overrides_a=cfg.parse_overrides(args.set_a),
+        overrides_b=cfg.parse_overrides(args.set_b),
     )
     print(compare.format_comparison(result))
     return 0

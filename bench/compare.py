@@ -92,10 +92,18 @@ class Comparison:
     seeds: stats.SeedInterval | None = None  # the per-seed-pair differences' t interval (two pairs or more)
 
 
-def newest_runs(runs, method: str, seeds: Sequence[int] | None = None) -> dict[int, Run]:
+def newest_runs(runs, method: str, seeds: Sequence[int] | None = None,
+                config_hash: str | None = None) -> dict[int, Run]:  # fmt: skip
     """The newest FINISHED run per seed of ``method`` in the ``runs`` DataFrame (runs with a ``measure``, latency and
-    robustness, excluded: their test metrics are not the method's clean accuracy)."""
+    robustness, excluded: their test metrics are not the method's clean accuracy): of the method's own configuration
+    (:func:`bench.tables.default_runs`), or with ``config_hash`` of the configuration that hash names."""
     if runs is None or len(runs) == 0 or "params.method" not in runs:
+        return {}
+    if config_hash is None:
+        runs = tables.default_runs(runs)
+    elif "params.config_hash" in runs:
+        runs = runs[runs["params.config_hash"] == config_hash]
+    else:
         return {}
     mine = runs[runs["params.method"] == method]
     if "params.measure" in mine:
@@ -209,37 +217,46 @@ def compare(
     resamples: int = stats.RESAMPLES,
     bootstrap_seed: int = stats.BOOTSTRAP_SEED,
     runs=None,
+    overrides_a: dict[str, str] | None = None,
+    overrides_b: dict[str, str] | None = None,
 ) -> Comparison:
-    """Compare ``method_a`` and ``method_b`` on ``metric`` (module docstring); ``runs`` defaults to the store's."""
+    """Compare ``method_a`` and ``method_b`` on ``metric`` (module docstring); ``runs`` defaults to the store's.
+
+    Each side is the method's own configuration, or with ``overrides_a`` / ``overrides_b`` (``--set-a`` / ``--set-b``)
+    the runs of the configuration those options make (by config hash): one method against itself with one option
+    changed, such as Base with and without the cross gate, is a comparison like any other."""
     metric = metric_key(metric)
     tables.test_split(split)
     if runs is None:
         runs = tracking.finished_runs({"dataset": dataset, "profile": profile})
-    runs_a, runs_b = newest_runs(runs, method_a, seeds), newest_runs(runs, method_b, seeds)
-    pairs = pair_seeds(runs_a, runs_b, method_a, method_b)
-    used = {(method_a, s) for s, _ in pairs} | {(method_b, s) for _, s in pairs}
-    values = scores([(runs_a if method == method_a else runs_b)[seed] for method, seed in sorted(used)], split, metric)
-    shared = set.intersection(*(set(v) for v in values.values()))
+    label_a, label_b = side_label(method_a, overrides_a), side_label(method_b, overrides_b)
+    runs_a = newest_runs(runs, method_a, seeds, config_hash_of(method_a, profile, overrides_a))
+    runs_b = newest_runs(runs, method_b, seeds, config_hash_of(method_b, profile, overrides_b))
+    pairs = pair_seeds(runs_a, runs_b, label_a, label_b)
+    values_a = scores([runs_a[s] for s in sorted({s for s, _ in pairs})], split, metric)
+    values_b = scores([runs_b[s] for s in sorted({s for _, s in pairs})], split, metric)
+    every = [*values_a.values(), *values_b.values()]
+    shared = set.intersection(*(set(v) for v in every))
     if not shared:
-        raise ValueError(f"the predictions of {method_a} and {method_b} share no query id: are they of one dataset?")
+        raise ValueError(f"the predictions of {label_a} and {label_b} share no query id: are they of one dataset?")
     qids = sorted(shared)
-    dropped = max(len(v) for v in values.values()) - len(qids)
+    dropped = max(len(v) for v in every) - len(qids)
 
-    def matrix(method: str, seeds_: list[int]) -> np.ndarray:
+    def matrix(values: dict[tuple[str, int], dict[str, float]], method: str, seeds_: list[int]) -> np.ndarray:
         return np.array([[values[(method, s)][q] for q in qids] for s in seeds_], dtype=np.float64)
 
-    a, b = matrix(method_a, [s for s, _ in pairs]), matrix(method_b, [s for _, s in pairs])
+    a, b = matrix(values_a, method_a, [s for s, _ in pairs]), matrix(values_b, method_b, [s for _, s in pairs])
     difference = stats.paired_bootstrap(a, b, resamples=resamples, seed=bootstrap_seed)
     seed_level = stats.seed_interval((a - b).mean(axis=1)) if len(set(pairs)) > 1 else None
 
-    def side(method: str, seeds_: list[int], found: dict[int, Run]) -> Side:
+    def side(label: str, values: dict, method: str, seeds_: list[int], found: dict[int, Run]) -> Side:
         distinct = sorted(set(seeds_))
         per_run = [float(np.mean([values[(method, s)][q] for q in qids])) for s in distinct]
-        return Side(method, [found[s] for s in distinct], stats.summarise(per_run))
+        return Side(label, [found[s] for s in distinct], stats.summarise(per_run))
 
     return Comparison(
-        a=side(method_a, [s for s, _ in pairs], runs_a),
-        b=side(method_b, [s for _, s in pairs], runs_b),
+        a=side(label_a, values_a, method_a, [s for s, _ in pairs], runs_a),
+        b=side(label_b, values_b, method_b, [s for _, s in pairs], runs_b),
         pairs=pairs,
         difference=difference,
         metric=metric,
@@ -249,6 +266,23 @@ def compare(
         dropped_queries=dropped,
         seeds=seed_level,
     )
+
+
+def side_label(method: str, overrides: dict[str, str] | None) -> str:
+    """``method``, or ``method [key=value,...]`` for a side read with ``--set`` options."""
+    return f"{method} [{','.join(f'{k}={v}' for k, v in sorted(overrides.items()))}]" if overrides else method
+
+
+def config_hash_of(method: str, profile: str, overrides: dict[str, str] | None) -> str | None:
+    """The config hash ``bench run --method M --set ...`` logs for these options; None without options (the
+    method's own runs, :func:`bench.tables.default_runs`). An option the method does not have is an error."""
+    if not overrides:
+        return None
+    from bench import config as cfg
+    from methods import registry
+
+    spec = registry.get(method)
+    return cfg.config_hash(cfg.apply_overrides(spec.config(profile), overrides))
 
 
 def _points(value: float, signed: bool = False) -> str:

@@ -15,7 +15,9 @@ dataset has the debiased split, those on test-ood under ``test_ood/``, with the 
 one a table shows, and the caption names it: on a real annotations dataset by the dataset's own split name and file
 (:func:`split_description`; ActivityNet-CD's ``test/`` is its test-iid split).
 
-When several finished runs exist for one seed, the newest is used; older ones stay in the store.
+When several finished runs exist for one seed, the newest is used; older ones stay in the store. A run made with a
+``--set`` that changes the method's configuration (param ``overrides``) is never a row's: sweeps and ablations by
+option are compared with ``bench compare A B --set-b KEY=VALUE``.
 
 Writers. Markdown (:func:`to_markdown`) shows the three lines per row and keeps the ASCII hyphen-minus for negative
 numbers (``-1.23``: what a reader copies into a script parses as a number). LaTeX (:func:`to_latex`) is compact and
@@ -320,8 +322,18 @@ class Reproduced:
         return self.counts.get(metric, self.n)
 
 
+def default_runs(runs):
+    """The runs of each method's own configuration: those whose ``overrides`` param is ``-`` (``bench run`` without
+    a ``--set`` that changes the configuration), and those logged before the param existed."""
+    if runs is None or not len(runs) or "params.overrides" not in runs:
+        return runs
+    logged = runs["params.overrides"]
+    return runs[logged.isna() | (logged == "-")]
+
+
 def collect(runs, method: str, split: str = DEFAULT_SPLIT) -> Reproduced | None:
-    """Aggregate the newest FINISHED run per seed of ``method`` in the ``runs`` DataFrame, on test split ``split``.
+    """Aggregate the newest FINISHED run per seed of ``method`` in the ``runs`` DataFrame, on test split ``split``;
+    only runs of the method's own configuration (:func:`default_runs`: a ``--set`` sweep is not the method's row).
 
     Latency measurements (``scripts/bench_latency.py``, param ``measure = latency``) are separate runs of the same
     method: they are aggregated apart and contribute only the metrics the accuracy runs lack (Table 2's latency and
@@ -329,6 +341,7 @@ def collect(runs, method: str, split: str = DEFAULT_SPLIT) -> Reproduced | None:
     robustness``, :mod:`bench.robustness`: the same weights on augmented test speech) are left out.
     """
     prefix = test_split(split).prefix
+    runs = default_runs(runs)
     if runs is None or len(runs) == 0 or "params.method" not in runs:
         return None
     mine = runs[runs["params.method"] == method]

@@ -217,3 +217,19 @@ def test_compare_reads_the_split_it_is_asked_for(home, tmp_path):
     text = compare.format_comparison(ood)
     assert "test split test-ood" in text and "inside noise: the interval contains 0" in text
     assert "sil   50.00 ± 0.00 (n=2; seeds 0, 1;" in text  # two seeds that agree: a real std of 0
+
+
+def test_one_method_against_itself_with_an_option_changed(home, toy_method, capsys):
+    """Sides read with --set: the stand-in predicts [0, 50 + shift * seed] of a [0, 50] moment in 100 s videos, so
+    seed 1 has IoU 50/60 at shift 10 (its own configuration) and 50/80 at shift 30, seed 2 50/70 and 50/100 (the
+    span clipped to the video): A - B = ((50/60 - 50/80) + (50/70 - 50/100)) / 2 on every query."""
+    for overrides in ({}, {"shift": "30"}):
+        run.run([toy_method], dataset="synth", profile="tiny", seeds=[1, 2], device="cpu", overrides=overrides,
+                progress=False)  # fmt: skip
+    c = compare.compare("base", "base", profile="tiny", metric="mIoU", overrides_b={"shift": "30"}, resamples=200)
+    expected = ((50 / 60 - 50 / 80) + (50 / 70 - 50 / 100)) / 2
+    assert c.difference.mean == pytest.approx(expected) and c.b.method == "base [shift=30]"
+    assert c.a.summary.mean == pytest.approx((50 / 60 + 50 / 70) / 2)  # the table's runs, not the sweep's
+    assert cli.main(["compare", "base", "base", "--profile", "tiny", "--metric", "mIoU", "--set-b", "shift=30"]) == 0
+    assert f"{expected * 100:+.2f}" in capsys.readouterr().out
+    assert cli.main(["compare", "base", "base", "--profile", "tiny", "--set-a", "shfit=3"]) == 2  # a typo is an error

@@ -81,21 +81,22 @@ def test_failed_run_is_failed_and_never_enters_a_table(home, toy_method, monkeyp
     assert repro is not None and repro.seeds == [0]
 
 
-def test_rerun_adds_runs_and_table_uses_newest_per_seed(home, toy_method):
-    run.run([toy_method], dataset="synth", profile="tiny", seeds=[1], device="cpu", progress=False)
-    run.run(
-        [toy_method],
-        dataset="synth",
-        profile="tiny",
-        seeds=[1],
-        device="cpu",
-        overrides={"shift": "30"},
-        progress=False,
-    )
+def test_rerun_adds_runs_and_table_uses_newest_per_seed_of_the_methods_own_configuration(home, toy_method):
+    def once(**overrides: str) -> str:
+        (outcome,) = run.run([toy_method], dataset="synth", profile="tiny", seeds=[1], device="cpu",
+                             overrides=overrides, progress=False)  # fmt: skip
+        return outcome.run_id
+
+    first, second, sweep = once(), once(), once(shift="30")
     runs = tracking.finished_runs({"method": "base"})
-    assert len(runs) == 2  # nothing overwritten
+    assert len(runs) == 3  # nothing overwritten
+    logged = dict(zip(runs["run_id"], runs["params.overrides"], strict=True))
+    assert logged == {first: "-", second: "-", sweep: "shift=30"}
     repro = tables.collect(runs, "base")
-    assert repro.n == 1 and repro.mean["mIoU"] == pytest.approx(50 / 80)  # the newer run (shift 30)
+    assert repro.n == 1 and repro.run_ids == [second] and repro.mean["mIoU"] == pytest.approx(50 / 60)  # not 50/80
+    same = once(shift="10.0")  # an option that leaves the configuration as it is makes a run of the method's own
+    runs = tracking.finished_runs({"method": "base"})
+    assert runs.set_index("run_id").loc[same, "params.overrides"] == "-" and tables.collect(runs, "base").run_ids == [same]
 
 
 def test_table_shows_mean_std_and_delta(home, toy_method):
