@@ -96,7 +96,8 @@ def test_rerun_adds_runs_and_table_uses_newest_per_seed_of_the_methods_own_confi
     assert repro.n == 1 and repro.run_ids == [second] and repro.mean["mIoU"] == pytest.approx(50 / 60)  # not 50/80
     same = once(shift="10.0")  # an option that leaves the configuration as it is makes a run of the method's own
     runs = tracking.finished_runs({"method": "base"})
-    assert runs.set_index("run_id").loc[same, "params.overrides"] == "-" and tables.collect(runs, "base").run_ids == [same]
+    assert runs.set_index("run_id").loc[same, "params.overrides"] == "-"
+    assert tables.collect(runs, "base").run_ids == [same]
 
 
 def test_table_shows_mean_std_and_delta(home, toy_method):
