@@ -49,6 +49,11 @@ val_2 = 2,078 queries, R@1 IoU=0.5): Base 12.03 ± 6.34 (n=3), below the fixed-s
 15.27 ± 5.36, with one seed choosing an epoch that predicts nearly the whole video (length 0.98). eq. 11's term
 read 2.9957 = log 20 to four decimals at every logged epoch: as written it adds no gradient worth the name.
 This is a finding of the paper's method on this benchmark, not something tuned away.
+
+The cross gate's effect (issue 21, synth/small v5, seeds 0-2, AMD EPYC, one thread; `bench compare base base
+--set-a cross_gate=true --set-b cross_gate=false`): R@1 IoU=0.5 14.58 ± 5.93 with it, 12.86 ± 6.77 without; paired
+over the 2,078 val_2 queries +1.72 [+0.79, +2.69], but the per-seed differences (+0.77, +13.43, -9.05) put it inside
+the seeds' noise (Student-t [-26.27, +29.70]). mIoU +2.19 [+1.56, +2.84], likewise inside the seeds' noise.
 """
 
 from __future__ import annotations
