@@ -80,8 +80,10 @@ Departures from the paper, and choices where it is silent (``shared/research/sil
   grounding's alone; ``--set asp.seeding=per-run`` pre-trains one encoder per grounding seed (seed ``asp.seed + s``)
   and the spread then holds both. Each run logs which as ``spread`` (:data:`SPREAD`) for the table caption.
   Measured once (issue 21, synth/small, Base + L_sem, seeds 0-2, val_2 R@1 IoU=0.5): shared 15.06 ± 7.39
-  (19.06, 19.59, 6.54), per-run 14.86 ± 3.66 (19.06, 12.37, 13.14; seed 0 is the same run): the spread did not grow,
-  the grounding seeds' own spread (one seed collapsing) is the larger part at n = 3; inside noise either way.
+  (19.06, 19.59, 6.54), per-run 14.85 ± 3.66 (19.06, 12.37, 13.14; seed 0 is the same run): the spread did not grow,
+  the grounding seeds' own spread (one seed collapsing) is the larger part at n = 3; the paired difference shared −
+  per-run +0.21 [-0.69, +1.07] (`bench compare base+lsem base+lsem --set-a asp.seeding=shared --set-b
+  asp.seeding=per-run`), inside noise.
 - The speech encoder is frozen in grounding, as §4.4 has it for Table 1's main numbers. The fine-tune column is
   ``--set finetune=true`` (registered as ``sil-ft`` and ``base+lut-ft``): the encoder goes in front of the grounding
   network and trains with it on the grounding loss, AVCL included (:mod:`methods.parts.finetune`), one optimiser at
