@@ -270,7 +270,9 @@ def compare(
 
 def side_label(method: str, overrides: dict[str, str] | None) -> str:
     """``method``, or ``method [key=value,...]`` for a side read with ``--set`` options."""
-    return f"{method} [{','.join(f'{k}={v}' for k, v in sorted(overrides.items()))}]" if overrides else method
+    from bench import config as cfg
+
+    return f"{method} [{cfg.format_overrides(overrides)}]" if overrides else method
 
 
 def config_hash_of(method: str, profile: str, overrides: dict[str, str] | None) -> str | None:

@@ -101,6 +101,12 @@ def parse_overrides(items: list[str] | None) -> dict[str, str]:
     return out
 
 
+def format_overrides(overrides: dict[str, str] | None) -> str:
+    """``{"d": "128", "train.lr": "1e-3"}`` -> ``"d=128,train.lr=1e-3"`` (sorted by key; ``""`` for none): how a run's
+    ``--set`` options are logged and named."""
+    return ",".join(f"{k}={v}" for k, v in sorted((overrides or {}).items()))
+
+
 def apply_overrides(cfg: Any, overrides: dict[str, str]) -> Any:
     """Return a copy of ``cfg`` with dotted-path overrides applied, each value cast to the field's type.
 

@@ -21,7 +21,7 @@ features, the cascades' ASR transcripts) adds :meth:`AugmentedSpeech.speech_tag`
 never served from the clean split's cache and the clean entries are never rewritten.
 
 The augmentation of an utterance is drawn from a generator seeded by (augmentation seed, kind, level, file name), the
-same for every method and grounding seed: the methods of Figure 4 are compared on the same augmented speech. With no
+same for every method and grounding seed: the methods of Figure 4 are compared on the same augmented speech.
 The noise is ESC-50 (the paper's) where the dataset has it (``noise_dir``: a data root's ``esc50/``), every clip its
 index lists, read as drawn (:func:`bench.data.esc50.bank`); elsewhere (synth) it is
 :meth:`bench.data.augment.NoiseBank.generate`'s synthetic stand-in. The run says which (``augment.noise``), and the

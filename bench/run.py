@@ -172,13 +172,6 @@ def run(
     return outcomes
 
 
-def override_label(overrides: dict[str, str]) -> str:
-    """The ``--set`` options as a run logs them (param ``overrides``): ``key=value`` pairs sorted by key, or ``-``
-    when the options leave the configuration as it is. Tables and ``bench compare`` read a method's row from the runs
-    with ``-`` only (:func:`bench.tables.default_runs`), so a sweep never stands for the method."""
-    return ",".join(f"{k}={v}" for k, v in sorted(overrides.items())) or "-"
-
-
 def work_dir(method: str, dataset: str, profile: str, seed: int, config_hash: str) -> Path:
     """Where the run of (method, dataset, profile, seed, config) keeps its checkpoint, which a resume (and ``bench
     robustness``) reads: one folder per :data:`bench.tracking.IDENTITY`."""
@@ -238,7 +231,9 @@ def _run_one(
         "device": str(device),
         "table": table if table is not None else "-",
         "config_hash": chash,
-        "overrides": override_label(overrides) if chash != cfg.config_hash(spec.config(profile)) else "-",
+        # the --set options that changed the configuration, "-" for none: tables and `bench compare` read a method's
+        # row from its "-" runs only (bench.tables.default_runs), so a sweep never stands for the method
+        "overrides": cfg.format_overrides(overrides) if chash != cfg.config_hash(spec.config(profile)) else "-",
         "evaluator": evaluate.DEFINITION,
     }
     run_id = None
