@@ -54,6 +54,10 @@ The cross gate's effect (issue 21, synth/small v5, seeds 0-2, AMD EPYC, one thre
 --set-a cross_gate=true --set-b cross_gate=false`): R@1 IoU=0.5 14.58 ± 5.93 with it, 12.86 ± 6.77 without; paired
 over the 2,078 val_2 queries +1.72 [+0.79, +2.69], but the per-seed differences (+0.77, +13.43, -9.05) put it inside
 the seeds' noise (Student-t [-26.27, +29.70]). mIoU +2.19 [+1.56, +2.84], likewise inside the seeds' noise.
+Eq. 11's other reading (``--set div_on=logits``, the entropy of a softmax over the logits; issue 21 item 2, same
+runs' machine and store): 16.75 ± 7.34 (8.28, 21.32, 20.64) against the rows' 14.58 ± 5.93; paired +2.17 [+1.25,
++3.10] over the queries, per seed -2.50, -0.10, +9.10 (Student-t [-13.04, +17.37]): inside the seeds' noise; mIoU
++3.18 [+2.61, +3.74], likewise. Every row keeps the reading as written.
 """
 
 from __future__ import annotations
