@@ -225,6 +225,11 @@ def content_key(*parts: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def cache_file(key: str, cache_dir: str | Path) -> Path:
+    """Where :func:`featurize_cached` keeps the split of ``key``."""
+    return Path(cache_dir) / f"{key}.pt"
+
+
 def featurize_cached(
     key: str, cache_dir: str | Path, build: Callable[[], PaddedSplit], device: str | torch.device = "cpu"
 ) -> PaddedSplit:
@@ -240,7 +245,7 @@ def featurize_cached(
     """
     if not key or any(c in key for c in "/\\") or key.startswith("."):
         raise ValueError(f"cache key must be a plain file-name stem, got {key!r}")
-    path = Path(cache_dir) / f"{key}.pt"
+    path = cache_file(key, cache_dir)
     if path.exists():
         try:
             return PaddedSplit.load(path, device=device, key=key)

@@ -41,7 +41,7 @@ from torch import Tensor
 
 from bench import rng
 from bench.data.errors import DataError
-from bench.data.loader import LEN_SUFFIX, PaddedSplit
+from bench.data.loader import LEN_SUFFIX, PaddedSplit, cache_file
 
 FORMAT = "wsvg-disk-split"
 VERSION = 1
@@ -219,11 +219,16 @@ Items = Callable[[], tuple[Sequence[str], Iterable[dict[str, Tensor]]]]
 """``() -> (ids, one dict of fields per id)``: how :func:`disk_cached` builds a split, streamed row by row."""
 
 
+def cache_folder(key: str, cache_dir: str | Path) -> Path:
+    """Where :func:`disk_cached` keeps the split of ``key``."""
+    return Path(cache_dir) / f"{key}.disk"
+
+
 def disk_cached(key: str, cache_dir: str | Path, items: Items, ragged: Sequence[str], disk: Sequence[str],
                 device: str | torch.device = "cpu") -> DiskSplit:  # fmt: skip
     """:func:`bench.data.loader.featurize_cached` for a split kept on disk: ``cache_dir/<key>.disk`` loaded when it
     checks out, else built from ``items() -> (ids, items)`` (with the caller's random streams kept) and loaded."""
-    directory = Path(cache_dir) / f"{key}.disk"
+    directory = cache_folder(key, cache_dir)
     if directory.exists():
         try:
             return load(directory, key, device)
@@ -250,7 +255,7 @@ def choose_storage(padded_bytes: Callable[[], int], cached: str | None = None) -
 
 def cached_storage(key: str, cache_dir: str | Path) -> str | None:
     """``disk`` when :func:`disk_cached` holds ``key``, ``memory`` when :func:`bench.data.loader.featurize_cached`
-    does (``<key>.pt``), None when neither has built it yet."""
-    if (Path(cache_dir) / f"{key}.disk").is_dir():
+    does, None when neither has built it yet."""
+    if cache_folder(key, cache_dir).is_dir():
         return "disk"
-    return "memory" if (Path(cache_dir) / f"{key}.pt").is_file() else None
+    return "memory" if cache_file(key, cache_dir).is_file() else None
