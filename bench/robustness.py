@@ -23,7 +23,7 @@ never served from the clean split's cache and the clean entries are never rewrit
 The augmentation of an utterance is drawn from a generator seeded by (augmentation seed, kind, level, file name), the
 same for every method and grounding seed: the methods of Figure 4 are compared on the same augmented speech.
 The noise is ESC-50 (the paper's) where the dataset has it (``noise_dir``: a data root's ``esc50/``), every clip its
-index lists, read as drawn (:func:`bench.data.esc50.bank`); elsewhere (synth) it is
+index lists (read once per view), each clip read as drawn (:func:`bench.data.esc50.bank`); elsewhere (synth) it is
 :meth:`bench.data.augment.NoiseBank.generate`'s synthetic stand-in. The run says which (``augment.noise``), and the
 augmented speech is keyed by it: ESC-50 by its index's checksum, so another release is another cache entry.
 
@@ -99,7 +99,7 @@ class AugmentedSpeech:
     def __init__(self, clean: Any, augmentation: Augmentation, cache_dir: str | Path) -> None:
         self.clean = clean
         self.augmentation = augmentation
-        self.noise, noise_key = noise_source(clean)
+        self.noise, noise_key, self._clips = noise_source(clean)
         self._tag = f"{augmentation.name}-{loader.content_key(augmentation.name, noise_key, VERSION)[:8]}"
         self.folder = Path(cache_dir) / "speech" / f"{clean.content_hash[:16]}-{self._tag}"
         self._bank: augment.NoiseBank | None = None
@@ -138,23 +138,23 @@ class AugmentedSpeech:
 
     def _noise(self) -> augment.NoiseBank:
         if self._bank is None:
-            folder = getattr(self.clean, "noise_dir", None)
-            self._bank = augment.NoiseBank.generate(seed=0) if folder is None else esc50.bank(folder)
+            self._bank = augment.NoiseBank.generate(seed=0) if self._clips is None else esc50.bank(self._clips)
         return self._bank
 
 
-def noise_source(clean: Any) -> tuple[str, str]:
-    """``(what the run logs as augment.noise, what keys the augmented speech)`` for the dataset ``clean``.
-
-    The generated bank keeps its description as its key, so the keys of synth's augmented speech are as before.
+def noise_source(clean: Any) -> tuple[str, str, list[esc50.NoiseClip] | None]:
+    """``(what the run logs as augment.noise, what keys the augmented speech, ESC-50's clips or None)`` for the
+    dataset ``clean``; None: the generated stand-in, whose description is its key, so that the keys of synth's
+    augmented speech are as before.
     """
     folder = getattr(clean, "noise_dir", None)
     if folder is None:
-        return NOISE, NOISE
+        return NOISE, NOISE, None
     clips = esc50.read_esc50(folder)  # a bad index is one DataError naming the file, before any speech is written
     index = hashlib.sha256((Path(folder) / esc50.META).read_bytes()).hexdigest()
     categories = len({c.category for c in clips})
-    return f"ESC-50 at {folder} ({len(clips)} clips, {categories} categories; index sha256 {index[:12]})", index
+    described = f"ESC-50 at {folder} ({len(clips)} clips, {categories} categories; index sha256 {index[:12]})"
+    return described, index, clips
 
 
 def source_run(method: str, dataset: str, profile: str, seed: int, config_hash: str) -> dict[str, Any]:

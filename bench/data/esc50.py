@@ -97,7 +97,6 @@ def load_noise(clip: NoiseClip | str | Path, sample_rate: int = SAMPLE_RATE) -> 
     return load_audio(path, sample_rate=sample_rate, resample=True)
 
 
-def bank(root: str | Path) -> FileNoiseBank:
-    """Every clip ``meta/esc50.csv`` lists, in its order, as a noise bank that reads each clip when it is drawn."""
-    clips = read_esc50(root)
+def bank(clips: list[NoiseClip]) -> FileNoiseBank:
+    """The clips (:func:`read_esc50`'s, in its order) as a noise bank that reads each clip when it is drawn."""
     return FileNoiseBank([c.path for c in clips], [c.category for c in clips], load_noise)
