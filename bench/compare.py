@@ -99,13 +99,13 @@ def newest_runs(runs, method: str, seeds: Sequence[int] | None = None,
     (:func:`bench.tables.default_runs`), or with ``config_hash`` of the configuration that hash names."""
     if runs is None or len(runs) == 0 or "params.method" not in runs:
         return {}
+    mine = runs[runs["params.method"] == method]
     if config_hash is None:
-        runs = tables.default_runs(runs)
-    elif "params.config_hash" in runs:
-        runs = runs[runs["params.config_hash"] == config_hash]
+        mine = tables.default_runs(mine)
+    elif "params.config_hash" in mine:
+        mine = mine[mine["params.config_hash"] == config_hash]
     else:
         return {}
-    mine = runs[runs["params.method"] == method]
     if "params.measure" in mine:
         mine = mine[mine["params.measure"].isna()]
     mine = mine.sort_values("start_time", ascending=False).drop_duplicates("params.seed")

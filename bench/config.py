@@ -107,6 +107,13 @@ def format_overrides(overrides: dict[str, str] | None) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted((overrides or {}).items()))
 
 
+def overrides_param(overrides: dict[str, str] | None, resolved: Any, default: Any) -> str:
+    """A run's ``overrides`` param: the ``--set`` options when they changed the configuration (``resolved`` differs
+    from the method's ``default``), ``"-"`` when they did not; the tables, ``bench compare`` and the figures read a
+    method's own runs by it (:func:`bench.tables.default_runs`), so that a sweep never stands for the method."""
+    return format_overrides(overrides) if config_hash(resolved) != config_hash(default) else "-"
+
+
 def apply_overrides(cfg: Any, overrides: dict[str, str]) -> Any:
     """Return a copy of ``cfg`` with dotted-path overrides applied, each value cast to the field's type.
 

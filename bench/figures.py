@@ -85,26 +85,16 @@ def labels(fig_id: str) -> dict[str, str]:
     return {s["method"]: s["label"] for s in paper_figure(fig_id).get("series", [])}
 
 
-def default_hash(method: str, profile: str) -> str:
-    """The config hash of ``method``'s own configuration at ``profile`` (no ``--set``), as ``bench run`` logs it."""
-    from methods import registry
-
-    spec = registry.get(method)
-    return cfg.config_hash(spec.config(profile)) if spec.config is not None else ""
-
-
-def accuracy_runs(runs: pd.DataFrame, method: str, profile: str | None = None) -> pd.DataFrame:
-    """The training runs (no ``measure``: neither latency nor robustness) of ``method``; with ``profile``, only those
-    of the method's default configuration there, so that a sweep's ``--set`` runs never stand for the method."""
+def accuracy_runs(runs: pd.DataFrame, method: str, own: bool = True) -> pd.DataFrame:
+    """The training runs (no ``measure``: neither latency nor robustness) of ``method``: those of its own
+    configuration (:func:`bench.tables.default_runs`, so that a sweep's ``--set`` runs never stand for the method),
+    or with ``own=False`` every configuration (a sweep's figure reads each run's configuration itself)."""
     if runs is None or not len(runs) or "params.method" not in runs:
         return pd.DataFrame()
     mine = runs[runs["params.method"] == method]
     if "params.measure" in mine:
         mine = mine[mine["params.measure"].isna()]
-    if profile is not None:  # a run that logged no config hash is not known to be of the default configuration
-        hashes = mine["params.config_hash"] if "params.config_hash" in mine else pd.Series("", index=mine.index)
-        mine = mine[hashes == default_hash(method, profile)]
-    return mine
+    return tables.default_runs(mine) if own else mine
 
 
 def newest_per_seed(runs: pd.DataFrame) -> pd.DataFrame:
@@ -162,9 +152,7 @@ def robustness(runs: pd.DataFrame, out: Path, dataset: str, profile: str, split:
     """Figure 4 from the store's robustness runs and their source runs; a string says why it is not drawn."""
     if runs is None or not len(runs) or "params.measure" not in runs:
         return "Figure 4: no robustness runs (`bench robustness --method sil,asr-rtbpn,sil-freq-only,sil-time-only`)"
-    rob = runs[runs["params.measure"] == ROBUSTNESS]
-    hashes = rob["params.config_hash"] if "params.config_hash" in rob else [""] * len(rob)
-    rob = rob[[h == default_hash(m, profile) for m, h in zip(rob["params.method"], hashes, strict=True)]]
+    rob = tables.default_runs(runs[runs["params.measure"] == ROBUSTNESS])
     if not len(rob):
         return "Figure 4: no robustness runs (`bench robustness --method sil,asr-rtbpn,sil-freq-only,sil-time-only`)"
     column = metric_column(metric, split)
@@ -220,7 +208,7 @@ def semantic_objectives(runs: pd.DataFrame, out: Path, dataset: str, profile: st
     names = labels("fig5a")
     rows, used = [], []
     for method, label in names.items():
-        chosen = newest_per_seed(accuracy_runs(runs, method, profile))
+        chosen = newest_per_seed(accuracy_runs(runs, method))
         if not len(chosen):
             continue
         used.append(chosen)
@@ -257,7 +245,7 @@ def curves(runs: pd.DataFrame, out: Path, dataset: str, profile: str, methods: d
     left out."""
     rows, used = [], []
     for method, label in methods.items():
-        chosen = newest_per_seed(accuracy_runs(runs, method, profile))
+        chosen = newest_per_seed(accuracy_runs(runs, method))
         if not len(chosen):
             continue
         histories = {key: [tracking.metric_history(r, key) for r in chosen["run_id"]] for key in CURVE_KEYS}
@@ -342,7 +330,7 @@ def sweep(runs: pd.DataFrame, out: Path, dataset: str, profile: str, fig_id: str
     series = entry["series"][0]
     method, key = series["method"], series["sweep"]["key"]
     default = cfg.to_dict(registry.get(method).config(profile))
-    mine = accuracy_runs(runs, method)
+    mine = accuracy_runs(runs, method, own=False)
     value_of: dict[str, Any] = {}
     for run_id in mine.get("run_id", []):
         try:
@@ -400,7 +388,7 @@ def timeline(runs: pd.DataFrame, out: Path, dataset: str, profile: str, split: s
     method's top-1 span (lowest seed that every shown method has)."""
     from bench import compare, evaluate
 
-    found = {m: newest_per_seed(accuracy_runs(runs, m, profile)) for m in methods}
+    found = {m: newest_per_seed(accuracy_runs(runs, m)) for m in methods}
     found = {m: r for m, r in found.items() if len(r)}
     if not found:
         return f"Timeline: no run of {', '.join(methods)}"

@@ -238,6 +238,7 @@ def _evaluate(spec: Any, method_cfg: Any, seed: int, source: dict[str, Any], aug
         "device": str(device),
         "table": "-",
         "config_hash": chash,
+        "overrides": cfg.overrides_param(overrides, method_cfg, spec.config(profile)),
         "evaluator": evaluate.DEFINITION,
         "measure": MEASURE,
         "source_run": source["run_id"],

@@ -231,9 +231,7 @@ def _run_one(
         "device": str(device),
         "table": table if table is not None else "-",
         "config_hash": chash,
-        # the --set options that changed the configuration, "-" for none: tables and `bench compare` read a method's
-        # row from its "-" runs only (bench.tables.default_runs), so a sweep never stands for the method
-        "overrides": cfg.format_overrides(overrides) if chash != cfg.config_hash(spec.config(profile)) else "-",
+        "overrides": cfg.overrides_param(overrides, method_cfg, spec.config(profile)),
         "evaluator": evaluate.DEFINITION,
     }
     run_id = None

@@ -31,6 +31,7 @@ the diagnostics are logged to MLflow as fractions and printed in percent; every 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import re
@@ -323,12 +324,29 @@ class Reproduced:
 
 
 def default_runs(runs):
-    """The runs of each method's own configuration: those whose ``overrides`` param is ``-`` (``bench run`` without
-    a ``--set`` that changes the configuration), and those logged before the param existed."""
-    if runs is None or not len(runs) or "params.overrides" not in runs:
+    """The runs of each method's own configuration: the one rule of the tables, ``bench compare`` and the figures.
+
+    A run that logged the ``overrides`` param is its method's own when the param is ``-`` (``bench run`` without a
+    ``--set`` that changes the configuration). A run logged before the param existed is its method's own when the
+    ``--set`` options its ``config/resolved.json`` records are none, so that an old sweep's run never stands in the
+    method's cell; where that file cannot be read, nothing says otherwise and the run counts as its method's own."""
+    if runs is None or not len(runs) or "params.method" not in runs:
         return runs
-    logged = runs["params.overrides"]
-    return runs[logged.isna() | (logged == "-")]
+    logged = runs["params.overrides"] if "params.overrides" in runs else [None] * len(runs)
+    uri = tracking.tracking_uri()
+    own = [o == "-" if isinstance(o, str) else _legacy_own(uri, r) for r, o in zip(runs["run_id"], logged, strict=True)]
+    return runs[own]
+
+
+@functools.lru_cache(maxsize=4096)
+def _legacy_own(uri: str, run_id: str) -> bool:
+    """Whether a run logged before the ``overrides`` param was made without ``--set`` options (its resolved config,
+    read once per store and run: a finished run's artifacts do not change)."""
+    try:
+        resolved = tracking.load_run_json(run_id, "config/resolved.json")
+    except Exception:  # noqa: BLE001 - an unreadable or absent file says nothing against the run
+        return True
+    return not resolved.get("overrides")
 
 
 def collect(runs, method: str, split: str = DEFAULT_SPLIT) -> Reproduced | None:
@@ -341,10 +359,9 @@ def collect(runs, method: str, split: str = DEFAULT_SPLIT) -> Reproduced | None:
     robustness``, :mod:`bench.robustness`: the same weights on augmented test speech) are left out.
     """
     prefix = test_split(split).prefix
-    runs = default_runs(runs)
     if runs is None or len(runs) == 0 or "params.method" not in runs:
         return None
-    mine = runs[runs["params.method"] == method]
+    mine = default_runs(runs[runs["params.method"] == method])
     if len(mine) == 0:
         return None
     if "params.measure" not in mine:

@@ -100,6 +100,26 @@ def test_rerun_adds_runs_and_table_uses_newest_per_seed_of_the_methods_own_confi
     assert tables.collect(runs, "base").run_ids == [same]
 
 
+def test_a_run_logged_before_the_overrides_param_is_its_methods_own_only_when_its_resolved_config_had_no_set(home):
+    """Runs from before the ``overrides`` param: the ``--set`` options in their ``config/resolved.json`` decide, so an
+    old sweep never stands in the method's cell, and a run whose file cannot be read still counts."""
+
+    def legacy(seed: int, mIoU: float, overrides: dict[str, str] | None) -> str:
+        params = {"method": "base", "dataset": "synth", "profile": "tiny", "seed": seed, "config_hash": "old"}
+        with tracking.start_run(f"legacy/{seed}/{mIoU}", params) as log:
+            if overrides is not None:
+                log.log_dict({"method": "base", "overrides": overrides, "config": {}}, "config/resolved.json")
+            log.log_metrics({"mIoU": mIoU}, prefix="test/")
+            return log.run_id
+
+    own, _sweep, unreadable = legacy(0, 0.5, {}), legacy(0, 0.9, {"shift": "30"}), legacy(1, 0.25, None)
+    runs = tracking.finished_runs({"method": "base"})
+    assert "params.overrides" not in runs  # as in a store written before the param
+    assert sorted(tables.default_runs(runs)["run_id"]) == sorted([own, unreadable])
+    repro = tables.collect(runs, "base")
+    assert repro.seeds == [0, 1] and repro.mean["mIoU"] == pytest.approx((0.5 + 0.25) / 2)  # the sweep's 0.9 is not
+
+
 def test_table_shows_mean_std_and_delta(home, toy_method):
     run.run([toy_method], dataset="synth", profile="tiny", seeds=[0, 1, 2], device="cpu", progress=False)
     text = tables.render(1, "md", dataset="synth", profile="tiny")
