@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run one method (--method), every implemented row of a table (--table), or "
         "one method's row of a table (both). One tracked run per seed.",
     )
-    p.add_argument("--method", help="registry name (see `bench methods`)")
+    p.add_argument("--method", help="registry name (see `bench methods`), or several comma-separated (base,sil)")
     p.add_argument("--table", type=int, help="paper table number, 1-11")
     p.add_argument("--finetune", action="store_true",
                    help="with --table 1 alone: also each row's fine-tuned variant (the bracketed mIoU column)")

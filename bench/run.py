@@ -79,7 +79,8 @@ def methods_to_run(method: str | None, table: int | None, dataset: str | None = 
     suite's reference rows (``bench.tables.REFERENCE_METHODS``); Table 1's fine-tuned variants (a second training
     of nine rows) only with ``finetune`` (``--finetune``), each after its row, or one by one with
     ``--method <row>-ft --table 1``. ``--method M --table N``: M, and the blind rows
-    that have no finished run on this dataset and profile yet (seconds each), so the printed table shows them.
+    that have no finished run on this dataset and profile yet (seconds each), so the printed table shows them;
+    ``--method A,B``: each named method in turn, as if named alone.
     On an annotations-only dataset (``activitynet-captions``) only blind methods can run: ``--table N`` keeps just
     the table's blind rows, and naming another method is an error that says where it can run.
     """
@@ -87,33 +88,11 @@ def methods_to_run(method: str | None, table: int | None, dataset: str | None = 
 
     if method is None and table is None:
         raise ValueError("say what to run: --method NAME, --table N, or both (`bench methods` lists names)")
+    if method is not None:  # one name or several comma-separated, each checked alone; then the blind rows, each once
+        found = [_named_method(m.strip(), table, dataset, profile) for m in method.split(",")]
+        specs = [named for named, *_ in found] + [blind for _, *extra in found for blind in extra]
+        return list({s.name: s for s in specs}.values())
     annotations_only = dataset is not None and datasets.spec(dataset).annotations_only
-    if method is not None:
-        spec = registry.get(method)
-        if table is not None:
-            rows = [r for r in tables.load_table(table).rows if method in (r.method, r.finetune)]
-            if not rows and not spec.blind and method not in tables.REFERENCE_METHODS:
-                raise ValueError(
-                    f"method {method!r} has no row in table {table}; its rows: {', '.join(spec.rows) or 'none listed'}"
-                )
-        if not spec.implemented:
-            when = f"issue {spec.issue} adds it" if spec.issue else "no issue has been filed for it yet"
-            raise NotImplementedError(
-                f"method {method!r} ({spec.title}) is not implemented in this version "
-                f"of the suite: {when}. `bench methods` shows what runs today."
-            )
-        if annotations_only and not spec.blind:
-            raise ValueError(
-                f"dataset {dataset!r} holds annotations only (no video features, no speech), and method {method!r} "
-                f"needs its {spec.query} query: run it on --dataset synth, or run a blind method here "
-                f"({', '.join(tables.BLIND_METHODS)}; `bench methods` lists their variants)"
-            )
-        if table is None or not tables.load_table(table).is_grounding or dataset is None or profile is None:
-            return [spec]
-        done = tracking.finished_runs({"dataset": dataset, "profile": profile})
-        have = set(done["params.method"]) if len(done) else set()
-        registered = registry.registered()
-        return [spec, *[registered[m] for m in tables.BLIND_METHODS if m in registered and m not in have | {method}]]
     spec_table = tables.load_table(table)
     if finetune and not any(r.finetune for r in spec_table.rows):
         raise ValueError(f"--finetune: table {table} has no fine-tune column (Table 1 has)")
@@ -125,6 +104,38 @@ def methods_to_run(method: str | None, table: int | None, dataset: str | None = 
             names += [m for m in tables.REFERENCE_METHODS if m != "oracle-concept" or dataset in (None, "synth")]
     registered = registry.registered()  # the implemented ones: the others are planned
     return [registered[n] for n in dict.fromkeys(names) if n in registered]
+
+
+def _named_method(method: str, table: int | None, dataset: str | None, profile: str | None) -> list[MethodSpec]:
+    """``--method M [--table N]``: M, and with a grounding table the blind rows not yet run (:func:`methods_to_run`)."""
+    from bench import tables
+
+    annotations_only = dataset is not None and datasets.spec(dataset).annotations_only
+    spec = registry.get(method)
+    if table is not None:
+        rows = [r for r in tables.load_table(table).rows if method in (r.method, r.finetune)]
+        if not rows and not spec.blind and method not in tables.REFERENCE_METHODS:
+            raise ValueError(
+                f"method {method!r} has no row in table {table}; its rows: {', '.join(spec.rows) or 'none listed'}"
+            )
+    if not spec.implemented:
+        when = f"issue {spec.issue} adds it" if spec.issue else "no issue has been filed for it yet"
+        raise NotImplementedError(
+            f"method {method!r} ({spec.title}) is not implemented in this version "
+            f"of the suite: {when}. `bench methods` shows what runs today."
+        )
+    if annotations_only and not spec.blind:
+        raise ValueError(
+            f"dataset {dataset!r} holds annotations only (no video features, no speech), and method {method!r} "
+            f"needs its {spec.query} query: run it on --dataset synth, or run a blind method here "
+            f"({', '.join(tables.BLIND_METHODS)}; `bench methods` lists their variants)"
+        )
+    if table is None or not tables.load_table(table).is_grounding or dataset is None or profile is None:
+        return [spec]
+    done = tracking.finished_runs({"dataset": dataset, "profile": profile})
+    have = set(done["params.method"]) if len(done) else set()
+    registered = registry.registered()
+    return [spec, *[registered[m] for m in tables.BLIND_METHODS if m in registered and m not in have | {method}]]
 
 
 def run(

@@ -162,6 +162,8 @@ def test_run_refuses_planned_methods_and_wrong_rows(home):
     with pytest.raises(KeyError, match="did you mean|Did you mean"):
         run.methods_to_run("sill", None)
     assert [s.name for s in run.methods_to_run(None, 8)] == ["asr-wav2vec2"]  # Table 8 (ASR): no blind rows
+    with pytest.raises(KeyError, match="'sill'"):  # several names: each is checked as if named alone
+        run.methods_to_run("base,sill", None)
 
 
 def test_seeds_parsing():
@@ -210,6 +212,9 @@ def test_method_with_a_table_also_runs_the_blind_rows_that_have_no_run_yet(home)
     assert [s.name for s in run.methods_to_run("base", 1, "synth", "tiny")] == ["base", "random", "whole-video"]
     assert [s.name for s in run.methods_to_run("base", 1, "synth", "small")] == ["base", *tables.BLIND_METHODS]
     assert [s.name for s in run.methods_to_run("base", None, "synth", "tiny")] == ["base"]
+    # several names: each in turn, then the blind rows not yet run, each once (a named blind row where it was named)
+    named = [s.name for s in run.methods_to_run("base, sil,random,base", 1, "synth", "tiny")]
+    assert named == ["base", "sil", "random", "whole-video"]
     everything = [s.name for s in run.methods_to_run(None, 1, "synth", "tiny")]
     assert set(tables.REFERENCE_METHODS) <= set(everything) and everything[0] == "vslnet"
 
