@@ -29,7 +29,6 @@ it wrote that file is scored from its first draw, and says so.
 
 from __future__ import annotations
 
-import os
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -140,21 +139,15 @@ def pair_seeds(a: dict[int, Run], b: dict[int, Run], method_a: str, method_b: st
 def download(run: Run, artifact: str, into: Path) -> Path:
     """The run's artifact as a local file; a run without it is a clear error."""
     mlflow = tracking._mlflow()  # the store's client comes from tracking, the one module that configures mlflow
-    quiet = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"  # no progress bar per file on stderr
-    saved = os.environ.get(quiet)
-    os.environ[quiet] = "false"
     try:
-        return Path(mlflow.artifacts.download_artifacts(run_id=run.run_id, artifact_path=artifact, dst_path=str(into)))
+        with tracking.no_progress_bar():
+            return Path(mlflow.artifacts.download_artifacts(run_id=run.run_id, artifact_path=artifact,
+                                                            dst_path=str(into)))  # fmt: skip
     except Exception as err:  # noqa: BLE001 - mlflow raises several types for a missing artifact
         raise FileNotFoundError(
             f"run {run.run_id} ({run.method}, seed {run.seed}) has no artifact {artifact} ({type(err).__name__}); "
             "runs of this split log it (re-run the method)"
         ) from None
-    finally:
-        if saved is None:
-            os.environ.pop(quiet, None)
-        else:
-            os.environ[quiet] = saved
 
 
 def _values(path: Path, metric: str) -> dict[str, float]:

@@ -431,9 +431,25 @@ def metric_history(run_id: str, key: str) -> dict[int, float]:
     return {int(m.step): float(m.value) for m in history}
 
 
+@contextlib.contextmanager
+def no_progress_bar() -> Iterator[None]:
+    """MLflow draws a progress bar on stderr for every artifact it fetches; the suite's readers fetch one per run."""
+    quiet = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    saved = os.environ.get(quiet)
+    os.environ[quiet] = "false"
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(quiet, None)
+        else:
+            os.environ[quiet] = saved
+
+
 def load_run_json(run_id: str, artifact_file: str) -> dict[str, Any]:
     """A JSON artifact of a run (``config/resolved.json``) as a dict."""
-    return _mlflow().artifacts.load_dict(f"runs:/{run_id}/{artifact_file}")
+    with no_progress_bar():
+        return _mlflow().artifacts.load_dict(f"runs:/{run_id}/{artifact_file}")
 
 
 def ui_command(port: int = 5000) -> list[str]:
