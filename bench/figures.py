@@ -39,7 +39,7 @@ from typing import Any
 import pandas as pd
 
 from bench import config as cfg
-from bench import tables, tracking
+from bench import stats, tables, tracking
 from bench.plots import pyplot, save_figure
 
 FIGURES_PATH = tables.TABLES_DIR / "figures.toml"
@@ -113,11 +113,18 @@ def point(runs: pd.DataFrame, column: str, **where: Any) -> dict[str, Any]:
     """Mean ± sample std (percent) of ``column`` over ``runs`` (one per seed), with n, the seeds and the run ids."""
     values = [100 * float(v) for v in runs[column]] if column in runs else []
     values = [v for v in values if not math.isnan(v)]
-    n = len(values)
-    mean = sum(values) / n if n else math.nan
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
-    return {**where, "mean": mean, "std": std, "n": n, "seeds": ",".join(map(str, runs["params.seed"])),
+    mean, std = mean_std(values)
+    return {**where, "mean": mean, "std": std, "n": len(values), "seeds": ",".join(map(str, runs["params.seed"])),
             "run_ids": ",".join(runs["run_id"])}  # fmt: skip
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample std (:func:`bench.stats.summarise`); NaN where undefined (no value; one seed has no std, and
+    its error bar is not drawn), never a 0.0 that reads as a measured spread in the CSV."""
+    if not values:
+        return math.nan, math.nan
+    summary = stats.summarise(values)
+    return summary.mean, summary.std if summary.std is not None else math.nan
 
 
 def caption(what: str, dataset: str, profile: str, split: str, used: pd.DataFrame, note: str) -> str:
@@ -256,8 +263,7 @@ def curves(runs: pd.DataFrame, out: Path, dataset: str, profile: str, methods: d
             scale = 100.0 if key.startswith("val/") else 1.0
             for epoch in sorted({e for h in per_run for e in h}):
                 values = [scale * h[epoch] for h in per_run if epoch in h]
-                mean = sum(values) / len(values)
-                std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
+                mean, std = mean_std(values)
                 rows.append({"method": method, "label": label, "key": key, "epoch": epoch, "mean": mean, "std": std,
                              "n": len(values)})  # fmt: skip
     if not rows:

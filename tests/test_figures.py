@@ -127,6 +127,8 @@ def test_figure_4_has_a_point_per_method_kind_and_level_logged_and_its_clean_poi
     low = data[(data["method"] == "sil") & (data["level"] == "low")].iloc[0]
     assert (low["mean"], low["n"]) == (pytest.approx(27.0), 2)
     assert low["std"] == pytest.approx(math.sqrt(2) * 1.0)  # 28 and 26: sample std sqrt(2)
+    one = data[(data["method"] == "sil-freq-only") & (data["level"] == "low")].iloc[0]
+    assert one["n"] == 1 and math.isnan(one["std"])  # one seed has no spread: empty in the CSV, never 0.0
     clean = data[(data["method"] == "sil") & (data["kind"] == "clean")].iloc[0]
     assert clean["mean"] == pytest.approx(35.0) and set(clean["run_ids"].split(",")) == {ids["sil0"], ids["sil1"]}
     assert data[data["method"] == "sil"]["label"].iloc[0] == "SIL"  # the paper's series name
