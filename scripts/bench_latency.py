@@ -32,9 +32,8 @@ What is recorded (unless ``--no-log``): one FINISHED run per system with params 
 metrics ``test/latency_s`` (mean seconds per query, the paper's "average") and ``test/speedup`` as Table 2 defines it,
 relative to ASR-Base (ASR-Base 1.00x, ASR-RTBPN 0.95x, SIL 2.04x in the paper): ASR-Base's mean latency divided by
 the row's. Median and percentiles are logged beside them (``test/latency_median_s`` ...), per-query seconds as an
-artifact. Caveat: ``bench.tables`` takes the newest finished run per (method, seed), so this run, holding no mIoU,
-stands in front of a grounding run of the same method and seed 0 in every table that reads it (Table 1's ``sil``
-row, for instance), until a newer grounding run is made.
+artifact. ``bench.tables`` aggregates latency runs apart from the training runs of the same method and seed, so a
+newer latency run never hides a grounding run's accuracy (it only adds the latency cells the training runs lack).
 
 **At the paper's sizes** (``--sizes paper``): latency does not depend on the weights, so the three systems are built
 from the ``paper`` profile's configurations with fresh weights: a wav2vec2-base-sized ``Wav2Vec2ForCTC`` (12 layers
