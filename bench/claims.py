@@ -85,7 +85,8 @@ class Claim:
 
     @property
     def methods(self) -> list[str]:
-        return list(dict.fromkeys(m for pair in self.pairs for m in pair))
+        """The registry names the pairs compare (``sil@all-high`` is SIL's runs on augmented speech: ``sil``)."""
+        return list(dict.fromkeys(compare.split_side(m)[0] for pair in self.pairs for m in pair))
 
     def statement(self) -> str:
         """The comparison in one line, e.g. ``sil > asr-wslln, asr-scn on R@1 IoU=0.5 (every pair)``."""
@@ -163,6 +164,11 @@ def _parse(entry: dict, path: Path, figures: set[str]) -> Claim:
         pairs = [(x, y) for x in a for y in b]
     if any(x == y for x, y in pairs):
         raise bad("a method is compared with itself")
+    for side in {m for pair in pairs for m in pair}:
+        try:
+            compare.split_side(side)
+        except ValueError as err:
+            raise bad(str(err)) from None
     relation = entry.get("relation")
     if relation not in RELATIONS:
         raise bad(f"relation {relation!r} is not one of {RELATIONS}")

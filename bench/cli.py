@@ -166,8 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
         "seeds kept paired); 'inside noise' when the interval contains 0. A seed-free blind method (prior, "
         "whole-video) with one run is paired with every seed of the other.",
     )
-    p.add_argument("a", metavar="A", help="registry name of the first method")
-    p.add_argument("b", metavar="B", help="registry name of the second method")
+    p.add_argument("a", metavar="A", help="registry name of the first method; METHOD@KIND-LEVEL (sil@all-high): its "
+                   "runs scored on augmented test speech by `bench robustness`")
+    p.add_argument("b", metavar="B", help="registry name of the second method (or METHOD@KIND-LEVEL)")
     _add_view_options(p)
     p.add_argument("--metric", default="R1@0.5", help="R1@0.5 (default), R5@0.7, mIoU, dR1@0.7, ...")
     p.add_argument("--seeds", help="only these seeds, e.g. 0,1,2 or 0-4 (default: every seed both have)")

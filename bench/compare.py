@@ -66,6 +66,7 @@ class Run:
     method: str
     seed: int
     run_id: str
+    source: str | None = None  # a robustness run's source run: the training run whose weights it scored
 
 
 @dataclass(frozen=True)
@@ -91,13 +92,35 @@ class Comparison:
     seeds: stats.SeedInterval | None = None  # the per-seed-pair differences' t interval (two pairs or more)
 
 
+AUGMENTED = "@"  # sil@all-high: SIL's weights scored on test speech augmented at a level of Table 7
+
+
+def split_side(name: str) -> tuple[str, tuple[str, str] | None]:
+    """``sil`` -> ``("sil", None)``; ``sil@all-high`` -> ``("sil", ("all", "high"))``: the same trained runs scored on
+    test speech augmented at a level of Table 7 (``bench robustness``'s runs, kind and level as it names them), so
+    that a method's drop under augmentation is a paired comparison like any other (``bench compare sil@all-high
+    sil``). An unknown kind or level is an error naming the valid ones."""
+    method, sep, view = name.partition(AUGMENTED)
+    if not sep:
+        return name, None
+    from bench import robustness
+
+    kind, _, level = view.rpartition("-")
+    if kind not in robustness.KINDS or level not in robustness.LEVELS:
+        raise ValueError(f"{name!r}: after {AUGMENTED!r} comes KIND-LEVEL, KIND one of {', '.join(robustness.KINDS)} "
+                         f"and LEVEL one of {', '.join(robustness.LEVELS)} (e.g. {method}@all-high)")  # fmt: skip
+    return method, (kind, level)
+
+
 def newest_runs(runs, method: str, seeds: Sequence[int] | None = None,
                 config_hash: str | None = None) -> dict[int, Run]:  # fmt: skip
     """The newest FINISHED run per seed of ``method`` in the ``runs`` DataFrame (runs with a ``measure``, latency and
     robustness, excluded: their test metrics are not the method's clean accuracy): of the method's own configuration
-    (:func:`bench.tables.default_runs`), or with ``config_hash`` of the configuration that hash names."""
+    (:func:`bench.tables.default_runs`), or with ``config_hash`` of the configuration that hash names. For
+    ``method@KIND-LEVEL`` (:func:`split_side`), the robustness runs of that augmentation instead."""
     if runs is None or len(runs) == 0 or "params.method" not in runs:
         return {}
+    name, (method, augmented) = method, split_side(method)
     mine = runs[runs["params.method"] == method]
     if config_hash is None:
         mine = tables.default_runs(mine)
@@ -105,14 +128,38 @@ def newest_runs(runs, method: str, seeds: Sequence[int] | None = None,
         mine = mine[mine["params.config_hash"] == config_hash]
     else:
         return {}
-    if "params.measure" in mine:
-        mine = mine[mine["params.measure"].isna()]
+    measure = mine.get("params.measure")
+    if augmented is None:
+        mine = mine[measure.isna()] if measure is not None else mine
+    elif measure is None or "params.augment.kind" not in mine:
+        return {}
+    else:
+        kind, level = augmented
+        mine = mine[(measure == "robustness") & (mine["params.augment.kind"] == kind)
+                    & (mine["params.augment.level"] == level)]  # fmt: skip
     mine = mine.sort_values("start_time", ascending=False).drop_duplicates("params.seed")
-    pairs = zip(mine["params.seed"], mine["run_id"], strict=True)
-    found = {int(seed): Run(method, int(seed), run_id) for seed, run_id in pairs}
+    sources = mine["params.source_run"] if augmented is not None else [None] * len(mine)
+    rows = zip(mine["params.seed"], mine["run_id"], sources, strict=True)
+    found = {int(seed): Run(name, int(seed), run_id, source) for seed, run_id, source in rows}
     if seeds is not None and not (seed_free(method) and len(found) == 1):
         found = {s: r for s, r in found.items() if s in set(seeds)}
     return dict(sorted(found.items()))
+
+
+def same_weights(a: dict[int, Run], b: dict[int, Run]) -> tuple[dict[int, Run], dict[int, Run]]:
+    """One method on augmented against clean speech (``sil@all-high`` vs ``sil``): the clean side of each seed is
+    the training run whose weights the robustness run scored (its ``source_run``), not merely the newest one, so
+    that the difference is the augmentation's alone."""
+
+    def clean(augmented: dict[int, Run], plain: dict[int, Run]) -> dict[int, Run]:
+        return {s: (Run(plain[s].method, s, r.source) if s in plain and r.source else plain[s])
+                for s, r in augmented.items() if s in plain}  # fmt: skip
+
+    if any(r.source for r in a.values()) and not any(r.source for r in b.values()):
+        return a, clean(a, b)
+    if any(r.source for r in b.values()) and not any(r.source for r in a.values()):
+        return clean(b, a), b
+    return a, b
 
 
 def pair_seeds(a: dict[int, Run], b: dict[int, Run], method_a: str, method_b: str) -> list[tuple[int, int]]:
@@ -120,7 +167,10 @@ def pair_seeds(a: dict[int, Run], b: dict[int, Run], method_a: str, method_b: st
     run of a seed-free one (:func:`seed_free`)."""
     for runs, method in ((a, method_a), (b, method_b)):
         if not runs:
-            raise ValueError(f"no finished run of {method!r} found; `bench run --method {method}` makes them")
+            name, augmented = split_side(method)
+            how = (f"bench robustness --method {name} --kinds {augmented[0]} --levels {augmented[1]}" if augmented
+                   else f"bench run --method {name}")  # fmt: skip
+            raise ValueError(f"no finished run of {method!r} found; `{how}` makes them")
     if len(a) == 1 and seed_free(method_a):
         (only,) = a
         return [(only, s) for s in b]
@@ -225,6 +275,8 @@ def compare(
     label_a, label_b = side_label(method_a, overrides_a), side_label(method_b, overrides_b)
     runs_a = newest_runs(runs, method_a, seeds, config_hash_of(method_a, profile, overrides_a))
     runs_b = newest_runs(runs, method_b, seeds, config_hash_of(method_b, profile, overrides_b))
+    if (split_side(method_a)[0], overrides_a or {}) == (split_side(method_b)[0], overrides_b or {}):
+        runs_a, runs_b = same_weights(runs_a, runs_b)
     pairs = pair_seeds(runs_a, runs_b, label_a, label_b)
     values_a = scores([runs_a[s] for s in sorted({s for s, _ in pairs})], split, metric)
     values_b = scores([runs_b[s] for s in sorted({s for _, s in pairs})], split, metric)
@@ -276,7 +328,7 @@ def config_hash_of(method: str, profile: str, overrides: dict[str, str] | None) 
     from bench import config as cfg
     from methods import registry
 
-    spec = registry.get(method)
+    spec = registry.get(split_side(method)[0])
     return cfg.config_hash(cfg.apply_overrides(spec.config(profile), overrides))
 
 

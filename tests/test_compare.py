@@ -233,3 +233,33 @@ def test_one_method_against_itself_with_an_option_changed(home, toy_method, caps
     assert cli.main(["compare", "base", "base", "--profile", "tiny", "--metric", "mIoU", "--set-b", "shift=30"]) == 0
     assert f"{expected * 100:+.2f}" in capsys.readouterr().out
     assert cli.main(["compare", "base", "base", "--profile", "tiny", "--set-a", "shfit=3"]) == 2  # a typo is an error
+
+
+def test_a_method_on_augmented_speech_is_paired_with_the_weights_it_scored(home, tmp_path, capsys):
+    """``sil@all-high``: the robustness runs of that augmentation; against ``sil`` its clean side is each robustness
+    run's source run, even when a newer training run of the seed exists. Source: all 4 queries hit; the newer
+    retraining: none; on augmented speech: 2 of 4. So A - B = 0.5 - 1 = -0.5, not 0.5 - 0."""
+
+    def log(name: str, spans: list[list[float]], **params: str) -> str:
+        base = {"method": "sil", "dataset": "synth", "profile": "small", "seed": 0, "overrides": "-", **params}
+        with tracking.start_run(name, base) as run_log:
+            path = tmp_path / name / "test_predictions.jsonl"
+            path.parent.mkdir(parents=True)
+            path.write_text("".join(json.dumps({"qid": f"v{i}#0", "duration": 100.0, "gt": [0.0, 50.0],
+                                                "pred": [span]}) + "\n" for i, span in enumerate(spans)))  # fmt: skip
+            run_log.log_metrics(evaluate.evaluate_file(path), prefix="test/")
+            run_log.log_artifact(path, "predictions")
+            return run_log.run_id
+
+    source = log("source", [HIT] * 4)
+    robustness = {"measure": "robustness", "augment.kind": "all", "augment.level": "high", "source_run": source}
+    augmented = log("augmented", [HIT, HIT, MISS, MISS], **robustness)
+    newer = log("retrained", [MISS] * 4)
+    c = compare.compare("sil@all-high", "sil", split="val_2", resamples=500)
+    assert [r.run_id for r in c.a.runs] == [augmented] and [r.run_id for r in c.b.runs] == [source]
+    assert (c.a.summary.mean, c.b.summary.mean, c.difference.mean) == (0.5, 1.0, -0.5)
+    assert [r.run_id for r in compare.newest_runs(tracking.finished_runs(), "sil").values()] == [newer]
+    assert compare.split_side("sil-no-rob@noise-low") == ("sil-no-rob", ("noise", "low"))
+    assert cli.main(["compare", "sil@all-hi", "sil"]) == 2 and "KIND-LEVEL" in capsys.readouterr().err
+    assert cli.main(["compare", "sil@noise-low", "sil"]) == 2
+    assert "`bench robustness --method sil --kinds noise --levels low` makes them" in capsys.readouterr().err
