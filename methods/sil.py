@@ -97,6 +97,14 @@ them), Table 4 (10 / 50 % of the corpus), Table 5
 (``L_dis-s + L_dis-w``: MSE distillation of the pooled and the per-word vectors, LUT's attention read-out; ``L_seq``;
 ``L_seq + L_word``), Table 10 (SBase + ASP). Without the conciseness task there is no CIF: the N_s layers run over
 ``S_a``'s frames. Figure 9's sweeps are ``--set asp.mask_ratio=...`` and ``--set T=...``.
+
+Table 3's chain, measured once on synth/small (issue 21; seeds 0-2, val_2 R@1 IoU=0.5, mean ± std over seeds; each
+step's paired difference over the 2,078 queries with seeds kept paired, ``bench compare``; every step's Student-t
+interval over the three seed pairs contains 0, so no step is told apart from the seeds' noise): row 2 ``base+lsem``
+15.06 ± 7.38; row 3 ``base+lconc+lsem`` 13.63 ± 2.04 (-1.43 [-2.61, -0.22] from row 2); row 4 ``base+lsem+avcl``
+13.46 ± 7.90 (-1.60 [-2.65, -0.53] from row 2); row 5 ``sil-no-rob`` 20.64 ± 6.96 (+7.01 [+5.73, +8.29] from row 3,
++7.19 [+6.00, +8.36] from row 4); ``sil-both-no-rob`` 15.93 ± 7.88 (-4.72 [-5.73, -3.72] from row 5: row 5 as it was
+before each row took one input); row 6 ``sil`` 13.14 ± 11.43 (-2.79 [-3.83, -1.75] from both inputs without L_rob).
 """
 
 from __future__ import annotations
