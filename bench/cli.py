@@ -379,7 +379,7 @@ def cmd_methods(args: argparse.Namespace) -> int:
     from methods import registry
 
     rows, methods = tables.rows_by_method(), registry.all_methods()
-    print(f"{'method':22s} {'status':18s} {'query':10s} {'superv.':8s} {'stages':22s} tables")
+    print(f"{'method':22s} {'status':18s} {'query':10s} {'superv.':8s} {'stages':22s} {'tables':16s} run(ctx)")
     for name, spec in methods.items():
         status = "runs" if spec.implemented else (f"planned (#{spec.issue})" if spec.issue else "planned")
         where = ",".join(dict.fromkeys(str(number) for number, _ in rows.get(name, ()))) or (
@@ -390,7 +390,8 @@ def cmd_methods(args: argparse.Namespace) -> int:
             else "-"
         )
         print(
-            f"{name:22s} {status:18s} {spec.query:10s} {spec.supervision:8s} {'+'.join(spec.stages) or '-':22s} {where}"
+            f"{name:22s} {status:18s} {spec.query:10s} {spec.supervision:8s} {'+'.join(spec.stages) or '-':22s} "
+            f"{where:16s} {spec.source}"
         )
     undescribed = [name for name in tables.named_methods() if name not in methods]
     if undescribed:

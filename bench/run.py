@@ -260,7 +260,7 @@ def _run_one(
             )
             set_seed(seed)
             ctx = RunContext(spec, method_cfg, dataset, profile, seed, device, log, workdir, home / "cache")
-            result = spec.run(ctx)
+            result = spec.run(ctx)  # the method's run(ctx): its file is spec.source (`bench methods` lists it)
             if not isinstance(result, RunResult) or not result.test:
                 raise RuntimeError(f"method {spec.name} returned no test metrics")
             log.log_params(

@@ -168,7 +168,7 @@ class Row:
     note: str = ""
     not_reproducible: str = ""
     # the method whose runs' mIoU fill this row's mIoU_finetune (Table 1's "mIoU (finetune)": the row's method with
-    # its pre-trained speech encoder fine-tuned in grounding, methods.spec.finetuned)
+    # its pre-trained speech encoder fine-tuned in grounding, bench.context.finetuned)
     finetune: str = ""
     blind: bool = False
     reference: bool = False  # a reference row of the suite (REFERENCE_METHODS): no paper line, labelled as such

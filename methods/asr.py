@@ -88,12 +88,11 @@ from bench import config as cfg
 from bench import dist, stages
 from bench import wer as wer_metrics
 from bench.atomic import write_text_atomic
-from bench.context import RunContext, RunResult
+from bench.context import MethodSpec, RunContext, RunResult, register
 from bench.data import grounding
 from bench.data.errors import DataError
 from bench.data.librispeech import SAMPLE_RATE, Utterance, load_audio, read_librispeech
 from bench.train import Task, fit
-from methods.spec import MethodSpec, register
 
 METHOD = "asr-wav2vec2"
 VOCAB: tuple[str, ...] = ("<pad>", "<unk>", "|", "'", *"abcdefghijklmnopqrstuvwxyz")

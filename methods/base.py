@@ -71,12 +71,11 @@ from torch import Tensor, nn
 
 from bench import config as cfg
 from bench import evaluate
-from bench.context import RunContext, RunResult
+from bench.context import MethodSpec, RunContext, RunResult, register
 from bench.data import grounding
 from methods.parts import losses, proposals, recipe
 from methods.parts.encoders import BiGRU, SpeechEncoder, VideoEncoder, WordEncoder, lengths_to_mask
 from methods.parts.fusion import Interaction, PoolAdd
-from methods.spec import MethodSpec, register
 
 
 @dataclass(frozen=True)

@@ -48,10 +48,9 @@ from torch import Tensor
 
 from bench import config as cfg
 from bench import datasets, evaluate
-from bench.context import RunContext, RunResult
+from bench.context import MethodSpec, RunContext, RunResult, register
 from bench.data.activitynet import Moment
 from methods.parts.proposals import N_CLIPS, candidate_spans
-from methods.spec import MethodSpec, register
 
 TRAIN, VAL, TEST = "train", "val_1", "val_2"
 EXTRA_TESTS = ("test_ood",)  # further test splits, scored where the dataset has them (bench.data.grounding)

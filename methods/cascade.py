@@ -16,11 +16,10 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from bench.context import RunContext
+from bench.context import FINETUNE_SUFFIX, MethodSpec, RunContext, register
 from bench.data import grounding
 from methods import base, rtbpn, scn, wslln
 from methods.parts import textquery
-from methods.spec import FINETUNE_SUFFIX, MethodSpec, register
 
 
 def profile_asr_config(profile: str) -> Any:

@@ -20,11 +20,10 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from bench.context import RunContext, RunResult
+from bench.context import MethodSpec, RunContext, RunResult, finetuned, register
 from bench.data import grounding
 from methods import rtbpn, sil, wslln
 from methods.parts.finetune import Finetune
-from methods.spec import MethodSpec, finetuned, register
 
 
 def lsem_run(run: Callable[..., RunResult], ctx: RunContext) -> RunResult:

@@ -39,8 +39,8 @@ from __future__ import annotations
 import dataclasses
 
 from bench import config as cfg
+from bench.context import MethodSpec, finetuned, register
 from methods import sil
-from methods.spec import MethodSpec, finetuned, register
 
 CONFIDENCE_PENALTY = 0.3
 PAPER_EPOCHS = 30  # App. B.3, against SIL's 40 (App. B.2)

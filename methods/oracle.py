@@ -25,11 +25,10 @@ import torch
 from torch import Tensor
 
 from bench import config as cfg
-from bench.context import RunContext, RunResult
+from bench.context import MethodSpec, RunContext, RunResult, register
 from bench.data import grounding
 from bench.data.errors import DataError
 from methods.parts import proposals, recipe
-from methods.spec import MethodSpec, register
 
 
 @dataclass(frozen=True)

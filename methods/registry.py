@@ -1,6 +1,6 @@
 """The method registry: one entry per runnable configuration of the paper (or of this suite), and the planned ones.
 
-A method registers itself once, in its own module, with :func:`methods.spec.register` (what a reader needs to place
+A method registers itself once, in its own module, with :func:`bench.context.register` (what a reader needs to place
 it in the paper: its stages, its query input, its supervision). Which table rows it fills is not part of that: the
 tables (``tables/*.toml``) name methods by registry name, and :attr:`MethodSpec.rows` reads the rows from them.
 
@@ -23,8 +23,8 @@ import difflib
 import tomllib
 from pathlib import Path
 
-from methods import spec as _spec
-from methods.spec import QUERIES, STAGES, SUPERVISIONS, MethodSpec, Query, Stage, Supervision, register
+from bench import context as _contract
+from bench.context import QUERIES, STAGES, SUPERVISIONS, MethodSpec, Query, Stage, Supervision, register
 
 __all__ = ["PLANNED_PATH", "QUERIES", "STAGES", "SUPERVISIONS", "MethodSpec", "Query", "Stage", "Supervision",
            "all_methods", "get", "is_known", "planned", "register", "registered"]  # fmt: skip
@@ -35,16 +35,16 @@ PLANNED_KEYS = {"title": str, "stages": list, "query": str, "supervision": str, 
 
 
 def __getattr__(name: str) -> object:
-    """``registry._REGISTRY`` reads the store of :mod:`methods.spec`, where :func:`register` writes."""
+    """``registry._REGISTRY`` reads the store of :mod:`bench.context`, where :func:`register` writes."""
     if name == "_REGISTRY":
-        return _spec._REGISTRY
+        return _contract._REGISTRY
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def registered() -> dict[str, MethodSpec]:
     """The registered (runnable) methods, keyed by name, in the order their modules registered them."""
     _load_builtin_methods()
-    return dict(_spec._REGISTRY)
+    return dict(_contract._REGISTRY)
 
 
 def all_methods() -> dict[str, MethodSpec]:
@@ -55,14 +55,14 @@ def all_methods() -> dict[str, MethodSpec]:
 def get(name: str) -> MethodSpec:
     """The spec of ``name``: registered, else planned; unknown names raise with the closest known names."""
     _load_builtin_methods()
-    if name in _spec._REGISTRY:
-        return _spec._REGISTRY[name]
+    if name in _contract._REGISTRY:
+        return _contract._REGISTRY[name]
     from bench import tables
 
     named = tables.named_methods()
     if name in named:
         return _planned_spec(name, named[name], _planned_entries())
-    close = difflib.get_close_matches(name, list(dict.fromkeys([*_spec._REGISTRY, *named])), n=3)  # each name once
+    close = difflib.get_close_matches(name, list(dict.fromkeys([*_contract._REGISTRY, *named])), n=3)  # each name once
     hint = f" Did you mean {', '.join(close)}?" if close else ""
     raise KeyError(f"no method named {name!r}.{hint} `bench methods` lists them all.")
 
@@ -70,7 +70,7 @@ def get(name: str) -> MethodSpec:
 def is_known(name: str) -> bool:
     """Registered, or named by the tables (and so planned)."""
     _load_builtin_methods()
-    if name in _spec._REGISTRY:
+    if name in _contract._REGISTRY:
         return True
     from bench import tables
 
@@ -90,14 +90,14 @@ def planned() -> dict[str, MethodSpec]:
     named = tables.named_methods()
     entries = _planned_entries()
     for name in entries:
-        if name in _spec._REGISTRY:
+        if name in _contract._REGISTRY:
             raise ValueError(f"{PLANNED_PATH}: [{name!r}] describes a method that is registered now; delete the "
                              "entry (the register call in its module is its one description)")  # fmt: skip
         if name not in named:
             raise ValueError(f"{PLANNED_PATH}: [{name!r}] is not named by any table or figure in tables/; delete "
                              "the entry, or give the method its row in tables/*.toml")  # fmt: skip
     return {name: _planned_spec(name, path, entries) for name, path in named.items()
-            if name in entries and name not in _spec._REGISTRY}  # fmt: skip
+            if name in entries and name not in _contract._REGISTRY}  # fmt: skip
 
 
 def _planned_entries() -> dict[str, dict]:

@@ -64,14 +64,13 @@ from torch.nn import functional as F
 
 from bench import config as cfg
 from bench import evaluate
-from bench.context import RunContext, RunResult
+from bench.context import MethodSpec, RunContext, RunResult, register
 from bench.data import grounding
 from methods.parts import losses, proposals, recipe, textquery
 from methods.parts.avcl import AVCL, avcl_clips, select_clips
 from methods.parts.encoders import BiGRU, query_encoders
 from methods.parts.finetune import Finetune
 from methods.parts.fusion import Interaction
-from methods.spec import MethodSpec, register
 
 DESCRIPTION = "RTBPN: language-aware filter, enhanced/suppressed streams through a shared 2D-TAN proposal module"
 NORM_EPS = 1e-10  # the code's min-max normalisation: (x - min + eps) / (max - min + eps)

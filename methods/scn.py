@@ -54,12 +54,11 @@ from torch.nn import functional as F
 
 from bench import config as cfg
 from bench import evaluate
-from bench.context import RunContext, RunResult
+from bench.context import MethodSpec, RunContext, RunResult, register
 from bench.data import grounding
 from methods.parts import recipe, textquery
 from methods.parts.encoders import WordEncoder, lengths_to_mask, sinusoid
 from methods.parts.words import FUNCTION_WORDS
-from methods.spec import MethodSpec, register
 
 DESCRIPTION = "SCN: proposals scored by a causal Transformer, ranked by rewards of masked-word completion"
 PAPER_TRAIN = cfg.TrainConfig(epochs=19, batch_size=128, lr=4e-4, warmup_updates=400, weight_decay=0.0)

@@ -120,7 +120,7 @@ from torch.nn import functional as F
 
 from bench import config as cfg
 from bench import stages
-from bench.context import RunContext, RunResult
+from bench.context import MethodSpec, RunContext, RunResult, finetuned, register
 from bench.data import corpus, grounding, loader, ondisk
 from bench.train import Task, fit
 from methods import base
@@ -129,7 +129,6 @@ from methods.parts import finetune, frozen, recipe
 from methods.parts.avcl import AVCL, avcl_clips, select_clips
 from methods.parts.encoders import Conv2dSubsampling, lengths_to_mask, masked_mean, sinusoid
 from methods.parts.words import FUNCTION_WORDS
-from methods.spec import MethodSpec, finetuned, register
 
 ASP_VERSION = 2  # part of the stage key: raised whenever the encoder or its pre-training computes something else
 

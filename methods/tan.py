@@ -36,10 +36,9 @@ from torch.nn import functional as F
 
 from bench import config as cfg
 from bench import evaluate
-from bench.context import RunContext, RunResult
+from bench.context import MethodSpec, RunContext, RunResult, register
 from bench.data import grounding
 from methods.parts import losses, proposals, recipe
-from methods.spec import MethodSpec, register
 
 
 @dataclass(frozen=True)

@@ -74,13 +74,12 @@ from torch.nn import functional as F
 
 from bench import config as cfg
 from bench import stages
-from bench.context import RunContext, RunResult
+from bench.context import MethodSpec, RunContext, RunResult, register
 from bench.data import grounding, loader
 from bench.train import Task, fit
 from methods.parts import frozen, recipe, spans
 from methods.parts.encoders import BiGRU, lengths_to_mask
 from methods.parts.fusion import additive_scores
-from methods.spec import MethodSpec, register
 
 METHOD = "vgcl"
 STAGE = "vgcl-cpc"

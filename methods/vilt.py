@@ -52,14 +52,13 @@ from torch.nn import functional as F
 
 from bench import config as cfg
 from bench import rng, stages
-from bench.context import RunContext, RunResult
+from bench.context import MethodSpec, RunContext, RunResult, finetuned, register
 from bench.data import grounding, loader
 from bench.train import Task, fit
 from methods import base, sil
 from methods.parts import finetune, frozen, recipe
 from methods.parts.encoders import Conv2dSubsampling, lengths_to_mask, sinusoid
 from methods.parts.losses import partner
-from methods.spec import MethodSpec, finetuned, register
 
 METHOD = "base+vilt"
 STAGE = "vilt"

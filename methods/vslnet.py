@@ -91,12 +91,11 @@ from torch.nn import functional as F
 
 from bench import config as cfg
 from bench import evaluate
-from bench.context import RunContext, RunResult
+from bench.context import MethodSpec, RunContext, RunResult, register
 from bench.data import grounding
 from bench.train import fit_grounding
 from methods.parts import spans
 from methods.parts.encoders import lengths_to_mask
-from methods.spec import MethodSpec, register
 
 MASK_VALUE = -1e30  # the code's mask_logits
 # VSLNet's own settings (argparse defaults of the code; the paper's ActivityNet run), in the suite's loop.

@@ -100,7 +100,7 @@ from torch.nn import functional as F
 
 from bench import config as cfg
 from bench import dist, rng, stages
-from bench.context import RunContext, RunResult
+from bench.context import MethodSpec, RunContext, RunResult, finetuned, register
 from bench.data import grounding, loader
 from bench.data.errors import DataError
 from bench.data.librispeech import SAMPLE_RATE, Utterance, load_audio
@@ -108,7 +108,6 @@ from bench.train import Task, fit
 from methods import asr, base
 from methods.parts import finetune, frozen, recipe
 from methods.parts.encoders import FeatureEncoder, lengths_to_mask, sinusoid
-from methods.spec import MethodSpec, finetuned, register
 
 METHOD = "base+wav2vec2"
 STAGE = "w2v2"

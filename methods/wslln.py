@@ -48,12 +48,11 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from bench import config as cfg
-from bench.context import RunContext, RunResult
+from bench.context import MethodSpec, RunContext, RunResult, register
 from bench.data import grounding
 from methods.parts import losses, proposals, recipe
 from methods.parts.encoders import BiGRU, query_encoders
 from methods.parts.finetune import Finetune
-from methods.spec import MethodSpec, register
 
 DESCRIPTION = (
     "WSLLN (this suite's re-implementation): alignment x detection branches over the 153 candidates, matching BCE"

@@ -17,10 +17,10 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # under `pytest -n 2` each worker has
 import pytest
 import torch
 
+from bench import context as spec_store
 from bench import datasets, evaluate
 from bench.context import RunContext, RunResult
 from methods import registry
-from methods import spec as spec_store
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("WSVG_SHARED", REPO.parent / "shared"))

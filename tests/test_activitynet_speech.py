@@ -22,9 +22,9 @@ import torch
 from conftest import SHARED
 
 from bench import cli, datasets, tables, tracking
+from bench.context import FINETUNE_SUFFIX
 from bench.data import activitynet, grounding, speech_root
 from methods import registry
-from methods.spec import FINETUNE_SUFFIX
 
 TINY = ["--profile", "tiny", "--seeds", "0", "--threads", "1"]
 METHOD_SECONDS: dict[str, float] = {}  # method -> seconds, printed by the table test (pytest -s), for the README

@@ -23,10 +23,10 @@ import torch
 
 import methods
 from bench import config as cfg
+from bench import context as spec_store
 from bench import evaluate, tracking
 from bench.context import RunContext, RunResult
 from methods import registry
-from methods import spec as spec_store
 from methods.parts.proposals import candidates
 
 METHODS = ("random", "prior", "whole-video")

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 import pytest
 
 from bench import config as cfg
+from bench import context as spec_store
 from bench import tables
 from methods import registry
-from methods import spec as spec_store
 
 
 @dataclass(frozen=True)
@@ -175,9 +175,10 @@ def test_planned_means_named_by_the_tables_and_registered_by_nothing(capsys):
 
     assert cli.main(["methods"]) == 0
     lines = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[1:]}
-    assert lines["vgcl"] == ["vgcl", "runs", "speech", "full", "pretrain+ground", "1,10"]
+    assert lines["vgcl"] == ["vgcl", "runs", "speech", "full", "pretrain+ground", "1,10", "methods/vgcl.py:run"]
     assert lines["base+lut"][1] == lines["base"][1] == lines["sil-ft"][1] == "runs"
-    assert lines["asr-scn-ft"] == ["asr-scn-ft", "runs", "asr-text", "weak", "asr+ground", "1"]
+    # the cascade's run is the text method's (methods/cascade.py registers SCN's run on the ASR's transcripts)
+    assert lines["asr-scn-ft"] == ["asr-scn-ft", "runs", "asr-text", "weak", "asr+ground", "1", "methods/scn.py:run"]
 
 
 def test_a_new_table_row_makes_a_planned_method_once_described(own_tables, capsys):
@@ -197,7 +198,7 @@ def test_a_new_table_row_makes_a_planned_method_once_described(own_tables, capsy
         "NewNet", ("ground",), 99, False, ("table3:newnet",))
     assert cli.main(["methods"]) == 0
     line = [ln.split() for ln in capsys.readouterr().out.splitlines() if ln.startswith("newnet ")]
-    assert line == [["newnet", "planned", "(#99)", "speech", "weak", "ground", "3"]]
+    assert line == [["newnet", "planned", "(#99)", "speech", "weak", "ground", "3", "-"]]
     from bench import run
 
     with pytest.raises(NotImplementedError, match="issue 99 adds it"):

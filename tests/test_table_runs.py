@@ -86,7 +86,7 @@ def test_a_tables_saved_view_selects_its_rows_in_the_tables_order(home, toy_meth
     """The view's filter and sort, run through MLflow's search as the UI runs them, give the rows and no parent."""
     import dataclasses
 
-    from methods import spec as spec_store
+    from bench import context as spec_store
 
     sil = dataclasses.replace(toy_method, name="sil")  # the stand-in again, as Table 1's last row
     spec_store._REGISTRY["sil"] = sil  # the fixture's registry, restored after the test

@@ -21,10 +21,10 @@ import torch
 from torch import nn
 
 from bench import atomic, cli, stages, tracking, train
+from bench import context as spec_store
 from bench.config import TrainConfig
 from bench.data import loader, synth
 from bench.data.loader import PaddedSplit
-from methods import spec as spec_store
 
 REAL_SAVE = torch.save
 
