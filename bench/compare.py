@@ -152,8 +152,8 @@ def same_weights(a: dict[int, Run], b: dict[int, Run]) -> tuple[dict[int, Run], 
     that the difference is the augmentation's alone."""
 
     def clean(augmented: dict[int, Run], plain: dict[int, Run]) -> dict[int, Run]:
-        return {s: (Run(plain[s].method, s, r.source) if s in plain and r.source else plain[s])
-                for s, r in augmented.items() if s in plain}  # fmt: skip
+        shared = (s for s in augmented if s in plain)
+        return {s: Run(plain[s].method, s, augmented[s].source) if augmented[s].source else plain[s] for s in shared}
 
     if any(r.source for r in a.values()) and not any(r.source for r in b.values()):
         return a, clean(a, b)
