@@ -10,6 +10,19 @@ check; ``--out FILE`` keeps every run (per-epoch val and train curves too) as JS
 A world is ``key=value`` pairs joined by commas (tuple values with ``:``, e.g. ``videos=300:50:50``); ``-``
 is the profile as shipped. ``--set`` overrides method config fields for the methods that have them.
 
+``--query VIEW`` (repeatable) asks where a gold-text method's query loses what the features allow: every split's
+words are replaced before the method sees them (only the gold-text methods read them; the concepts come from the
+synthetic annotations, so the views are a diagnostic of synth, never a benchmark row). The views, from the caption
+as written to the concept itself:
+
+- ``sentence``: the caption as written (the default, what ``bench run`` trains on);
+- ``lemmas``: the caption with every verb and object synonym replaced by its canonical word in the same inflection
+  ("cleans the vehicle" -> "washes the car"): what the synonyms cost;
+- ``keywords``: only the caption's verb and object words as written ("cleans vehicle"): what the other words cost
+  (a word filter: a form of a concept's verb elsewhere in the caption stays, as "plays" in "while music plays");
+- ``canonical``: the concept's two canonical words ("wash car"): one fixed phrase per concept;
+- ``concept``: one token per concept with a random unit vector of its own: the concept with no word knowledge.
+
 Usage (a GPU machine runs many jobs at once with ``--device cuda --workers 12``)::
 
     python scripts/calibrate.py --world - --world noise_std=1,scene_scale=0 \\
@@ -28,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 REPORTED = ("R1@0.5", "mIoU", "centre_in", "pred_len")
+VIEWS = ("sentence", "lemmas", "keywords", "canonical", "concept")
 ORDER = ("prior", "base", "base-text")  # the issue's criterion: prior < Base(speech) < Base(gold text) < 100 %
 
 
@@ -51,6 +65,70 @@ def method_config(name: str, profile: str, overrides: dict[str, str]):
     c = registry.get(name).config(profile)
     mine = {k: v for k, v in overrides.items() if k in cfg.field_paths(c)}
     return cfg.apply_overrides(c, mine)
+
+
+def view_tokens(view: str, tokens: list[str], concept) -> list[str]:
+    """One query's words under ``view`` (see the module docstring); ``concept`` is its planted (verb, object)."""
+    from bench.data import world
+
+    verb_form = {f: syns[0][i] for syns in world.VERBS.values() for forms in syns for i, f in enumerate(forms)}
+    obj_word = {o: k for k, syns in world.OBJECTS.items() for o in syns}
+    if view == "sentence":
+        return tokens
+    if view == "lemmas":
+        return [verb_form.get(t, obj_word.get(t, t)) for t in tokens]
+    if view == "keywords":
+        return [t for t in tokens if t in verb_form or t in obj_word] or tokens
+    if view == "canonical":
+        return [concept.verb, concept.obj]
+    if view == "concept":
+        return [f"concept{concept.index}"]
+    raise ValueError(f"query view {view!r} is not one of {VIEWS}")
+
+
+def query_view(data, dataset, view: str):
+    """``data`` (a :class:`~bench.data.grounding.GroundingData`) with every split's words under ``view``.
+
+    Words outside the vocabulary become row 0, as the loaders' OOV rule has it; ``concept`` appends one random unit
+    vector per concept (a fixed generator, so every method and seed sees the same ones) to the word vectors.
+    """
+    import dataclasses
+
+    import torch
+
+    from bench.data import grounding, world
+    from methods import oracle
+
+    if view == "sentence":
+        return data
+    vocab, vectors = list(data.vocab), data.word_vectors
+    if view == "concept":
+        vocab += [f"concept{c.index}" for c in world.CONCEPTS]
+        g = torch.Generator().manual_seed(0)
+        extra = torch.randn(len(world.CONCEPTS), vectors.shape[1], generator=g, dtype=torch.float64)
+        vectors = torch.cat([vectors, torch.nn.functional.normalize(extra, dim=-1).to(vectors)])
+    row = {w: i + 1 for i, w in enumerate(vocab)}
+    files = grounding.split_files(dataset)
+
+    def split_view(split):
+        q = split.queries
+        concepts = oracle.query_concepts(dataset, files[split_name[id(split)]], split.qids).tolist()
+        words, lens = q["words"].tolist(), q["words_len"].tolist()
+        rows = []
+        for w, n, c in zip(words, lens, concepts, strict=True):
+            tokens = [data.vocab[r - 1] if r > 0 else "" for r in w[:n]]
+            rows.append([row.get(t, 0) for t in view_tokens(view, tokens, world.CONCEPTS[c])])
+        padded = torch.zeros(len(rows), max(map(len, rows)), dtype=q["words"].dtype)
+        for i, r in enumerate(rows):
+            padded[i, : len(r)] = torch.tensor(r, dtype=padded.dtype)
+        tensors = {**q.tensors, "words": padded, "words_len": torch.tensor([len(r) for r in rows]).to(q["words_len"])}
+        return grounding.GroundingSplit(split.name, dataclasses.replace(q, tensors=tensors), split.videos)
+
+    split_name = {id(data.split(name)): name for name in data.split_names}
+    return dataclasses.replace(
+        data, train=split_view(data.train), val=split_view(data.val), test=split_view(data.test),
+        extra_tests={k: split_view(v) for k, v in data.extra_tests.items()}, vocab=vocab, word_vectors=vectors,
+    )  # fmt: skip
 
 
 def build_world(job: tuple[str, str, str]) -> tuple[str, str, str]:
@@ -83,7 +161,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from bench.context import RunContext, set_seed
-    from bench.data import synth
+    from bench.data import grounding, synth
     from bench.tracking import runs_home
     from methods import registry
 
@@ -92,20 +170,38 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     c = method_config(job["method"], job["profile"], job["set"])
     log = memory_log()
     t0 = time.perf_counter()
+    load, views = grounding.load, {}
+
+    def load_view(*args, **kw):  # the method's own load, then its words under the job's query view
+        data = load(*args, **kw)
+        if id(data) not in views:
+            views[id(data)] = query_view(data, world, job["query"])
+        return views[id(data)]
+
     with tempfile.TemporaryDirectory() as work:
         set_seed(job["seed"])
         world = synth.SynthDataset.from_root(Path(job["root"]), job["profile"])
         ctx = RunContext(spec, c, "synth", job["profile"], job["seed"], torch.device(job["device"]), log, Path(work),
                          runs_home() / "cache", preloaded=world)  # fmt: skip
-        result = spec.run(ctx)
+        grounding.load = load_view
+        try:
+            result = spec.run(ctx)
+        finally:
+            grounding.load = load
     return {
-        **{k: job[k] for k in ("world", "spec", "content_hash", "method", "seed")},
+        **{k: job[k] for k in ("world", "spec", "content_hash", "method", "seed", "query")},
         "set": job["set"],
         "test": {k: float(v) for k, v in result.test.items()},
         "selected_epoch": result.selected_epoch,
         "curves": log.curves,
         "seconds": round(time.perf_counter() - t0, 1),
     }
+
+
+def row_label(record: dict[str, Any]) -> str:
+    """The summary's row: the method, and its query view where it is not the caption as written."""
+    view = record.get("query", "sentence")
+    return record["method"] if view == "sentence" else f"{record['method']} ({view})"
 
 
 def summarize(records: list[dict[str, Any]]) -> str:
@@ -117,8 +213,8 @@ def summarize(records: list[dict[str, Any]]) -> str:
                 "| method | seeds | " + " | ".join(REPORTED) + " | selected epochs | s per run |",
                 "|---" * (len(REPORTED) + 4) + "|"]  # fmt: skip
         means = {}
-        for method in dict.fromkeys(r["method"] for r in rows):
-            runs = sorted((r for r in rows if r["method"] == method), key=lambda r: r["seed"])
+        for method in dict.fromkeys(map(row_label, rows)):
+            runs = sorted((r for r in rows if row_label(r) == method), key=lambda r: r["seed"])
             cells = []
             for k in REPORTED:
                 xs = [r["test"][k] * (1 if k == "pred_len" else 100) for r in runs]
@@ -146,6 +242,7 @@ def main(argv: list[str] | None = None) -> str:
     p.add_argument("--workers", type=int, default=1, help="parallel processes (0 = in this process)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per process")
     p.add_argument("--out", type=Path, help="append every run as a JSON line here")
+    p.add_argument("--query", action="append", choices=VIEWS, help="gold-text query view (repeatable; see above)")
     a = p.parse_args(argv)
     from bench import config as cfg
     from methods import registry
@@ -159,6 +256,12 @@ def main(argv: list[str] | None = None) -> str:
     for key in overrides:
         if not any(key in cfg.field_paths(registry.get(m).config(a.profile)) for m in methods):
             raise SystemExit(f"calibrate: no chosen method has the config key {key!r}")
+    views = a.query or ["sentence"]
+    if views != ["sentence"]:
+        other = [m for m in methods if registry.get(m).query != "gold-text"]
+        if other:
+            raise SystemExit(f"calibrate: --query changes the gold-text words only; {', '.join(other)} do not read "
+                             "them (run them without --query)")  # fmt: skip
     for w in worlds:
         parse_world(w, a.profile)  # a typo is an error before anything is built
     names = [f"w{i}" for i in range(len(worlds))]
@@ -169,13 +272,13 @@ def main(argv: list[str] | None = None) -> str:
         built = {n: (root, chash) for n, root, chash in imap(build_world, builds)}
         jobs = [
             {"world": n, "spec": w, "root": built[n][0], "content_hash": built[n][1], "method": m, "seed": int(s),
-             "set": overrides, "profile": a.profile, "device": a.device, "threads": a.threads}
-            for n, w in zip(names, worlds, strict=True) for m in methods for s in a.seeds.split(",")
+             "set": overrides, "profile": a.profile, "device": a.device, "threads": a.threads, "query": v}
+            for n, w in zip(names, worlds, strict=True) for m in methods for v in views for s in a.seeds.split(",")
         ]  # fmt: skip
         records = []
         for r in imap(run_job, jobs):
             records.append(r)
-            print(f"{r['world']} {r['method']} seed {r['seed']}: R1@0.5 {100 * r['test']['R1@0.5']:.2f} "
+            print(f"{r['world']} {row_label(r)} seed {r['seed']}: R1@0.5 {100 * r['test']['R1@0.5']:.2f} "
                   f"mIoU {100 * r['test']['mIoU']:.2f} ({r['seconds']:.0f} s)", flush=True)  # fmt: skip
             if a.out:
                 with a.out.open("a") as fh:
@@ -183,7 +286,7 @@ def main(argv: list[str] | None = None) -> str:
     finally:
         if pool:
             pool.close()
-    records.sort(key=lambda r: (r["world"], methods.index(r["method"]), r["seed"]))
+    records.sort(key=lambda r: (r["world"], methods.index(r["method"]), views.index(r["query"]), r["seed"]))
     text = summarize(records)
     print(text)
     return text

@@ -68,3 +68,64 @@ def test_a_set_key_no_method_has_is_an_error(tmp_path, monkeypatch):
     monkeypatch.setenv("WSVG_HOME", str(tmp_path / "runs"))
     with pytest.raises(SystemExit, match="train.epoch"):
         calibrate.main(["--profile", "tiny", "--methods", "prior", "--set", "train.epoch=1", "--workers", "0"])
+
+
+def test_the_query_views_of_one_caption():
+    from bench.data import world
+
+    tokens = world.tokenize("Then he cleans the vehicle with a sponge while music plays in the background.")
+    wash_car = next(c for c in world.CONCEPTS if (c.verb, c.obj) == ("wash", "car"))
+    assert calibrate.view_tokens("sentence", tokens, wash_car) is tokens
+    lemmas = calibrate.view_tokens("lemmas", tokens, wash_car)
+    assert lemmas[:5] == ["then", "he", "washes", "the", "car"] and lemmas[5:] == tokens[5:]
+    # a word filter: the clause's "plays" is a form of the verb play (play guitar) and stays
+    assert calibrate.view_tokens("keywords", tokens, wash_car) == ["cleans", "vehicle", "plays"]
+    assert calibrate.view_tokens("canonical", tokens, wash_car) == ["wash", "car"]
+    assert calibrate.view_tokens("concept", tokens, wash_car) == [f"concept{wash_car.index}"]
+    assert calibrate.view_tokens("keywords", ["music", "stops"], wash_car) == ["music", "stops"]  # never empty
+    with pytest.raises(ValueError, match="lemma"):
+        calibrate.view_tokens("lemma", tokens, wash_car)
+
+
+def test_a_query_view_replaces_every_splits_words(tiny):
+    import torch
+
+    from bench.data import grounding, world
+    from methods import oracle
+
+    home, dataset = tiny
+    data = grounding.load(dataset, home / "cache", "cpu", 8, progress=False)
+    assert calibrate.query_view(data, dataset, "sentence") is data
+    canonical = calibrate.query_view(data, dataset, "canonical")
+    files = grounding.split_files(dataset)
+    for name in data.split_names:
+        split = canonical.split(name)
+        concepts = oracle.query_concepts(dataset, files[name], split.qids).tolist()
+        rows = [row[:n] for row, n in zip(split.queries["words"].tolist(), split.queries["words_len"].tolist(),
+                                          strict=True)]  # fmt: skip
+        known = {w: i + 1 for i, w in enumerate(data.vocab)}  # a word the data never had is row 0, the OOV rule
+        expected = [[known.get(world.CONCEPTS[c].verb, 0), known.get(world.CONCEPTS[c].obj, 0)] for c in concepts]
+        assert rows == expected, name
+        assert torch.equal(split.videos, data.split(name).videos)  # only the words change
+    concept = calibrate.query_view(data, dataset, "concept")
+    n = len(world.CONCEPTS)
+    assert len(concept.vocab) == len(data.vocab) + n and concept.word_vectors.shape[0] == data.word_vectors.shape[0] + n
+    assert torch.allclose(concept.word_vectors[-n:].norm(dim=-1), torch.ones(n, dtype=concept.word_vectors.dtype))
+    assert set(concept.test.queries["words_len"].tolist()) == {1}
+    lemmas = calibrate.query_view(data, dataset, "lemmas")  # one word for one word
+    assert torch.equal(lemmas.train.queries["words_len"], data.train.queries["words_len"])
+    assert data.train.queries["words"].shape == grounding.load(dataset, home / "cache", "cpu", 8).train.queries[
+        "words"].shape  # the loaded data are left as they were  # fmt: skip
+
+
+def test_a_query_view_trains_a_text_method_and_is_refused_for_speech(tmp_path, monkeypatch):
+    monkeypatch.setenv("WSVG_HOME", str(tmp_path / "runs"))
+    out = tmp_path / "runs.jsonl"
+    argv = ["--profile", "tiny", "--methods", "base-text", "--seeds", "0", "--set", "train.epochs=1",
+            "--workers", "0", "--out", str(out), "--query", "sentence", "--query", "canonical"]  # fmt: skip
+    text = calibrate.main(argv)
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(r["query"] for r in records) == ["canonical", "sentence"]
+    assert "| base-text | 1 |" in text and "| base-text (canonical) | 1 |" in text
+    with pytest.raises(SystemExit, match="base do not read"):
+        calibrate.main(["--profile", "tiny", "--methods", "base", "--query", "keywords", "--workers", "0"])

@@ -79,7 +79,7 @@ class SynthConfig:
     beta_b: float = 3.3
     min_span_s: float = 2.0
     max_distractors: int = 1
-    overlap: float = 0.5  # ov: share of a prototype that its verb and object contribute
+    overlap: float = 0.5  # ov: share of a prototype that its verb and object contribute (0.8, 1.0: no gain, README)
     scene_scale: float = 1.0
     amplitude: tuple[float, float] = (0.8, 1.2)
     ramp_s: float = 2.0
