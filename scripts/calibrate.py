@@ -32,6 +32,7 @@ Usage (a GPU machine runs many jobs at once with ``--device cuda --workers 12``)
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import multiprocessing as mp
 import statistics
@@ -67,12 +68,18 @@ def method_config(name: str, profile: str, overrides: dict[str, str]):
     return cfg.apply_overrides(c, mine)
 
 
-def view_tokens(view: str, tokens: list[str], concept) -> list[str]:
-    """One query's words under ``view`` (see the module docstring); ``concept`` is its planted (verb, object)."""
+@functools.cache
+def canonical_words() -> tuple[dict[str, str], dict[str, str]]:
+    """Every verb form -> the canonical verb's form of the same inflection, every object word -> the canonical one."""
     from bench.data import world
 
     verb_form = {f: syns[0][i] for syns in world.VERBS.values() for forms in syns for i, f in enumerate(forms)}
-    obj_word = {o: k for k, syns in world.OBJECTS.items() for o in syns}
+    return verb_form, {o: k for k, syns in world.OBJECTS.items() for o in syns}
+
+
+def view_tokens(view: str, tokens: list[str], concept) -> list[str]:
+    """One query's words under ``view`` (see the module docstring); ``concept`` is its planted (verb, object)."""
+    verb_form, obj_word = canonical_words()
     if view == "sentence":
         return tokens
     if view == "lemmas":
@@ -96,7 +103,7 @@ def query_view(data, dataset, view: str):
 
     import torch
 
-    from bench.data import grounding, world
+    from bench.data import grounding, loader, world
     from methods import oracle
 
     if view == "sentence":
@@ -110,24 +117,22 @@ def query_view(data, dataset, view: str):
     row = {w: i + 1 for i, w in enumerate(vocab)}
     files = grounding.split_files(dataset)
 
-    def split_view(split):
+    def split_view(name: str) -> grounding.GroundingSplit:
+        split = data.split(name)
         q = split.queries
-        concepts = oracle.query_concepts(dataset, files[split_name[id(split)]], split.qids).tolist()
-        words, lens = q["words"].tolist(), q["words_len"].tolist()
+        concepts = oracle.query_concepts(dataset, files[name], split.qids).tolist()
         rows = []
-        for w, n, c in zip(words, lens, concepts, strict=True):
+        for w, n, c in zip(q["words"].tolist(), q["words_len"].tolist(), concepts, strict=True):
             tokens = [data.vocab[r - 1] if r > 0 else "" for r in w[:n]]
-            rows.append([row.get(t, 0) for t in view_tokens(view, tokens, world.CONCEPTS[c])])
-        padded = torch.zeros(len(rows), max(map(len, rows)), dtype=q["words"].dtype)
-        for i, r in enumerate(rows):
-            padded[i, : len(r)] = torch.tensor(r, dtype=padded.dtype)
-        tensors = {**q.tensors, "words": padded, "words_len": torch.tensor([len(r) for r in rows]).to(q["words_len"])}
+            rows.append(torch.tensor([row.get(t, 0) for t in view_tokens(view, tokens, world.CONCEPTS[c])]))
+        words, lens = loader.pad_stack(rows)
+        tensors = {**q.tensors, "words": words.to(q["words"]), "words_len": lens.to(q["words_len"])}
         return grounding.GroundingSplit(split.name, dataclasses.replace(q, tensors=tensors), split.videos)
 
-    split_name = {id(data.split(name)): name for name in data.split_names}
+    views = {name: split_view(name) for name in data.split_names}
     return dataclasses.replace(
-        data, train=split_view(data.train), val=split_view(data.val), test=split_view(data.test),
-        extra_tests={k: split_view(v) for k, v in data.extra_tests.items()}, vocab=vocab, word_vectors=vectors,
+        data, train=views["train"], val=views["val"], test=views["test"],
+        extra_tests={k: views[k] for k in data.extra_tests}, vocab=vocab, word_vectors=vectors,
     )  # fmt: skip
 
 
