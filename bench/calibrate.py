@@ -14,11 +14,21 @@ Each line is mean ± sample std over seeds (n) of R@1 IoU=0.5, mIoU, dR@1 IoU=0.
 inside the moment and the mean predicted length, on the chosen test split. The calibration targets (issue 14) are
 checked and printed with their margins: the gold-text ceilings at least :data:`CEILING_MARGIN` points above the
 prior and below :data:`CEILING_MAX`, and VSLNet on speech above the prior.
+
+``--by-length`` adds where each rung wins and loses: R@1 IoU=0.5 by the ground-truth moment's length (span /
+duration, :data:`LENGTH_EDGES`), recomputed query by query from each run's predictions artifact with the one
+evaluator (:func:`bench.compare.scores`), mean ± std over seeds of the recall within each bin. A number averaged
+over the whole split hides that a blind span wins the long moments and none of the short ones; the breakdown shows
+whether a reference beats it where a blind span cannot (measured on synth/small, README "Data").
 """
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
 
 from bench import tables
 
@@ -29,6 +39,9 @@ CEILING_MARGIN = 20.0  # points of R@1 IoU=0.5
 CEILING_MAX = 90.0
 COLUMNS = ("R1@0.5", "mIoU", "dR1@0.5", "centre_in", "pred_len")
 TARGET_METRIC = "R1@0.5"
+LENGTH_EDGES = (0.0, 0.1, 0.2, 0.35, 0.6, 1.0)
+"""Bins of the moment length (span / duration) for ``--by-length``, each ``(lo, hi]``, the first from 0 included.
+0.35 and 0.6 bound ActivityNet-CD's test-ood moments (none above 0.6) and the long moments a blind span wins."""
 
 
 @dataclass(frozen=True)
@@ -122,4 +135,98 @@ def render(dataset: str, profile: str, split: str = tables.DEFAULT_SPLIT, runs=N
         "over the n seeds of finished runs (a single seed shows its value); percentages except the predicted length "
         "(a share of the video). Blind rows see neither video nor query; references are not rows of the paper."
     )
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class LengthRung:
+    """One rung's R@1 IoU=0.5 per moment-length bin: mean and sample std over its n seeds (fractions; None where a
+    bin holds no query, or for the std of a single seed)."""
+
+    method: str
+    kind: str
+    n: int
+    mean: list[float | None]
+    std: list[float | None]
+
+
+def length_bins(lengths: np.ndarray) -> np.ndarray:
+    """The :data:`LENGTH_EDGES` bin index of each length (span / duration in [0, 1]): ``(lo, hi]``, 0 in the first."""
+    return np.searchsorted(np.asarray(LENGTH_EDGES[1:-1]), np.asarray(lengths, dtype=float), side="left")
+
+
+def bin_recall(lengths: dict[str, float], hits: dict[str, float]) -> list[float | None]:
+    """The mean of ``hits`` (per query, 0/1 or a mean over draws) within each length bin; None for an empty bin. A
+    query of ``hits`` without a length is an error: the runs were scored on other queries."""
+    missing = [q for q in hits if q not in lengths]
+    if missing:
+        raise ValueError(f"{len(missing)} queries (e.g. {missing[0]!r}) have no ground-truth length: the runs were "
+                         "not scored on one test split")  # fmt: skip
+    qids = list(hits)
+    bins = length_bins(np.array([lengths[q] for q in qids]))
+    values = np.array([hits[q] for q in qids], dtype=float)
+    return [float(values[bins == b].mean()) if (bins == b).any() else None for b in range(len(LENGTH_EDGES) - 1)]
+
+
+def query_lengths(run, split: str) -> dict[str, float]:
+    """qid -> ground-truth span / duration, from the run's predictions artifact (clipped into the video, as the
+    evaluator clips it)."""
+    from bench import compare, evaluate
+
+    with tempfile.TemporaryDirectory(prefix="bench-calibrate-") as tmp:
+        p = evaluate.read_predictions(compare.download(run, tables.test_split(split).artifact, Path(tmp)))
+    gt = p.gt.clamp(min=0.0).minimum(p.duration[:, None])
+    return dict(zip(p.qids, ((gt[:, 1] - gt[:, 0]).clamp(min=0.0) / p.duration).tolist(), strict=True))
+
+
+def by_length(dataset: str, profile: str, split: str = tables.DEFAULT_SPLIT,
+              runs=None) -> tuple[list[int], list[LengthRung]]:  # fmt: skip
+    """The queries per length bin and every rung with finished runs (the runs :func:`ladder` aggregates: the newest
+    per seed of the method's own configuration), R@1 IoU=0.5 per bin over its seeds."""
+    from bench import compare, tracking
+
+    if runs is None:
+        runs = tracking.finished_runs({"dataset": dataset, "profile": profile})
+    counts: list[int] = []
+    out: list[LengthRung] = []
+    for method, kind in ladder_methods(dataset):
+        found = list(compare.newest_runs(runs, method).values())
+        if not found:
+            continue
+        lengths = query_lengths(found[0], split)
+        if not counts:
+            bins = length_bins(np.array(list(lengths.values())))
+            counts = [int((bins == b).sum()) for b in range(len(LENGTH_EDGES) - 1)]
+        per_seed = [bin_recall(lengths, v) for v in compare.scores(found, split, TARGET_METRIC).values()]
+        mean, std = [], []
+        for b in range(len(LENGTH_EDGES) - 1):
+            xs = [r[b] for r in per_seed if r[b] is not None]
+            mean.append(float(np.mean(xs)) if xs else None)
+            std.append(float(np.std(xs, ddof=1)) if len(xs) > 1 else None)
+        out.append(LengthRung(method, kind, len(per_seed), mean, std))
+    return counts, out
+
+
+def render_by_length(dataset: str, profile: str, split: str = tables.DEFAULT_SPLIT, runs=None) -> str:
+    """:func:`by_length` as a Markdown table: a row of query counts, then one row per rung, then its caption."""
+    counts, rungs = by_length(dataset, profile, split, runs)
+    labels = [f"({lo:g}, {hi:g}]" for lo, hi in zip(LENGTH_EDGES[:-1], LENGTH_EDGES[1:], strict=True)]
+    lines = ["| rung | method | n | " + " | ".join(labels) + " |", "|" + "---|" * (3 + len(labels))]
+    if counts:
+        lines.append("| queries | | | " + " | ".join(f"{c:,}" for c in counts) + " |")
+
+    def cell(mean: float | None, std: float | None) -> str:
+        if mean is None:
+            return "-"
+        return f"{100 * mean:.2f}" if std is None else f"{100 * mean:.2f} ± {100 * std:.2f}"
+
+    for r in rungs:
+        cells = [cell(m, s) for m, s in zip(r.mean, r.std, strict=True)]
+        lines.append(f"| {r.kind} | {r.method} | {r.n} | " + " | ".join(cells) + " |")
+    lines += ["", (
+        f"R@1 IoU=0.5 by the ground-truth moment's length (span / duration, bins (lo, hi]); dataset {dataset}, "
+        f"profile {profile}, test split {tables.test_split(split).description}; per-query hits recomputed from each "
+        "run's predictions with the one evaluator, mean ± sample std over the n seeds of each bin's recall (random: "
+        "its per-query means over draws). Rungs without a finished run are left out."
+    )]  # fmt: skip
     return "\n".join(lines)

@@ -105,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_view_options(p)
     p.add_argument("--run", action="store_true", help="run the rows that have no finished run first")
+    p.add_argument("--by-length", action="store_true",
+                   help="also R@1 IoU=0.5 by the moment's length (span / duration bins), from the runs' predictions")
     p.add_argument("--seeds", default="0,1,2", help="seeds for --run (default: 0,1,2)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="device for --run")
     _add_threads_option(p)
@@ -522,6 +524,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             run.run(specs, dataset=args.dataset, profile=args.profile, seeds=run.parse_seeds(args.seeds),
                     device=args.device)  # fmt: skip
     print(calibrate.render(args.dataset, args.profile, args.split))
+    if args.by_length:
+        print()
+        print(calibrate.render_by_length(args.dataset, args.profile, args.split))
     return 0
 
 
