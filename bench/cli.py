@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seeds", default="0,1,2", help="comma list or range, e.g. 0,1,2 or 0-4 (default: 0,1,2)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: auto")
+    p.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="run the (method, seed) runs in N worker processes, torch's threads shared among them "
+                   "(default 1: one after another; see the README for what it saves on 2 cores)")
     _add_threads_option(p)
     _add_data_root_options(p)
     p.add_argument(
@@ -307,6 +310,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 device=args.device,
                 overrides=overrides,
                 table=args.table,
+                processes=args.jobs,
             )
     except KeyboardInterrupt:
         print(

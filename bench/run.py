@@ -148,8 +148,11 @@ def run(
     overrides: dict[str, str] | None = None,
     table: int | None = None,
     progress: bool = True,
+    processes: int = 1,
 ) -> list[Outcome]:
     """Run every (method, seed); a failure is logged FAILED and reported, and the others still run.
+
+    ``processes > 1`` (``bench run --jobs N``) runs the jobs in that many worker processes (:func:`_run_parallel`).
 
     A seed-free method (``MethodSpec.seed_free``: its predictions do not depend on the seed) runs the first seed
     only, and stderr says so: three runs of it would be three copies of one number, shown as n = 3 with std 0.
@@ -159,6 +162,8 @@ def run(
     from bench import dist  # imports torch: kept out of this module's import, as pick_device does
 
     cfg.check_profile(profile)
+    if processes < 1:
+        raise ValueError(f"--jobs {processes}: give 1 (one run after another) or more worker processes")
     datasets.check_available(dataset)  # missing data is one clear error before any run, not a FAILED run per seed
     dev = pick_device(device)
     shard = dist.init(dev)
@@ -177,10 +182,85 @@ def run(
     outcomes: list[Outcome] = []
     quiet = not progress or len(jobs) < 2 or not shard.main
     with _table_run(table, dataset, profile, seeds, specs) as parent:
+        if processes > 1 and len(jobs) > 1:
+            if shard.world > 1:
+                raise ValueError("--jobs runs several processes on one machine; under torchrun leave it at 1")
+            datasets.open_dataset(dataset, profile, dev)  # built (or found) once, before the workers open it
+            outcomes = _run_parallel(jobs, processes, dataset, profile, str(dev), overrides or {}, table,
+                                     parent.run_id)  # fmt: skip
+            parent.failed = any(o.status != "FINISHED" for o in outcomes)
+            return outcomes
         for spec, seed in tqdm(jobs, desc="bench run", unit="run", disable=True if quiet else None):  # None: a TTY
             outcomes.append(_run_one(spec, seed, dataset, profile, dev, overrides or {}, table, parent.run_id))
             parent.failed = parent.failed or outcomes[-1].status != "FINISHED"
     return outcomes
+
+
+def _run_parallel(
+    jobs: list[tuple[MethodSpec, int]],
+    processes: int,
+    dataset: str,
+    profile: str,
+    device: str,
+    overrides: dict[str, str],
+    table: int | None,
+    parent_run_id: str | None,
+) -> list[Outcome]:
+    """The (method, seed) jobs in ``processes`` worker processes, the outcomes in the jobs' order.
+
+    Each worker runs whole jobs through :func:`_run_one`, as the sequential path does, with the parent's torch
+    threads shared out (``max(1, threads // processes)``), so the machine is not oversubscribed. Jobs start seed by
+    seed across the methods (every method's seed 0 first), so that two methods' pre-training stages can build side by
+    side; two seeds of one method that need the same stage take turns on its lock (:mod:`bench.stages`). A run's
+    numbers do not depend on the process it ran in: each run seeds itself (:func:`bench.context.set_seed`). Ctrl-C or
+    SIGTERM ends every open run KILLED, and the same command resumes each from its last checkpoint.
+    """
+    import concurrent.futures as cf
+    import multiprocessing as mp
+
+    import torch
+
+    order = sorted(range(len(jobs)), key=lambda i: (jobs[i][1], i))  # seed-major, the command's order within a seed
+    threads = max(1, torch.get_num_threads() // processes)
+    pool = cf.ProcessPoolExecutor(processes, mp_context=mp.get_context("spawn"), initializer=_worker_init,
+                                  initargs=(threads,))  # fmt: skip
+    try:
+        futures = {i: pool.submit(_run_job, jobs[i][0].name, jobs[i][1], dataset, profile, device, overrides, table,
+                                  parent_run_id) for i in order}  # fmt: skip
+        for done in cf.as_completed(futures.values()):
+            o = done.result()
+            print(f"bench run: {o.method} seed {o.seed} {o.status}", file=sys.stderr, flush=True)
+        return [futures[i].result() for i in range(len(jobs))]
+    except BaseException:
+        for proc in list(getattr(pool, "_processes", {}).values()):  # the workers end their runs KILLED (SIGTERM)
+            proc.terminate()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _worker_init(threads: int) -> None:
+    """A worker process: ``threads`` torch threads, and SIGTERM raised as KeyboardInterrupt, as ``bench run`` does,
+    so that an interrupted run is closed KILLED rather than left RUNNING."""
+    import signal
+
+    import torch
+
+    torch.set_num_threads(threads)
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+def _run_job(method: str, seed: int, dataset: str, profile: str, device: str, overrides: dict[str, str],
+             table: int | None, parent_run_id: str | None) -> Outcome:  # fmt: skip
+    """One job in a worker: the method looked up by name (specs hold functions), then :func:`_run_one`."""
+    import torch
+
+    return _run_one(registry.get(method), seed, dataset, profile, torch.device(device), overrides, table,
+                    parent_run_id)  # fmt: skip
 
 
 def work_dir(method: str, dataset: str, profile: str, seed: int, config_hash: str) -> Path:

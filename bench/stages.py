@@ -17,16 +17,20 @@ into that run under ``<name>/``), every later one finds ``stage.json``; each log
 summary, so two runs with the same key used the same weights. A build never moves the calling run's random streams
 (:mod:`bench.rng`): cold cache or warm, the same seed gives the same numbers. Under ``torchrun`` every rank takes
 part in the build (the training loop shards it), rank 0 alone writes files, and no rank reads the stage before rank
-0 has written ``stage.json``.
+0 has written ``stage.json``. Two processes of one machine that need one stage at once (``bench run --jobs 2``, or two
+``bench run`` commands) take turns on the stage's lock file: the first builds, the second waits and
+then finds it done, so a stage is never built twice at once (the locks live in ``<runs>/cache/stages/.locks/``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -141,20 +145,22 @@ def run_stage(st: Stage, build: Callable[[StageContext], dict[str, Any]], *, con
     from bench import dist
 
     shard = dist.init(device)
-    problem = st.damaged() if st.done else None
-    if problem is not None:
-        print(f"stage {st.name} {st.key}: {problem}; building it again", file=sys.stderr)
-        dist.barrier()  # every rank has read the old record before rank 0 removes it
-        if shard.main:
-            st.record_path.unlink(missing_ok=True)
-        dist.barrier()
-    if not st.done:
-        with rng.kept():  # the caller's streams stay as they were, built here or found cached
-            _build(st, build, config, inputs, device, seed, log, shard.main)
-        built = True
-    else:
-        built = False
-    record = st.record()
+    # under torchrun the ranks build together (barriers inside); one process alone takes the stage's lock
+    with _locked(st) if shard.world == 1 else contextlib.nullcontext():
+        problem = st.damaged() if st.done else None
+        if problem is not None:
+            print(f"stage {st.name} {st.key}: {problem}; building it again", file=sys.stderr)
+            dist.barrier()  # every rank has read the old record before rank 0 removes it
+            if shard.main:
+                st.record_path.unlink(missing_ok=True)
+            dist.barrier()
+        if not st.done:
+            with rng.kept():  # the caller's streams stay as they were, built here or found cached
+                _build(st, build, config, inputs, device, seed, log, shard.main)
+            built = True
+        else:
+            built = False
+        record = st.record()
     params = {f"stage.{st.name}": st.key, f"stage.{st.name}.seconds": record["seconds"]}
     summary = record.get("summary") or {}
     params.update({f"stage.{st.name}.{k}": v for k, v in summary.items() if isinstance(v, int | float | str | bool)})
@@ -162,6 +168,21 @@ def run_stage(st: Stage, build: Callable[[StageContext], dict[str, Any]], *, con
         params[f"stage.{st.name}.built_here"] = True
     log.log_params(params)
     return record
+
+
+@contextlib.contextmanager
+def _locked(st: Stage) -> Iterator[None]:
+    """Hold ``stages/.locks/<name>-<key>.lock`` (``flock``: released when the file closes, also when the process
+    dies); a process that waits says so once on stderr."""
+    locks = st.path.parent.parent / ".locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    with (locks / f"{st.name}-{st.key}.lock").open("a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"stage {st.name} {st.key}: another process is building it; waiting", file=sys.stderr, flush=True)
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
 
 
 def _build(st: Stage, build: Callable[[StageContext], dict[str, Any]], config: Any, inputs: dict[str, str],

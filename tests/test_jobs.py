@@ -1,0 +1,69 @@
+"""``bench run --jobs N``: runs in worker processes give the numbers of the sequential path, under the table's parent
+run; and two processes that need one stage build it once (the stage lock, :mod:`bench.stages`)."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import time
+from pathlib import Path
+
+from bench import cli, stages, tracking
+from bench.context import set_seed
+
+
+def test_parallel_runs_give_the_sequential_numbers_under_the_tables_parent(tiny, capsys):
+    argv = ["run", "--method", "vslnet-text", "--profile", "tiny", "--device", "cpu"]
+    assert cli.main([*argv, "--seeds", "0,1", "--table", "1", "--jobs", "2"]) == 0  # and the blind rows not yet run
+    assert cli.main([*argv, "--seeds", "1"]) == 0  # one after another, in this process
+    out = capsys.readouterr()
+    assert "vslnet-text seed 1 FINISHED" in out.err  # each worker's outcome as it ends
+    runs = tracking.finished_runs({"method": "vslnet-text", "profile": "tiny"})
+    assert len(runs) == 3
+    key = f"metrics.test/{tracking.mlflow_key('R1@0.5')}"
+    seed1 = runs[runs["params.seed"] == "1"]
+    assert len(seed1) == 2 and seed1[key].nunique() == 1 and seed1["metrics.test/mIoU"].nunique() == 1  # one number
+    parallel = runs[runs["params.table"] == "1"]
+    children = tracking.finished_runs({"profile": "tiny", "table": "1"})
+    assert set(children["params.method"]) == {"vslnet-text", "random", "prior", "whole-video"}
+    assert children["tags.mlflow.parentRunId"].nunique() == 1 and len(parallel) == 2
+
+
+def test_jobs_below_one_is_a_clear_error(tiny, capsys):
+    assert cli.main(["run", "--method", "prior", "--profile", "tiny", "--seeds", "0", "--jobs", "0"]) != 0
+    assert "--jobs 0: give 1 (one run after another) or more" in capsys.readouterr().err
+
+
+def _build(ctx: stages.StageContext) -> dict:
+    with (ctx.out.parent.parent / "builds.txt").open("a") as fh:
+        fh.write(f"{os.getpid()}\n")
+    time.sleep(1.0)  # long enough for the other process to arrive while this one builds
+    (ctx.out / "weights.json").write_text(json.dumps({"pid": os.getpid()}))
+    return {"value": 1}
+
+
+def _need_stage(cache: str, queue) -> None:
+    set_seed(0)
+    st = stages.stage(cache, "toy", {"size": 1}, {"data": "abc"})
+    record = stages.run_stage(st, _build, config={"size": 1}, inputs={"data": "abc"}, device="cpu", seed=0,
+                              log=tracking.RunLogger(None, None))  # fmt: skip
+    queue.put((record["seed"], (st.path / "weights.json").read_text()))
+
+
+def test_two_processes_that_need_one_stage_build_it_once(tmp_path):
+    ctx = mp.get_context("fork")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_need_stage, args=(str(tmp_path), queue)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    got = [queue.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    builds = (tmp_path / "stages" / "builds.txt").read_text().split()
+    assert len(builds) == 1  # the second process waited on the lock, then found the stage done
+    assert got[0] == got[1] and json.loads(got[0][1])["pid"] == int(builds[0])
+    assert [p.name for p in (tmp_path / "stages" / "toy").iterdir()] == [stages.stage_key("toy", {"size": 1},
+                                                                                          {"data": "abc"})]
+    assert Path(tmp_path / "stages" / ".locks").is_dir()
