@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: auto")
     p.add_argument("--jobs", type=int, default=1, metavar="N",
                    help="run the (method, seed) runs in N worker processes, torch's threads shared among them "
-                   "(default 1: one after another; see the README for what it saves on 2 cores)")
+                   "(default 1: one after another)")
     _add_threads_option(p)
     _add_data_root_options(p)
     p.add_argument(
