@@ -67,3 +67,36 @@ def test_two_processes_that_need_one_stage_build_it_once(tmp_path):
     assert [p.name for p in (tmp_path / "stages" / "toy").iterdir()] == [stages.stage_key("toy", {"size": 1},
                                                                                           {"data": "abc"})]
     assert Path(tmp_path / "stages" / ".locks").is_dir()
+
+
+def _statuses(home: Path) -> list[str]:
+    """Every run's status in ``home``'s store, read under the suite's store lock (a fresh store is being created)."""
+    if not (home / "mlflow.db").exists():
+        return []
+    mlflow = tracking._mlflow()
+    with tracking._store_lock():
+        exp = mlflow.get_experiment_by_name(tracking.EXPERIMENT)
+    if exp is None:
+        return []
+    return sorted(r.info.status for r in mlflow.search_runs([exp.experiment_id], output_format="list"))
+
+
+def test_sigterm_ends_the_workers_runs_killed(home):
+    """A plain ``kill PID`` of ``bench run --jobs 2`` reaches the workers: both open runs end KILLED, none RUNNING."""
+    import signal
+    import subprocess
+    import sys
+
+    env = {**os.environ, "WSVG_QUIET": "1", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "bench.cli", "run", "--method", "vslnet-text", "--profile", "tiny", "--seeds", "0,1",
+           "--device", "cpu", "--jobs", "2", "--set", "train.epochs=100000"]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and _statuses(home) != ["RUNNING", "RUNNING"] and proc.poll() is None:
+        time.sleep(1.0)
+    assert _statuses(home) == ["RUNNING", "RUNNING"], proc.communicate(timeout=60)[1][-2000:]
+    time.sleep(3.0)  # both inside training
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert _statuses(home) == ["KILLED", "KILLED"], err[-2000:]
