@@ -14,8 +14,11 @@ exception's chain) to raise :class:`DiskFull`: one line with the path and what t
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import os
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -93,3 +96,17 @@ def save_atomic(obj: Any, path: str | Path) -> None:
     import torch
 
     write_atomic(path, lambda fh: torch.save(obj, fh))
+
+
+@contextlib.contextmanager
+def exclusive(lock: Path, waiting: str) -> Iterator[None]:
+    """Hold the file lock ``lock`` (``flock``: released when the file closes, also when the process dies), so that
+    two processes that would build one file build it once; one that waits prints ``waiting`` once on stderr."""
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(waiting, file=sys.stderr, flush=True)
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        yield

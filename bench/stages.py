@@ -25,19 +25,18 @@ then finds it done, so a stage is never built twice at once (the locks live in `
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bench import config as cfg
 from bench import rng, tracking
-from bench.atomic import write_text_atomic
+from bench.atomic import exclusive, write_text_atomic
 
 
 @dataclass(frozen=True)
@@ -170,19 +169,10 @@ def run_stage(st: Stage, build: Callable[[StageContext], dict[str, Any]], *, con
     return record
 
 
-@contextlib.contextmanager
-def _locked(st: Stage) -> Iterator[None]:
-    """Hold ``stages/.locks/<name>-<key>.lock`` (``flock``: released when the file closes, also when the process
-    dies); a process that waits says so once on stderr."""
-    locks = st.path.parent.parent / ".locks"
-    locks.mkdir(parents=True, exist_ok=True)
-    with (locks / f"{st.name}-{st.key}.lock").open("a") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            print(f"stage {st.name} {st.key}: another process is building it; waiting", file=sys.stderr, flush=True)
-            fcntl.flock(fh, fcntl.LOCK_EX)
-        yield
+def _locked(st: Stage) -> contextlib.AbstractContextManager[None]:
+    """Hold ``stages/.locks/<name>-<key>.lock`` while the stage is checked and built (``atomic.exclusive``)."""
+    return exclusive(st.path.parent.parent / ".locks" / f"{st.name}-{st.key}.lock",
+                     f"stage {st.name} {st.key}: another process is building it; waiting")  # fmt: skip
 
 
 def _build(st: Stage, build: Callable[[StageContext], dict[str, Any]], config: Any, inputs: dict[str, str],

@@ -69,6 +69,37 @@ def test_two_processes_that_need_one_stage_build_it_once(tmp_path):
     assert Path(tmp_path / "stages" / ".locks").is_dir()
 
 
+def _need_split(cache: str, queue) -> None:
+    import torch
+
+    from bench.data import loader
+
+    def build() -> loader.PaddedSplit:
+        with (Path(cache) / "builds.txt").open("a") as fh:
+            fh.write(f"{os.getpid()}\n")
+        time.sleep(1.0)  # the other process arrives while this one featurises
+        return loader.PaddedSplit({"x": torch.full((2, 3), float(os.getpid()))}, ["q0", "q1"])
+
+    split = loader.featurize_cached("toy-split", cache, build)
+    queue.put(split.tensors["x"][0, 0].item())
+
+
+def test_two_processes_that_need_one_cached_split_featurise_it_once(tmp_path, monkeypatch):
+    """``bench run --jobs N``'s workers all open the dataset at once: the first featurises, the others load."""
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    ctx = mp.get_context("fork")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_need_split, args=(str(tmp_path), queue)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    got = [queue.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    builds = (tmp_path / "builds.txt").read_text().split()
+    assert len(builds) == 1 and got == [float(builds[0])] * 2  # one build, and both hold its tensors
+
+
 def _statuses(home: Path) -> list[str]:
     """Every run's status in ``home``'s store, read under the suite's store lock (a fresh store is being created)."""
     if not (home / "mlflow.db").exists():

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -33,7 +34,10 @@ import torch
 from torch import Tensor
 
 from bench import rng
-from bench.atomic import save_atomic  # noqa: F401 - where the methods' stages find it (``loader.save_atomic``)
+from bench.atomic import (
+    exclusive,
+    save_atomic,  # noqa: F401 - where the methods' stages find it (``loader.save_atomic``)
+)
 from bench.data.errors import DataError
 
 LEN_SUFFIX = "_len"
@@ -240,8 +244,11 @@ def featurize_cached(
 
     ``key`` must change whenever the content would (see :func:`content_key`); it is also stored in the file and
     checked on load. Concurrent builders (DDP ranks) each write their own temporary file and ``os.replace`` it,
-    so a reader never sees a half-written cache. ``build()`` runs with the caller's random streams kept
-    (:func:`bench.rng.kept`): a run gets the same numbers whether it built the split or found it cached.
+    so a reader never sees a half-written cache. Processes that are not DDP ranks (``bench run --jobs N``'s
+    workers) take the file lock ``cache_dir/.locks/<key>.lock`` first, so that the first builds the split and the
+    others load it rather than each featurising it again (ranks do not: a build may hold collectives).
+    ``build()`` runs with the caller's random streams kept (:func:`bench.rng.kept`): a run gets the same numbers
+    whether it built the split or found it cached.
     """
     if not key or any(c in key for c in "/\\") or key.startswith("."):
         raise ValueError(f"cache key must be a plain file-name stem, got {key!r}")
@@ -251,6 +258,18 @@ def featurize_cached(
             return PaddedSplit.load(path, device=device, key=key)
         except DataError as err:
             print(f"{err.where}: {err.problem}; building it again", file=sys.stderr)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # torchrun's ranks: each builds (see above)
+        return _build_cached(key, path, build, device)
+    with exclusive(Path(cache_dir) / ".locks" / f"{key}.lock", f"{key}: another process is building it; waiting"):
+        if path.exists():  # built by the process that held the lock before
+            try:
+                return PaddedSplit.load(path, device=device, key=key)
+            except DataError as err:
+                print(f"{err.where}: {err.problem}; building it again", file=sys.stderr)
+        return _build_cached(key, path, build, device)
+
+
+def _build_cached(key: str, path: Path, build: Callable[[], PaddedSplit], device: str | torch.device) -> PaddedSplit:
     with rng.kept():  # a build may draw (e.g. a model's initialisation): the run's streams must not see it
         split = build()
     if not isinstance(split, PaddedSplit):
