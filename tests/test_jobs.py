@@ -51,16 +51,22 @@ def _need_stage(cache: str, queue) -> None:
     queue.put((record["seed"], (st.path / "weights.json").read_text()))
 
 
-def test_two_processes_that_need_one_stage_build_it_once(tmp_path):
+def _in_two_processes(target, folder: Path) -> list:
+    """``target(folder, queue)`` in two forked processes at once; what each put on the queue (both must exit 0)."""
     ctx = mp.get_context("fork")
     queue = ctx.Queue()
-    procs = [ctx.Process(target=_need_stage, args=(str(tmp_path), queue)) for _ in range(2)]
+    procs = [ctx.Process(target=target, args=(str(folder), queue)) for _ in range(2)]
     for p in procs:
         p.start()
     got = [queue.get(timeout=60) for _ in procs]
     for p in procs:
         p.join(timeout=60)
         assert p.exitcode == 0
+    return got
+
+
+def test_two_processes_that_need_one_stage_build_it_once(tmp_path):
+    got = _in_two_processes(_need_stage, tmp_path)
     builds = (tmp_path / "stages" / "builds.txt").read_text().split()
     assert len(builds) == 1  # the second process waited on the lock, then found the stage done
     assert got[0] == got[1] and json.loads(got[0][1])["pid"] == int(builds[0])
@@ -87,15 +93,7 @@ def _need_split(cache: str, queue) -> None:
 def test_two_processes_that_need_one_cached_split_featurise_it_once(tmp_path, monkeypatch):
     """``bench run --jobs N``'s workers all open the dataset at once: the first featurises, the others load."""
     monkeypatch.delenv("WORLD_SIZE", raising=False)
-    ctx = mp.get_context("fork")
-    queue = ctx.Queue()
-    procs = [ctx.Process(target=_need_split, args=(str(tmp_path), queue)) for _ in range(2)]
-    for p in procs:
-        p.start()
-    got = [queue.get(timeout=60) for _ in procs]
-    for p in procs:
-        p.join(timeout=60)
-        assert p.exitcode == 0
+    got = _in_two_processes(_need_split, tmp_path)
     builds = (tmp_path / "builds.txt").read_text().split()
     assert len(builds) == 1 and got == [float(builds[0])] * 2  # one build, and both hold its tensors
 
