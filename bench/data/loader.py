@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -33,7 +32,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from bench import rng
+from bench import dist, rng
 from bench.atomic import (
     exclusive,
     save_atomic,  # noqa: F401 - where the methods' stages find it (``loader.save_atomic``)
@@ -253,20 +252,25 @@ def featurize_cached(
     if not key or any(c in key for c in "/\\") or key.startswith("."):
         raise ValueError(f"cache key must be a plain file-name stem, got {key!r}")
     path = cache_file(key, cache_dir)
-    if path.exists():
-        try:
-            return PaddedSplit.load(path, device=device, key=key)
-        except DataError as err:
-            print(f"{err.where}: {err.problem}; building it again", file=sys.stderr)
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # torchrun's ranks: each builds (see above)
+    if (split := _load_whole(path, key, device)) is not None:
+        return split
+    if dist.launched():  # torchrun's ranks: each builds (see above)
         return _build_cached(key, path, build, device)
     with exclusive(Path(cache_dir) / ".locks" / f"{key}.lock", f"{key}: another process is building it; waiting"):
-        if path.exists():  # built by the process that held the lock before
-            try:
-                return PaddedSplit.load(path, device=device, key=key)
-            except DataError as err:
-                print(f"{err.where}: {err.problem}; building it again", file=sys.stderr)
+        if (split := _load_whole(path, key, device)) is not None:  # built by the process that held the lock before
+            return split
         return _build_cached(key, path, build, device)
+
+
+def _load_whole(path: Path, key: str, device: str | torch.device) -> PaddedSplit | None:
+    """The cached split at ``path`` if it loads whole and intact; ``None`` if absent or damaged (named on stderr)."""
+    if not path.exists():
+        return None
+    try:
+        return PaddedSplit.load(path, device=device, key=key)
+    except DataError as err:
+        print(f"{err.where}: {err.problem}; building it again", file=sys.stderr)
+        return None
 
 
 def _build_cached(key: str, path: Path, build: Callable[[], PaddedSplit], device: str | torch.device) -> PaddedSplit:
