@@ -15,7 +15,7 @@ plan is made before anything runs (later steps leave out what earlier ones will 
 those of Table 1), so ``--dry-run`` prints exactly what would run.
 
     .venv/bin/python scripts/example_report.py --dry-run             # the plan on this store, one command a line
-    .venv/bin/python scripts/example_report.py                       # synth/small, seeds 0,1,2: many hours on 2 cores
+    .venv/bin/python scripts/example_report.py                       # synth/small, seeds 0,1,2: about a day on 2 cores
     .venv/bin/python scripts/example_report.py --profile tiny --seeds 0 --out reports/generated/tiny-example
 """
 
@@ -50,10 +50,16 @@ class Step:
     argv: list[str]
     makes: set[Made] = field(default_factory=set)
 
+    def script(self) -> bool:
+        return self.argv[0].endswith(".py")
+
     def command(self) -> list[str]:
-        if self.argv[0].endswith(".py"):
+        if self.script():
             return [sys.executable, str(ROOT / self.argv[0]), *self.argv[1:]]
         return [sys.executable, "-m", "bench.cli", *self.argv]
+
+    def shown(self) -> str:
+        return " ".join(self.argv if self.script() else ["bench", *self.argv])
 
 
 def finished(profile: str) -> set[Made]:
@@ -72,9 +78,10 @@ def _finished(dataset: str, profile: str) -> set[Made]:
     levels: dict[tuple[str, int], set[str]] = {}
     for i, (method, seed, m, o) in enumerate(zip(runs["params.method"], runs["params.seed"], measure, overrides,
                                                  strict=True)):  # fmt: skip
+        o = o if isinstance(o, str) else "-"  # a run logged before the param: its method's own
         if not isinstance(m, str):
-            made.add((dataset, method, int(seed), o if isinstance(o, str) else "-"))
-        elif m == robustness.MEASURE and (o if isinstance(o, str) else "-") == "-":
+            made.add((dataset, method, int(seed), o))
+        elif m == robustness.MEASURE and o == "-":
             row = runs.iloc[i]
             level = f"{row['params.augment.kind']}-{row['params.augment.level']}"
             levels.setdefault((method, int(seed)), set()).add(level)
@@ -96,6 +103,16 @@ def sweep_overrides(method: str, key: str, value: object, profile: str) -> str:
     return cfg.overrides_param({key: str(value)}, resolved, default)
 
 
+def by_missing_seeds(names: list[str], todo) -> dict[tuple[int, ...], list[str]]:
+    """``names`` grouped by the seeds ``todo(name)`` says each still needs (none: left out), so that one command
+    serves every method that needs the same seeds."""
+    groups: dict[tuple[int, ...], list[str]] = {}
+    for name in names:
+        if seeds := tuple(todo(name)):
+            groups.setdefault(seeds, []).append(name)
+    return groups
+
+
 def plan(profile: str, seeds: list[int], sweep_seeds: list[int], out: str, jobs: int,
          have: set[Made] | None = None) -> list[Step]:  # fmt: skip
     """The commands that make the report, leaving out what ``have`` (default: the store) already holds."""
@@ -114,11 +131,7 @@ def plan(profile: str, seeds: list[int], sweep_seeds: list[int], out: str, jobs:
         if sets:
             ((key, value),) = sets.items()
             overrides = sweep_overrides(names[0], key, value, profile)
-        by_seeds: dict[tuple[int, ...], list[str]] = {}
-        for name in names:
-            if todo := tuple(missing(name, wanted, overrides, dataset)):
-                by_seeds.setdefault(todo, []).append(name)
-        for todo, group in by_seeds.items():
+        for todo, group in by_missing_seeds(names, lambda n: missing(n, wanted, overrides, dataset)).items():
             where = ["--table", str(table)] if table else []
             where += ["--dataset", dataset] if dataset != DATASET else []
             argv = ["run", "--method", ",".join(group), *where, *common,
@@ -135,8 +148,8 @@ def plan(profile: str, seeds: list[int], sweep_seeds: list[int], out: str, jobs:
         names = [s.name for s in methods_to_run(None, number, DATASET, profile, finetune=finetune)]
         runs_step(f"Table {number}", names, seeds, table=number)
 
+    rows = [r.method for r in tables.load_table(2).rows if r.method]
     for measure, extra in (("latency", []), ("latency-paper-sizes", ["--sizes", "paper"])):
-        rows = [r.method for r in tables.load_table(2).rows if r.method]
         made = {(DATASET, m, 0, measure) for m in rows}
         if not made <= done:
             steps.append(Step(f"Table 2 ({measure})", ["scripts/bench_latency.py", "--profile", profile, *extra], made))
@@ -155,11 +168,10 @@ def plan(profile: str, seeds: list[int], sweep_seeds: list[int], out: str, jobs:
                     if value != own:
                         runs_step(f"Figure {figure['id'][3:]}: {sweep['key']} = {value}", [method], sweep_seeds,
                                   sets={sweep["key"]: value})  # fmt: skip
-    by_seeds: dict[tuple[int, ...], list[str]] = {}
-    for method in robust:
-        if todo := tuple(s for s in seeds if (DATASET, method, s, robustness.MEASURE) not in done):
-            by_seeds.setdefault(todo, []).append(method)
-    for todo, group in by_seeds.items():
+    def unscored(method: str) -> list[int]:
+        return [s for s in seeds if (DATASET, method, s, robustness.MEASURE) not in done]
+
+    for todo, group in by_missing_seeds(robust, unscored).items():
         argv = ["robustness", "--method", ",".join(group), "--profile", profile, "--seeds", ",".join(map(str, todo))]
         steps.append(Step("Figure 4 (robustness)", argv,
                           {(DATASET, m, s, robustness.MEASURE) for m in group for s in todo}))  # fmt: skip
@@ -184,8 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     steps = plan(args.profile, seeds, parse_seeds(args.sweep_seeds) if args.sweep_seeds else seeds, args.out,
                  args.jobs)  # fmt: skip
     for i, step in enumerate(steps, 1):
-        shown = " ".join(step.argv if step.argv[0].endswith(".py") else ["bench", *step.argv])
-        print(f"[{i}/{len(steps)}] {step.why}: {shown}", flush=True)
+        print(f"[{i}/{len(steps)}] {step.why}: {step.shown()}", flush=True)
         if args.dry_run:
             continue
         code = subprocess.run(step.command()).returncode
