@@ -23,6 +23,16 @@ as written to the concept itself:
 - ``canonical``: the concept's two canonical words ("wash car"): one fixed phrase per concept;
 - ``concept``: one token per concept with a random unit vector of its own: the concept with no word knowledge.
 
+``--swap-test`` asks how much of a method's score its query carries: each run also scores ``test_swapped``, the test
+split with every query's input (words, speech, the frozen features or ASR transcript a method computed from them)
+replaced by that of the next query of the same video that names another concept, its moment, duration and video
+kept, so a prediction is scored against the moment its video's *other* query did not describe. A method that
+ignores its query scores the same on both; one that follows its query falls towards the share of other moments that
+overlap the original. Queries with no such sibling keep their own input and are counted (``n_swapped``). One
+training, two scores: the swap is made on the data the method hands the shared grounding loop
+(:func:`bench.train.fit_grounding`), as one more test split beside ``test_ood``, so training and the selection on val
+are unchanged. The methods that do not train through that loop (the blind rows, the concept oracle) are refused.
+
 Usage (a GPU machine runs many jobs at once with ``--device cuda --workers 12``)::
 
     python scripts/calibrate.py --world - --world noise_std=1,scene_scale=0 \\
@@ -36,6 +46,7 @@ import functools
 import json
 import multiprocessing as mp
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -136,6 +147,44 @@ def query_view(data, dataset, view: str):
     )  # fmt: skip
 
 
+TARGET_FIELDS = ("video_idx", "span", "duration")  # what a query is scored against: kept by the swap
+SWAPPED = "test_swapped"
+
+
+def swap_partners(video: list[int], concepts: list[int]) -> list[int]:
+    """For each query, the index of the next query of the same video (in split order, cyclically) whose concept
+    differs, or its own index when there is none."""
+    by_video: dict[int, list[int]] = {}
+    for i, v in enumerate(video):
+        by_video.setdefault(v, []).append(i)
+    partner = list(range(len(video)))
+    for rows in by_video.values():
+        for k, i in enumerate(rows):
+            partner[i] = next((j for j in rows[k + 1 :] + rows[:k] if concepts[j] != concepts[i]), i)
+    return partner
+
+
+def with_swapped_test(data, dataset):
+    """``data`` with one more test split, :data:`SWAPPED` (see the module docstring), and its count of swapped
+    queries. Every field of a query but :data:`TARGET_FIELDS` moves with the words (speech, lengths)."""
+    import dataclasses
+
+    import torch
+
+    from bench.data import grounding
+    from methods import oracle
+
+    split = data.test
+    concepts = oracle.query_concepts(dataset, grounding.split_files(dataset)["test"], split.qids).tolist()
+    partner = swap_partners(split.queries["video_idx"].tolist(), concepts)
+    index = torch.tensor(partner)
+    tensors = {name: t if name in TARGET_FIELDS else t.index_select(0, index.to(t.device))
+               for name, t in split.queries.tensors.items()}  # fmt: skip
+    swapped = grounding.GroundingSplit(SWAPPED, dataclasses.replace(split.queries, tensors=tensors), split.videos)
+    n_swapped = sum(j != i for i, j in enumerate(partner))
+    return dataclasses.replace(data, extra_tests={**data.extra_tests, SWAPPED: swapped}), n_swapped
+
+
 def build_world(job: tuple[str, str, str]) -> tuple[str, str, str]:
     """Build (or find) one world; returns its name, root and content hash."""
     from bench.data import synth
@@ -168,6 +217,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     from bench.context import RunContext, set_seed
     from bench.data import grounding, synth
     from bench.tracking import runs_home
+    from bench.train import fit_grounding
     from methods import registry
 
     torch.set_num_threads(job["threads"])
@@ -175,7 +225,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     c = method_config(job["method"], job["profile"], job["set"])
     log = memory_log()
     t0 = time.perf_counter()
-    load, views = grounding.load, {}
+    load, views, n_swapped = grounding.load, {}, []
 
     def load_view(*args, **kw):  # the method's own load, then its words under the job's query view
         data = load(*args, **kw)
@@ -183,20 +233,41 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
             views[id(data)] = query_view(data, world, job["query"])
         return views[id(data)]
 
+    def fit_swapped(ctx, model, loss, data, *args, **kw):  # the shared loop, on the data with test_swapped added
+        data, n = with_swapped_test(data, world)
+        n_swapped.append((n, len(data.test)))
+        return fit_grounding(ctx, model, loss, data, *args, **kw)
+
+    # every module that imported the shared loop by name (methods/vslnet.py, methods/parts/recipe.py)
+    callers = [m for m in list(sys.modules.values()) if getattr(m, "fit_grounding", None) is fit_grounding]
+
     with tempfile.TemporaryDirectory() as work:
         set_seed(job["seed"])
         world = synth.SynthDataset.from_root(Path(job["root"]), job["profile"])
         ctx = RunContext(spec, c, "synth", job["profile"], job["seed"], torch.device(job["device"]), log, Path(work),
                          runs_home() / "cache", preloaded=world)  # fmt: skip
         grounding.load = load_view
+        for m in callers if job.get("swap") else []:
+            m.fit_grounding = fit_swapped
         try:
             result = spec.run(ctx)
         finally:
             grounding.load = load
+            for m in callers:
+                m.fit_grounding = fit_grounding
+    swapped = {}
+    if job.get("swap"):
+        if not n_swapped:
+            raise SystemExit(f"calibrate: {job['method']} did not train through bench.train.fit_grounding, so "
+                             "--swap-test has nothing to swap (leave it out)")  # fmt: skip
+        (n, n_test), *_ = n_swapped
+        swapped = {"swapped": {k: float(v) for k, v in result.extra_tests[SWAPPED].items()}, "n_swapped": n,
+                   "n_test": n_test}  # fmt: skip
     return {
         **{k: job[k] for k in ("world", "spec", "content_hash", "method", "seed", "query")},
         "set": job["set"],
         "test": {k: float(v) for k, v in result.test.items()},
+        **swapped,
         "selected_epoch": result.selected_epoch,
         "curves": log.curves,
         "seconds": round(time.perf_counter() - t0, 1),
@@ -209,22 +280,30 @@ def row_label(record: dict[str, Any]) -> str:
     return record["method"] if view == "sentence" else f"{record['method']} ({view})"
 
 
+def mean_std(xs: list[float]) -> str:
+    """``mean ± sample std`` of ``xs`` (std 0 for one value), two decimals."""
+    sd = statistics.stdev(xs) if len(xs) > 1 else 0.0
+    return f"{statistics.mean(xs):.2f} ± {sd:.2f}"
+
+
 def summarize(records: list[dict[str, Any]]) -> str:
     """One Markdown table per world: mean ± std over seeds (in %), epochs chosen on val, the ordering check."""
     out = []
     for world in dict.fromkeys(r["world"] for r in records):
         rows = [r for r in records if r["world"] == world]
+        swap = any("swapped" in r for r in rows)
+        extra = ["R1@0.5 swapped", "swapped queries"] if swap else []
         out += [f"### world {world}: `{rows[0]['spec']}` (content hash {rows[0]['content_hash']})", "",
-                "| method | seeds | " + " | ".join(REPORTED) + " | selected epochs | s per run |",
-                "|---" * (len(REPORTED) + 4) + "|"]  # fmt: skip
+                "| method | seeds | " + " | ".join([*REPORTED, *extra]) + " | selected epochs | s per run |",
+                "|---" * (len(REPORTED) + len(extra) + 4) + "|"]  # fmt: skip
         means = {}
         for method in dict.fromkeys(map(row_label, rows)):
             runs = sorted((r for r in rows if row_label(r) == method), key=lambda r: r["seed"])
-            cells = []
-            for k in REPORTED:
-                xs = [r["test"][k] * (1 if k == "pred_len" else 100) for r in runs]
-                sd = statistics.stdev(xs) if len(xs) > 1 else 0.0
-                cells.append(f"{statistics.mean(xs):.2f} ± {sd:.2f}")
+            cells = [mean_std([r["test"][k] * (1 if k == "pred_len" else 100) for r in runs]) for k in REPORTED]
+            if swap:
+                had = [r for r in runs if "swapped" in r]
+                cells.append(mean_std([100 * r["swapped"]["R1@0.5"] for r in had]) if had else "-")
+                cells.append(", ".join(f"{r['n_swapped']} of {r['n_test']}" for r in had) if had else "-")
             means[method] = statistics.mean(r["test"]["R1@0.5"] for r in runs)
             epochs = ",".join(str(r["selected_epoch"]) if r["selected_epoch"] is not None else "-" for r in runs)
             secs = statistics.mean(r["seconds"] for r in runs)
@@ -248,6 +327,8 @@ def main(argv: list[str] | None = None) -> str:
     p.add_argument("--threads", type=int, default=1, help="torch threads per process")
     p.add_argument("--out", type=Path, help="append every run as a JSON line here")
     p.add_argument("--query", action="append", choices=VIEWS, help="gold-text query view (repeatable; see above)")
+    p.add_argument("--swap-test", action="store_true", help="also score test_swapped: each test query given another "
+                   "query's words and speech of the same video (see above)")  # fmt: skip
     a = p.parse_args(argv)
     from bench import config as cfg
     from methods import registry
@@ -267,6 +348,11 @@ def main(argv: list[str] | None = None) -> str:
         if other:
             raise SystemExit(f"calibrate: --query changes the gold-text words only; {', '.join(other)} do not read "
                              "them (run them without --query)")  # fmt: skip
+    if a.swap_test:
+        other = [m for m in methods if registry.get(m).query in ("none", "concept")]
+        if other:
+            raise SystemExit(f"calibrate: --swap-test swaps the queries; {', '.join(other)} read none (leave them "
+                             "out)")  # fmt: skip
     for w in worlds:
         parse_world(w, a.profile)  # a typo is an error before anything is built
     names = [f"w{i}" for i in range(len(worlds))]
@@ -277,13 +363,15 @@ def main(argv: list[str] | None = None) -> str:
         built = {n: (root, chash) for n, root, chash in imap(build_world, builds)}
         jobs = [
             {"world": n, "spec": w, "root": built[n][0], "content_hash": built[n][1], "method": m, "seed": int(s),
-             "set": overrides, "profile": a.profile, "device": a.device, "threads": a.threads, "query": v}
+             "set": overrides, "profile": a.profile, "device": a.device, "threads": a.threads, "query": v,
+             "swap": a.swap_test}
             for n, w in zip(names, worlds, strict=True) for m in methods for v in views for s in a.seeds.split(",")
         ]  # fmt: skip
         records = []
         for r in imap(run_job, jobs):
             records.append(r)
-            print(f"{r['world']} {row_label(r)} seed {r['seed']}: R1@0.5 {100 * r['test']['R1@0.5']:.2f} "
+            swapped = f", swapped {100 * r['swapped']['R1@0.5']:.2f}" if "swapped" in r else ""
+            print(f"{r['world']} {row_label(r)} seed {r['seed']}: R1@0.5 {100 * r['test']['R1@0.5']:.2f}{swapped} "
                   f"mIoU {100 * r['test']['mIoU']:.2f} ({r['seconds']:.0f} s)", flush=True)  # fmt: skip
             if a.out:
                 with a.out.open("a") as fh:
