@@ -20,6 +20,12 @@ duration, :data:`LENGTH_EDGES`), recomputed query by query from each run's predi
 evaluator (:func:`bench.compare.scores`), mean ± std over seeds of the recall within each bin. A number averaged
 over the whole split hides that a blind span wins the long moments and none of the short ones; the breakdown shows
 whether a reference beats it where a blind span cannot (measured on synth/small, README "Data").
+
+``--swap`` adds what each rung's query carries (the swap test, :mod:`bench.swap`; synth only): R@1 IoU=0.5 on val_2
+beside the same runs on ``test_swapped``, where each query holds its video's other query, and the difference paired
+by query (:func:`bench.compare.compare` of ``M`` against ``M@swapped``, its bootstrap interval over the queries and,
+with two seeds or more, the Student-t interval over seeds). A rung whose difference is inside noise predicts the
+same moment whatever it is asked: its score is a guess of where a moment lies, not grounding.
 """
 
 from __future__ import annotations
@@ -228,5 +234,64 @@ def render_by_length(dataset: str, profile: str, split: str = tables.DEFAULT_SPL
         f"profile {profile}, test split {tables.test_split(split).description}; per-query hits recomputed from each "
         "run's predictions with the one evaluator, mean ± sample std over the n seeds of each bin's recall (random: "
         "its per-query means over draws). Rungs without a finished run are left out."
+    )]  # fmt: skip
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class SwapRung:
+    """One rung's swap test: its runs on val_2 and on test_swapped, paired by seed and query (fractions)."""
+
+    method: str
+    kind: str
+    comparison: object  # bench.compare.Comparison of method against method@swapped
+
+
+def swap_rungs(dataset: str, profile: str, runs=None) -> tuple[list[SwapRung], list[str]]:
+    """Every rung whose runs scored the swap test, and the names of those that did not (the blind rows, the oracle,
+    runs older than the swap test)."""
+    from bench import compare, tracking
+
+    if runs is None:
+        runs = tracking.finished_runs({"dataset": dataset, "profile": profile})
+    out, without = [], []
+    for method, kind in ladder_methods(dataset):
+        if kind == "blind" or method == "oracle-concept" or not compare.newest_runs(runs, method):
+            without.append(method)
+            continue
+        try:
+            c = compare.compare(method, f"{method}{compare.AUGMENTED}{compare.SWAPPED}", dataset=dataset,
+                                profile=profile, runs=runs)  # fmt: skip
+        except FileNotFoundError:
+            without.append(method)
+            continue
+        out.append(SwapRung(method, kind, c))
+    return out, without
+
+
+def render_swap(dataset: str, profile: str, runs=None) -> str:
+    """:func:`swap_rungs` as a Markdown table and its caption."""
+    rungs, without = swap_rungs(dataset, profile, runs)
+
+    def summary(s) -> str:
+        return f"{100 * s.mean:.2f}" if s.std is None else f"{100 * s.mean:.2f} ± {100 * s.std:.2f}"
+
+    header = ["rung", "method", "n", "own query", "other query of the video", "own − other (95 %, queries)",
+              "over seeds (95 %)"]  # fmt: skip
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in rungs:
+        c = r.comparison
+        d = c.difference
+        inside = " inside noise" if d.low <= 0 <= d.high else ""
+        seeds = "-" if c.seeds is None else f"[{100 * c.seeds.low:+.2f}, {100 * c.seeds.high:+.2f}]"
+        lines.append(f"| {r.kind} | {r.method} | {c.a.summary.n} | {summary(c.a.summary)} | {summary(c.b.summary)} | "
+                     f"{100 * d.mean:+.2f} [{100 * d.low:+.2f}, {100 * d.high:+.2f}]{inside} | {seeds} |")  # fmt: skip
+    lines += ["", (
+        f"The swap test (bench/swap.py): R@1 IoU=0.5 on dataset {dataset}, profile {profile}, val_2, beside the same "
+        "runs scored with every query's input replaced by its video's next query that names another concept "
+        "(test_swapped; moment, video and duration kept); mean ± sample std over the n seeds; the difference paired "
+        "by seed and query, its bootstrap interval over the queries (bench compare M M@swapped) and the Student-t "
+        "interval over seed pairs. A method that ignores its query scores the same on both."
+        + (f" No swap test in the runs of: {', '.join(without)}." if without else "")
     )]  # fmt: skip
     return "\n".join(lines)

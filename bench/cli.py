@@ -110,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", action="store_true", help="run the rows that have no finished run first")
     p.add_argument("--by-length", action="store_true",
                    help="also R@1 IoU=0.5 by the moment's length (span / duration bins), from the runs' predictions")
+    p.add_argument("--swap", action="store_true",
+                   help="also the swap test (synth): each rung on val_2 beside its runs with every query given its "
+                   "video's other query, the difference paired by query")  # fmt: skip
     p.add_argument("--seeds", default="0,1,2", help="seeds for --run (default: 0,1,2)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="device for --run")
     _add_threads_option(p)
@@ -172,7 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
         "whole-video) with one run is paired with every seed of the other.",
     )
     p.add_argument("a", metavar="A", help="registry name of the first method; METHOD@KIND-LEVEL (sil@all-high): its "
-                   "runs scored on augmented test speech by `bench robustness`")
+                   "runs scored on augmented test speech by `bench robustness`; METHOD@swapped: its runs on synth "
+                   "scored with every query given its video's other query (the swap test)")
     p.add_argument("b", metavar="B", help="registry name of the second method (or METHOD@KIND-LEVEL)")
     _add_view_options(p)
     p.add_argument("--metric", default="R1@0.5", help="R1@0.5 (default), R5@0.7, mIoU, dR1@0.7, ...")
@@ -531,6 +535,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if args.by_length:
         print()
         print(calibrate.render_by_length(args.dataset, args.profile, args.split))
+    if args.swap:
+        print()
+        print(calibrate.render_swap(args.dataset, args.profile))
     return 0
 
 

@@ -15,7 +15,9 @@ difference, with the test queries they share. For methods ``A`` and ``B`` this m
 5. prints each method's mean ± std over its paired runs (n), the mean paired difference A - B, and the 95 %
    bootstrap interval of :func:`bench.stats.paired_bootstrap` (10,000 resamples of the queries, seeds kept paired,
    bootstrap seed 0), saying "inside noise" when it contains 0;
-6. with two seed pairs or more, the Student-t interval of the per-pair differences (:func:`bench.stats.seed_interval`),
+6. ``M@swapped`` is M's own runs scored on the swap test's ``test_swapped`` (each val_2 query given its video's
+   other query, :mod:`bench.swap`): ``bench compare M M@swapped`` is what M's query carries, paired by query;
+7. with two seed pairs or more, the Student-t interval of the per-pair differences (:func:`bench.stats.seed_interval`),
    the noise of training seeds that the query bootstrap holds fixed. The two can disagree: three seeds of methods
    whose runs differ by 5 points on 2,000 queries but by as much from seed to seed are apart on these queries and
    not over seeds.
@@ -93,16 +95,22 @@ class Comparison:
 
 
 AUGMENTED = "@"  # sil@all-high: SIL's weights scored on test speech augmented at a level of Table 7
+SWAPPED = "swapped"  # sil@swapped: SIL's runs scored on the swap test's test_swapped (bench/swap.py)
+SWAPPED_ARTIFACT = "predictions/test_swapped_predictions.jsonl"
 
 
 def split_side(name: str) -> tuple[str, tuple[str, str] | None]:
     """``sil`` -> ``("sil", None)``; ``sil@all-high`` -> ``("sil", ("all", "high"))``: the same trained runs scored on
     test speech augmented at a level of Table 7 (``bench robustness``'s runs, kind and level as it names them), so
     that a method's drop under augmentation is a paired comparison like any other (``bench compare sil@all-high
-    sil``). An unknown kind or level is an error naming the valid ones."""
+    sil``). An unknown kind or level is an error naming the valid ones. ``sil@swapped`` -> ``("sil", ("swapped",
+    ""))``: SIL's own runs scored on val_2 with every query given its video's other query (the swap test,
+    :mod:`bench.swap`), so that ``bench compare sil sil@swapped`` is what SIL's query carries, paired by query."""
     method, sep, view = name.partition(AUGMENTED)
     if not sep:
         return name, None
+    if view == SWAPPED:
+        return method, (SWAPPED, "")
     from bench import robustness
 
     kind, _, level = view.rpartition("-")
@@ -129,7 +137,7 @@ def newest_runs(runs, method: str, seeds: Sequence[int] | None = None,
     else:
         return {}
     measure = mine.get("params.measure")
-    if augmented is None:
+    if augmented is None or augmented[0] == SWAPPED:  # the swap test is scored by the method's own runs
         mine = mine[measure.isna()] if measure is not None else mine
     elif measure is None or "params.augment.kind" not in mine:
         return {}
@@ -138,7 +146,7 @@ def newest_runs(runs, method: str, seeds: Sequence[int] | None = None,
         mine = mine[(measure == "robustness") & (mine["params.augment.kind"] == kind)
                     & (mine["params.augment.level"] == level)]  # fmt: skip
     mine = mine.sort_values("start_time", ascending=False).drop_duplicates("params.seed")
-    sources = mine["params.source_run"] if augmented is not None else [None] * len(mine)
+    sources = mine["params.source_run"] if augmented and augmented[0] != SWAPPED else [None] * len(mine)
     rows = zip(mine["params.seed"], mine["run_id"], sources, strict=True)
     found = {int(seed): Run(name, int(seed), run_id, source) for seed, run_id, source in rows}
     if seeds is not None and not (seed_free(method) and len(found) == 1):
@@ -168,8 +176,8 @@ def pair_seeds(a: dict[int, Run], b: dict[int, Run], method_a: str, method_b: st
     for runs, method in ((a, method_a), (b, method_b)):
         if not runs:
             name, augmented = split_side(method)
-            how = (f"bench robustness --method {name} --kinds {augmented[0]} --levels {augmented[1]}" if augmented
-                   else f"bench run --method {name}")  # fmt: skip
+            how = (f"bench robustness --method {name} --kinds {augmented[0]} --levels {augmented[1]}"
+                   if augmented and augmented[0] != SWAPPED else f"bench run --method {name}")  # fmt: skip
             raise ValueError(f"no finished run of {method!r} found; `{how}` makes them")
     if len(a) == 1 and seed_free(method_a):
         (only,) = a
@@ -234,6 +242,20 @@ def scores(runs: Sequence[Run], split: str, metric: str) -> dict[tuple[str, int]
     with tempfile.TemporaryDirectory(prefix="bench-compare-") as tmp:
         for i, run in enumerate(runs):
             into = Path(tmp) / str(i)
+            if (split_side(run.method)[1] or ("",))[0] == SWAPPED:
+                if test_split.name != tables.DEFAULT_SPLIT:
+                    raise ValueError(f"{run.method} is the swap test of {tables.DEFAULT_SPLIT}: leave out --split "
+                                     f"{split}")  # fmt: skip
+                try:
+                    path = download(run, SWAPPED_ARTIFACT, into)
+                except FileNotFoundError:
+                    raise FileNotFoundError(
+                        f"run {run.run_id} ({run.method}, seed {run.seed}) has no {SWAPPED_ARTIFACT}: a run on synth "
+                        "that trains through the grounding loop logs it (not the blind rows or the oracle, nor a run "
+                        f"older than the swap test); re-run `bench run --method {split_side(run.method)[0]}`"
+                    ) from None
+                values[(run.method, run.seed)] = _values(path, metric)
+                continue
             if averages_draws(run.method):
                 try:
                     path = download(run, test_split.means_artifact, into)

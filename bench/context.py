@@ -44,6 +44,9 @@ class RunContext:
     # a finished run's checkpoint: the loop scores its selected weights on the test splits and trains nothing
     # (``bench robustness``, :func:`bench.train.fit`); None for a run that trains
     evaluate_from: Path | None = None
+    # also score the swap test's test_swapped split (:mod:`bench.swap`); ``bench run`` sets it where the data
+    # knows its queries' concepts (synth)
+    swap_test: bool = False
 
     @property
     def data(self) -> Any:

@@ -339,7 +339,8 @@ def _run_one(
                 "config/resolved.json",
             )
             set_seed(seed)
-            ctx = RunContext(spec, method_cfg, dataset, profile, seed, device, log, workdir, home / "cache")
+            ctx = RunContext(spec, method_cfg, dataset, profile, seed, device, log, workdir, home / "cache",
+                             swap_test=True)  # on synth, also test_swapped (bench/swap.py)
             result = spec.run(ctx)  # the method's run(ctx): its file is spec.source (`bench methods` lists it)
             if not isinstance(result, RunResult) or not result.test:
                 raise RuntimeError(f"method {spec.name} returned no test metrics")

@@ -256,9 +256,15 @@ def fit_grounding(ctx: Any, model: nn.Module, loss: Callable[[dict[str, Tensor]]
                   score: Callable[[Any, Path | None], dict[str, float]]) -> Any:  # fmt: skip
     """The grounding methods' :func:`fit`: shuffled batches of ``data.train`` (this rank's shard), ``score(split,
     predictions path or None)`` on ``data.val`` after each epoch and once on ``data.test`` (and on each further test
-    split of the data, ``data.extra_tests``: the debiased ``test_ood``); a :class:`RunResult`."""
+    split of the data, ``data.extra_tests``: the debiased ``test_ood``; with ``ctx.swap_test`` on data that knows
+    its queries' concepts, also the swap test's ``test_swapped``, :mod:`bench.swap`); a :class:`RunResult`."""
+    from bench import swap
     from bench.context import RunResult
 
+    if getattr(ctx, "swap_test", False) and swap.available(ctx.data):
+        data, n_swapped = swap.with_swapped_test(data, ctx.data)
+        if ctx.log is not None:
+            ctx.log.log_params({"swap_test.n_swapped": n_swapped, "swap_test.n_test": len(data.test)})
     train = data.train
     task = Task(
         model=model,

@@ -17,7 +17,6 @@ the same numbers.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +26,6 @@ from torch import Tensor
 from bench import config as cfg
 from bench.context import MethodSpec, RunContext, RunResult, register
 from bench.data import grounding
-from bench.data.errors import DataError
 from methods.parts import proposals, recipe
 
 
@@ -53,23 +51,6 @@ def candidate_scores(clips: Tensor, prototype: Tensor, n_clips: int) -> Tensor:
     return mean_in - mean_out
 
 
-def query_concepts(dataset, split_file: str, qids: list[str]) -> Tensor:
-    """The planted concept index of each query, from the synthetic annotations' ``concepts`` field."""
-    from bench.data import world
-
-    path = dataset.annotation_path(split_file)
-    data = json.loads(Path(path).read_text())
-    index = {c.name: c.index for c in world.CONCEPTS}
-    out = []
-    for qid in qids:
-        video, k = qid.rsplit("#", 1)
-        concepts = data.get(video, {}).get("concepts")
-        if concepts is None:
-            raise DataError(path, f"video {video} has no 'concepts' field", "oracle-concept runs on --dataset synth")
-        out.append(index[concepts[int(k)]])
-    return torch.tensor(out)
-
-
 def run(ctx: RunContext) -> RunResult:
     from bench.data import synth
 
@@ -81,7 +62,7 @@ def run(ctx: RunContext) -> RunResult:
     protos = torch.from_numpy(protos).to(ctx.device)
 
     def score(split: grounding.GroundingSplit, split_file: str, path: Path | None) -> dict[str, float]:
-        concept = query_concepts(ctx.data, split_file, split.qids).to(ctx.device)
+        concept = torch.tensor(ctx.data.query_concepts(split_file, split.qids), device=ctx.device)
         clips = split.videos.index_select(0, split.queries["video_idx"])
         scores = candidate_scores(clips, protos[concept], c.n_clips)
         order = scores.argsort(dim=1, descending=True, stable=True)

@@ -46,11 +46,12 @@ import functools
 import json
 import multiprocessing as mp
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from bench.swap import SWAPPED
 
 REPORTED = ("R1@0.5", "mIoU", "centre_in", "pred_len")
 VIEWS = ("sentence", "lemmas", "keywords", "canonical", "concept")
@@ -115,7 +116,6 @@ def query_view(data, dataset, view: str):
     import torch
 
     from bench.data import grounding, loader, world
-    from methods import oracle
 
     if view == "sentence":
         return data
@@ -131,7 +131,7 @@ def query_view(data, dataset, view: str):
     def split_view(name: str) -> grounding.GroundingSplit:
         split = data.split(name)
         q = split.queries
-        concepts = oracle.query_concepts(dataset, files[name], split.qids).tolist()
+        concepts = dataset.query_concepts(files[name], split.qids)
         rows = []
         for w, n, c in zip(q["words"].tolist(), q["words_len"].tolist(), concepts, strict=True):
             tokens = [data.vocab[r - 1] if r > 0 else "" for r in w[:n]]
@@ -145,44 +145,6 @@ def query_view(data, dataset, view: str):
         data, train=views["train"], val=views["val"], test=views["test"],
         extra_tests={k: views[k] for k in data.extra_tests}, vocab=vocab, word_vectors=vectors,
     )  # fmt: skip
-
-
-TARGET_FIELDS = ("video_idx", "span", "duration")  # what a query is scored against: kept by the swap
-SWAPPED = "test_swapped"
-
-
-def swap_partners(video: list[int], concepts: list[int]) -> list[int]:
-    """For each query, the index of the next query of the same video (in split order, cyclically) whose concept
-    differs, or its own index when there is none."""
-    by_video: dict[int, list[int]] = {}
-    for i, v in enumerate(video):
-        by_video.setdefault(v, []).append(i)
-    partner = list(range(len(video)))
-    for rows in by_video.values():
-        for k, i in enumerate(rows):
-            partner[i] = next((j for j in rows[k + 1 :] + rows[:k] if concepts[j] != concepts[i]), i)
-    return partner
-
-
-def with_swapped_test(data, dataset):
-    """``data`` with one more test split, :data:`SWAPPED` (see the module docstring), and its count of swapped
-    queries. Every field of a query but :data:`TARGET_FIELDS` moves with the words (speech, lengths)."""
-    import dataclasses
-
-    import torch
-
-    from bench.data import grounding
-    from methods import oracle
-
-    split = data.test
-    concepts = oracle.query_concepts(dataset, grounding.split_files(dataset)["test"], split.qids).tolist()
-    partner = swap_partners(split.queries["video_idx"].tolist(), concepts)
-    index = torch.tensor(partner)
-    tensors = {name: t if name in TARGET_FIELDS else t.index_select(0, index.to(t.device))
-               for name, t in split.queries.tensors.items()}  # fmt: skip
-    swapped = grounding.GroundingSplit(SWAPPED, dataclasses.replace(split.queries, tensors=tensors), split.videos)
-    n_swapped = sum(j != i for i, j in enumerate(partner))
-    return dataclasses.replace(data, extra_tests={**data.extra_tests, SWAPPED: swapped}), n_swapped
 
 
 def build_world(job: tuple[str, str, str]) -> tuple[str, str, str]:
@@ -202,6 +164,10 @@ def memory_log():
         def __init__(self) -> None:
             super().__init__(None, None)  # no MLflow: the other logging calls do nothing
             self.curves: dict[str, list[float]] = {}
+            self.params: dict[str, Any] = {}
+
+        def log_params(self, params: dict[str, Any]) -> None:
+            self.params.update(params)
 
         def log_metrics(self, metrics: dict[str, float], step: int | None = None, prefix: str = "") -> None:
             for k, v in metrics.items():
@@ -217,7 +183,6 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     from bench.context import RunContext, set_seed
     from bench.data import grounding, synth
     from bench.tracking import runs_home
-    from bench.train import fit_grounding
     from methods import registry
 
     torch.set_num_threads(job["threads"])
@@ -225,7 +190,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     c = method_config(job["method"], job["profile"], job["set"])
     log = memory_log()
     t0 = time.perf_counter()
-    load, views, n_swapped = grounding.load, {}, []
+    load, views = grounding.load, {}
 
     def load_view(*args, **kw):  # the method's own load, then its words under the job's query view
         data = load(*args, **kw)
@@ -233,36 +198,26 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
             views[id(data)] = query_view(data, world, job["query"])
         return views[id(data)]
 
-    def fit_swapped(ctx, model, loss, data, *args, **kw):  # the shared loop, on the data with test_swapped added
-        data, n = with_swapped_test(data, world)
-        n_swapped.append((n, len(data.test)))
-        return fit_grounding(ctx, model, loss, data, *args, **kw)
-
-    # every module that imported the shared loop by name (methods/vslnet.py, methods/parts/recipe.py)
-    callers = [m for m in list(sys.modules.values()) if getattr(m, "fit_grounding", None) is fit_grounding]
-
     with tempfile.TemporaryDirectory() as work:
         set_seed(job["seed"])
         world = synth.SynthDataset.from_root(Path(job["root"]), job["profile"])
         ctx = RunContext(spec, c, "synth", job["profile"], job["seed"], torch.device(job["device"]), log, Path(work),
-                         runs_home() / "cache", preloaded=world)  # fmt: skip
+                         runs_home() / "cache", preloaded=world, swap_test=bool(job.get("swap")))  # fmt: skip
         grounding.load = load_view
-        for m in callers if job.get("swap") else []:
-            m.fit_grounding = fit_swapped
         try:
             result = spec.run(ctx)
         finally:
             grounding.load = load
-            for m in callers:
-                m.fit_grounding = fit_grounding
     swapped = {}
     if job.get("swap"):
-        if not n_swapped:
+        if SWAPPED not in result.extra_tests:
             raise SystemExit(f"calibrate: {job['method']} did not train through bench.train.fit_grounding, so "
                              "--swap-test has nothing to swap (leave it out)")  # fmt: skip
-        (n, n_test), *_ = n_swapped
-        swapped = {"swapped": {k: float(v) for k, v in result.extra_tests[SWAPPED].items()}, "n_swapped": n,
-                   "n_test": n_test}  # fmt: skip
+        swapped = {
+            "swapped": {k: float(v) for k, v in result.extra_tests[SWAPPED].items()},
+            "n_swapped": int(log.params["swap_test.n_swapped"]),
+            "n_test": int(log.params["swap_test.n_test"]),
+        }
     return {
         **{k: job[k] for k in ("world", "spec", "content_hash", "method", "seed", "query")},
         "set": job["set"],

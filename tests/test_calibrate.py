@@ -91,7 +91,6 @@ def test_a_query_view_replaces_every_splits_words(tiny):
     import torch
 
     from bench.data import grounding, world
-    from methods import oracle
 
     home, dataset = tiny
     data = grounding.load(dataset, home / "cache", "cpu", 8, progress=False)
@@ -100,7 +99,7 @@ def test_a_query_view_replaces_every_splits_words(tiny):
     files = grounding.split_files(dataset)
     for name in data.split_names:
         split = canonical.split(name)
-        concepts = oracle.query_concepts(dataset, files[name], split.qids).tolist()
+        concepts = dataset.query_concepts(files[name], split.qids)
         rows = [row[:n] for row, n in zip(split.queries["words"].tolist(), split.queries["words_len"].tolist(),
                                           strict=True)]  # fmt: skip
         known = {w: i + 1 for i, w in enumerate(data.vocab)}  # a word the data never had is row 0, the OOV rule
@@ -129,43 +128,6 @@ def test_a_query_view_trains_a_text_method_and_is_refused_for_speech(tmp_path, m
     assert "| base-text | 1 |" in text and "| base-text (canonical) | 1 |" in text
     with pytest.raises(SystemExit, match="base do not read"):
         calibrate.main(["--profile", "tiny", "--methods", "base", "--query", "keywords", "--workers", "0"])
-
-
-def test_each_query_swaps_with_the_next_query_of_its_video_that_names_another_concept():
-    # videos 0, 0, 0, 1, 1, 2; in video 1 both queries name concept 3, and video 2 has one query: they keep their own
-    assert calibrate.swap_partners([0, 0, 0, 1, 1, 2], [5, 5, 7, 3, 3, 9]) == [2, 2, 0, 3, 4, 5]
-    assert calibrate.swap_partners([4, 4], [1, 2]) == [1, 0]
-
-
-def test_the_swapped_test_split_moves_the_query_and_keeps_the_target(tiny):
-    import dataclasses
-
-    import torch
-
-    from bench.data import grounding
-    from methods import oracle
-
-    home, dataset = tiny
-    data = grounding.load(dataset, home / "cache", "cpu", 8, progress=False)
-    test = data.test.queries  # a frozen encoder's features, as methods/parts/frozen.py attaches them
-    sem = torch.arange(len(test) * 3.0).reshape(len(test), 3, 1)
-    tensors = {**test.tensors, "sem": sem, "sem_len": torch.arange(len(test)) % 3 + 1}
-    test = dataclasses.replace(test, tensors=tensors)
-    data = dataclasses.replace(data, test=grounding.GroundingSplit("test", test, data.test.videos))
-    swapped, n_swapped = calibrate.with_swapped_test(data, dataset)
-    assert swapped.test is data.test and swapped.extra_tests["test_ood"] is data.extra_tests["test_ood"]
-    q, s = data.test.queries, swapped.extra_tests[calibrate.SWAPPED].queries
-    concepts = oracle.query_concepts(dataset, grounding.split_files(dataset)["test"], data.test.qids).tolist()
-    partner = calibrate.swap_partners(q["video_idx"].tolist(), concepts)
-    assert n_swapped == sum(j != i for i, j in enumerate(partner)) > 0
-    assert s.ids == q.ids
-    for i, j in enumerate(partner):
-        assert concepts[j] != concepts[i] or j == i
-        assert int(q["video_idx"][j]) == int(q["video_idx"][i])
-        for name in ("words", "words_len", "mel", "mel_len", "sem", "sem_len"):  # and what was computed from them
-            assert torch.equal(s[name][i], q[name][j]), name
-        for name in calibrate.TARGET_FIELDS:
-            assert torch.equal(s[name][i], q[name][i]), name
 
 
 def test_swap_test_scores_one_more_split_of_the_same_run_and_is_refused_without_a_query(tmp_path, monkeypatch):

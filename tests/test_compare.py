@@ -127,6 +127,23 @@ def test_compare_on_the_debiased_split_reads_the_test_ood_predictions(store):
     assert f"base   {stats.summarise(list(base)).mean * 100:.2f} ± " in out
 
 
+def test_the_swap_test_pairs_a_method_with_its_own_runs_on_the_swapped_queries(store, tmp_path):
+    """bench run scores synth's test_swapped beside val_2 (bench/swap.py): `M@swapped` is M's own runs read from
+    that split's predictions, paired by query with M on val_2; the blind rows have no such split."""
+    base = store[store["params.method"] == "base"].sort_values("params.seed")
+    assert (base["params.swap_test.n_swapped"].astype(int) > 0).all()
+    result = compare.compare("base", "base@swapped", profile="tiny")
+    assert [r.run_id for r in result.a.runs] == [r.run_id for r in result.b.runs] == list(base["run_id"])
+    assert result.a.summary.mean == pytest.approx(np.mean(logged(store, "base", "R1@0.5")), abs=1e-12)
+    swapped = [float(v) for v in base["metrics.test_swapped/R1_IoU0.5"]]
+    assert result.b.summary.mean == pytest.approx(np.mean(swapped), abs=1e-12)
+    assert result.difference.mean == pytest.approx(result.a.summary.mean - result.b.summary.mean, abs=1e-12)
+    code, _, err = cli_out(["compare", "base@swapped", "prior@swapped", "--profile", "tiny"])
+    assert code == 2 and "test_swapped_predictions.jsonl" in err and "bench run --method prior" in err
+    code, _, err = cli_out(["compare", "base", "base@swapped", "--profile", "tiny", "--split", "test-ood"])
+    assert code == 2 and "swap test of val_2" in err and "Traceback" not in err
+
+
 def test_random_is_paired_on_its_per_query_means_over_draws(store, tmp_path, capsys):
     """``random`` logs 100 draws' mean; compare pairs each query's mean over the same draws, not the first draw."""
     out = run.run([registry.get("random")], dataset="synth", profile="tiny", seeds=[0], device="cpu", progress=False)

@@ -63,3 +63,23 @@ def test_by_length_on_tracked_runs_follows_the_whole_videos_rule(tiny, capsys):
     assert "| queries | | | " + " | ".join(f"{c:,}" for c in counts) + " |" in out
     assert "| blind | whole-video | 1 |" in out and "by the ground-truth moment's length" in out
     assert len(tracking.finished_runs({"profile": "tiny"})) == 2
+
+
+def test_the_swap_table_pairs_each_rungs_runs_with_their_swapped_scores(tiny, capsys):
+    """After the test above (its store holds whole-video and prior): VSLNet on the gold text, two seeds through
+    `bench run`, scores test_swapped too, and `bench calibrate --swap` sets its logged numbers side by side."""
+    argv = ["run", "--method", "vslnet-text", "--profile", "tiny", "--seeds", "0,1", "--device", "cpu"]
+    assert cli.main(argv) == 0
+    capsys.readouterr()
+    runs = tracking.finished_runs({"profile": "tiny"})
+    mine = runs[runs["params.method"] == "vslnet-text"]
+    own, other = (100 * mine[f"metrics.{p}/R1_IoU0.5"].astype(float) for p in ("test", "test_swapped"))
+    rungs, without = calibrate.swap_rungs("synth", "tiny")
+    (rung,) = rungs
+    assert rung.method == "vslnet-text" and rung.comparison.pairs == [(0, 0), (1, 1)]
+    assert 100 * rung.comparison.difference.mean == pytest.approx((own - other).mean(), abs=1e-9)
+    assert {"whole-video", "prior", "oracle-concept", "vslnet"} <= set(without)  # blind, oracle, no run
+    assert cli.main(["calibrate", "--profile", "tiny", "--swap"]) == 0
+    out = capsys.readouterr().out
+    cell = f"| reference | vslnet-text | 2 | {own.mean():.2f} ± {own.std(ddof=1):.2f} | {other.mean():.2f} ± "
+    assert cell in out and "No swap test in the runs of: random, prior, whole-video" in out

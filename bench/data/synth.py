@@ -603,6 +603,23 @@ class SynthDataset:
     def has_split(self, split: str) -> bool:
         return self.annotation_path(split).is_file()
 
+    def query_concepts(self, split: str, qids: list[str]) -> list[int]:
+        """The planted concept (its index in :data:`bench.data.world.CONCEPTS`) of each query ``video#k`` of the
+        annotation file ``split``: what the concept oracle and the swap test read, and no method."""
+        path = self.annotation_path(split)
+        data = json.loads(path.read_text())
+        index = {c.name: c.index for c in world.CONCEPTS}
+        out = []
+        for qid in qids:
+            video, k = qid.rsplit("#", 1)
+            concepts = data.get(video, {}).get("concepts")
+            if concepts is None:
+                from bench.data.errors import DataError
+
+                raise DataError(path, f"video {video} has no 'concepts' field", "rebuild the synthetic benchmark")
+            out.append(index[concepts[int(k)]])
+        return out
+
     @property
     def features_path(self) -> Path:
         return self.root / "features" / "sub_activitynet_synth.c3d.hdf5"
