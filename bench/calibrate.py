@@ -248,23 +248,23 @@ class SwapRung:
 
 
 def swap_rungs(dataset: str, profile: str, runs=None) -> tuple[list[SwapRung], list[str]]:
-    """Every rung whose runs scored the swap test, and the names of those that did not (the blind rows, the oracle,
-    runs older than the swap test)."""
+    """Every rung whose runs scored the swap test, on the seeds whose newest run did, and the names of those that
+    did not (the blind rows, the oracle, runs older than the swap test)."""
     from bench import compare, tracking
 
     if runs is None:
         runs = tracking.finished_runs({"dataset": dataset, "profile": profile})
     out, without = [], []
+    column = "metrics.test_swapped/R1_IoU0.5"
     for method, kind in ladder_methods(dataset):
-        if kind == "blind" or method == "oracle-concept" or not compare.newest_runs(runs, method):
+        found = compare.newest_runs(runs, method) if kind != "blind" and method != "oracle-concept" else {}
+        ids = set(runs[runs[column].notna()]["run_id"]) if found and column in runs else set()
+        seeds = [s for s, r in found.items() if r.run_id in ids]  # the newest run of each seed that scored it
+        if not seeds:
             without.append(method)
             continue
-        try:
-            c = compare.compare(method, f"{method}{compare.AUGMENTED}{compare.SWAPPED}", dataset=dataset,
-                                profile=profile, runs=runs)  # fmt: skip
-        except FileNotFoundError:
-            without.append(method)
-            continue
+        c = compare.compare(method, f"{method}{compare.AUGMENTED}{compare.SWAPPED}", dataset=dataset,
+                            profile=profile, runs=runs, seeds=seeds)  # fmt: skip
         out.append(SwapRung(method, kind, c))
     return out, without
 

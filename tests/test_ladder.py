@@ -79,6 +79,11 @@ def test_the_swap_table_pairs_each_rungs_runs_with_their_swapped_scores(tiny, ca
     assert rung.method == "vslnet-text" and rung.comparison.pairs == [(0, 0), (1, 1)]
     assert 100 * rung.comparison.difference.mean == pytest.approx((own - other).mean(), abs=1e-9)
     assert {"whole-video", "prior", "oracle-concept", "vslnet"} <= set(without)  # blind, oracle, no run
+    older = runs.copy()  # seed 1's run as if logged before the swap test: the rung keeps the seed that has it
+    older.loc[(older["params.method"] == "vslnet-text") & (older["params.seed"] == "1"),
+              "metrics.test_swapped/R1_IoU0.5"] = float("nan")  # fmt: skip
+    (partial,), _ = calibrate.swap_rungs("synth", "tiny", runs=older)
+    assert partial.comparison.pairs == [(0, 0)]
     assert cli.main(["calibrate", "--profile", "tiny", "--swap"]) == 0
     out = capsys.readouterr().out
     cell = f"| reference | vslnet-text | 2 | {own.mean():.2f} ± {own.std(ddof=1):.2f} | {other.mean():.2f} ± "
