@@ -255,7 +255,7 @@ def swap_rungs(dataset: str, profile: str, runs=None) -> tuple[list[SwapRung], l
     if runs is None:
         runs = tracking.finished_runs({"dataset": dataset, "profile": profile})
     out, without = [], []
-    column = "metrics.test_swapped/R1_IoU0.5"
+    column = f"metrics.{tables.SWAPPED_TEST.prefix}{tracking.mlflow_key('R1@0.5')}"
     for method, kind in ladder_methods(dataset):
         found = compare.newest_runs(runs, method) if kind != "blind" and method != "oracle-concept" else {}
         ids = set(runs[runs[column].notna()]["run_id"]) if found and column in runs else set()

@@ -15,8 +15,9 @@ difference, with the test queries they share. For methods ``A`` and ``B`` this m
 5. prints each method's mean ± std over its paired runs (n), the mean paired difference A - B, and the 95 %
    bootstrap interval of :func:`bench.stats.paired_bootstrap` (10,000 resamples of the queries, seeds kept paired,
    bootstrap seed 0), saying "inside noise" when it contains 0;
-6. ``M@swapped`` is M's own runs scored on the swap test's ``test_swapped`` (each val_2 query given its video's
-   other query, :mod:`bench.swap`): ``bench compare M M@swapped`` is what M's query carries, paired by query;
+6. ``M@swapped`` is M's own runs scored on the swap test (:data:`bench.tables.SWAPPED_TEST`: each val_2 query given
+   its video's other query, :mod:`bench.swap`; :func:`side_split`): ``bench compare M M@swapped`` is what M's query
+   carries, paired by query;
 7. with two seed pairs or more, the Student-t interval of the per-pair differences (:func:`bench.stats.seed_interval`),
    the noise of training seeds that the query bootstrap holds fixed. The two can disagree: three seeds of methods
    whose runs differ by 5 points on 2,000 queries but by as much from seed to seed are apart on these queries and
@@ -95,22 +96,20 @@ class Comparison:
 
 
 AUGMENTED = "@"  # sil@all-high: SIL's weights scored on test speech augmented at a level of Table 7
-SWAPPED = "swapped"  # sil@swapped: SIL's runs scored on the swap test's test_swapped (bench/swap.py)
-SWAPPED_ARTIFACT = "predictions/test_swapped_predictions.jsonl"
+SWAPPED = "swapped"  # sil@swapped: SIL's own runs scored on the swap test (tables.SWAPPED_TEST, bench/swap.py)
 
 
 def split_side(name: str) -> tuple[str, tuple[str, str] | None]:
     """``sil`` -> ``("sil", None)``; ``sil@all-high`` -> ``("sil", ("all", "high"))``: the same trained runs scored on
     test speech augmented at a level of Table 7 (``bench robustness``'s runs, kind and level as it names them), so
     that a method's drop under augmentation is a paired comparison like any other (``bench compare sil@all-high
-    sil``). An unknown kind or level is an error naming the valid ones. ``sil@swapped`` -> ``("sil", ("swapped",
-    ""))``: SIL's own runs scored on val_2 with every query given its video's other query (the swap test,
-    :mod:`bench.swap`), so that ``bench compare sil sil@swapped`` is what SIL's query carries, paired by query."""
+    sil``). An unknown kind or level is an error naming the valid ones. ``sil@swapped`` -> ``("sil", None)``: SIL's
+    own runs, scored on another split (:func:`side_split`)."""
     method, sep, view = name.partition(AUGMENTED)
     if not sep:
         return name, None
     if view == SWAPPED:
-        return method, (SWAPPED, "")
+        return method, None
     from bench import robustness
 
     kind, _, level = view.rpartition("-")
@@ -118,6 +117,17 @@ def split_side(name: str) -> tuple[str, tuple[str, str] | None]:
         raise ValueError(f"{name!r}: after {AUGMENTED!r} comes KIND-LEVEL, KIND one of {', '.join(robustness.KINDS)} "
                          f"and LEVEL one of {', '.join(robustness.LEVELS)} (e.g. {method}@all-high)")  # fmt: skip
     return method, (kind, level)
+
+
+def side_split(name: str, split: str) -> tables.TestSplit:
+    """The test split side ``name`` is scored on: ``split``; for ``M@swapped``, the swap test of val_2
+    (:data:`bench.tables.SWAPPED_TEST`: every query given its video's other query, :mod:`bench.swap`), so that
+    ``bench compare sil sil@swapped`` is what SIL's query carries, paired by query."""
+    if name.partition(AUGMENTED)[2] != SWAPPED:
+        return tables.test_split(split)
+    if split != tables.DEFAULT_SPLIT:
+        raise ValueError(f"{name} is the swap test of {tables.DEFAULT_SPLIT}: leave out --split {split}")
+    return tables.SWAPPED_TEST
 
 
 def newest_runs(runs, method: str, seeds: Sequence[int] | None = None,
@@ -137,7 +147,7 @@ def newest_runs(runs, method: str, seeds: Sequence[int] | None = None,
     else:
         return {}
     measure = mine.get("params.measure")
-    if augmented is None or augmented[0] == SWAPPED:  # the swap test is scored by the method's own runs
+    if augmented is None:
         mine = mine[measure.isna()] if measure is not None else mine
     elif measure is None or "params.augment.kind" not in mine:
         return {}
@@ -146,7 +156,7 @@ def newest_runs(runs, method: str, seeds: Sequence[int] | None = None,
         mine = mine[(measure == "robustness") & (mine["params.augment.kind"] == kind)
                     & (mine["params.augment.level"] == level)]  # fmt: skip
     mine = mine.sort_values("start_time", ascending=False).drop_duplicates("params.seed")
-    sources = mine["params.source_run"] if augmented and augmented[0] != SWAPPED else [None] * len(mine)
+    sources = mine["params.source_run"] if augmented else [None] * len(mine)
     rows = zip(mine["params.seed"], mine["run_id"], sources, strict=True)
     found = {int(seed): Run(name, int(seed), run_id, source) for seed, run_id, source in rows}
     if seeds is not None and not (seed_free(method) and len(found) == 1):
@@ -177,7 +187,7 @@ def pair_seeds(a: dict[int, Run], b: dict[int, Run], method_a: str, method_b: st
         if not runs:
             name, augmented = split_side(method)
             how = (f"bench robustness --method {name} --kinds {augmented[0]} --levels {augmented[1]}"
-                   if augmented and augmented[0] != SWAPPED else f"bench run --method {name}")  # fmt: skip
+                   if augmented else f"bench run --method {name}")  # fmt: skip
             raise ValueError(f"no finished run of {method!r} found; `{how}` makes them")
     if len(a) == 1 and seed_free(method_a):
         (only,) = a
@@ -194,8 +204,9 @@ def pair_seeds(a: dict[int, Run], b: dict[int, Run], method_a: str, method_b: st
     return [(s, s) for s in common]
 
 
-def download(run: Run, artifact: str, into: Path) -> Path:
-    """The run's artifact as a local file; a run without it is a clear error."""
+def download(run: Run, artifact: str, into: Path, remedy: str = tables.TestSplit.remedy) -> Path:
+    """The run's artifact as a local file; a run without it is a clear error, ending with ``remedy`` (its
+    ``{method}`` the run's method, :attr:`bench.tables.TestSplit.remedy`)."""
     mlflow = tracking._mlflow()  # the store's client comes from tracking, the one module that configures mlflow
     try:
         with tracking.no_progress_bar():
@@ -204,7 +215,7 @@ def download(run: Run, artifact: str, into: Path) -> Path:
     except Exception as err:  # noqa: BLE001 - mlflow raises several types for a missing artifact
         raise FileNotFoundError(
             f"run {run.run_id} ({run.method}, seed {run.seed}) has no artifact {artifact} ({type(err).__name__}); "
-            "runs of this split log it (re-run the method)"
+            + remedy.format(method=split_side(run.method)[0])
         ) from None
 
 
@@ -237,25 +248,11 @@ def scores(runs: Sequence[Run], split: str, metric: str) -> dict[tuple[str, int]
     each run's predictions artifact downloaded and scored with the one evaluator (steps 2 and 3 above); for a
     method that averages draws, its per-query means over the draws (the module docstring)."""
     metric = metric_key(metric)
-    test_split = tables.test_split(split)
     values: dict[tuple[str, int], dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-compare-") as tmp:
         for i, run in enumerate(runs):
             into = Path(tmp) / str(i)
-            if (split_side(run.method)[1] or ("",))[0] == SWAPPED:
-                if test_split.name != tables.DEFAULT_SPLIT:
-                    raise ValueError(f"{run.method} is the swap test of {tables.DEFAULT_SPLIT}: leave out --split "
-                                     f"{split}")  # fmt: skip
-                try:
-                    path = download(run, SWAPPED_ARTIFACT, into)
-                except FileNotFoundError:
-                    raise FileNotFoundError(
-                        f"run {run.run_id} ({run.method}, seed {run.seed}) has no {SWAPPED_ARTIFACT}: a run on synth "
-                        "that trains through the grounding loop logs it (not the blind rows or the oracle, nor a run "
-                        f"older than the swap test); re-run `bench run --method {split_side(run.method)[0]}`"
-                    ) from None
-                values[(run.method, run.seed)] = _values(path, metric)
-                continue
+            test_split = side_split(run.method, split)
             if averages_draws(run.method):
                 try:
                     path = download(run, test_split.means_artifact, into)
@@ -266,7 +263,8 @@ def scores(runs: Sequence[Run], split: str, metric: str) -> dict[tuple[str, int]
                 else:
                     values[(run.method, run.seed)] = _mean_values(path, metric)
                     continue
-            values[(run.method, run.seed)] = _values(download(run, test_split.artifact, into), metric)
+            path = download(run, test_split.artifact, into, test_split.remedy)
+            values[(run.method, run.seed)] = _values(path, metric)
     return values
 
 

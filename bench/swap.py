@@ -10,7 +10,7 @@ describe. So:
 - a method that ignores its query scores the same on both splits (its predictions do not change);
 - a method that follows its query exactly predicts the partner's moment, and scores what that moment scores against
   the original: on synth/small's val_2 14.87 at R@1 IoU=0.5 (a video's moments overlap; the README's "Data");
-- the difference own − swapped, paired by query (``bench compare M@swapped M``), is what the query carries.
+- the difference own − swapped, paired by query (``bench compare M M@swapped``), is what the query carries.
 
 The swap is made on the data a method hands :func:`bench.train.fit_grounding`, as one more test split beside
 ``test_ood``: whatever the method computed from the query (log-mel, frozen encoder features, an ASR transcript, the

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import datasets, tracking
+from bench import datasets, swap, tracking
 from bench.data.captions import SOURCES
 
 TABLES_DIR = Path(os.environ.get("WSVG_TABLES", Path(__file__).resolve().parents[1] / "tables"))
@@ -97,7 +97,8 @@ class TestSplit:
     """Where a run keeps one test split's numbers: the metric prefix and the predictions artifact.
 
     ``key`` is the split's name among a dataset's annotation files (``val_2``, ``test_ood``), by which a real
-    annotations dataset names its own file for it (:func:`split_description`).
+    annotations dataset names its own file for it (:func:`split_description`); ``remedy`` is what to do about a run
+    that lacks the split's artifact (``{method}``: the run's method).
     """
 
     name: str
@@ -105,6 +106,7 @@ class TestSplit:
     artifact: str
     description: str
     key: str
+    remedy: str = "runs of this split log it (re-run the method)"
 
     @property
     def means_artifact(self) -> str:
@@ -113,23 +115,32 @@ class TestSplit:
         return self.artifact.replace("_predictions.jsonl", "_query_means.jsonl")
 
 
+def logged_split(name: str, logged_as: str, description: str, key: str, **kw: str) -> TestSplit:
+    """The split called ``name`` here, which a grounding run scores as ``logged_as`` (:mod:`bench.train`'s naming:
+    metrics under ``<logged_as>/``, predictions in ``predictions/<logged_as>_predictions.jsonl``)."""
+    return TestSplit(name, f"{logged_as}/", f"predictions/{logged_as}_predictions.jsonl", description, key, **kw)
+
+
 TEST_SPLITS: dict[str, TestSplit] = {
-    "val_2": TestSplit(
-        "val_2",
-        "test/",
-        "predictions/test_predictions.jsonl",
-        "val_2, the test split (metrics logged under test/)",
-        "val_2",
-    ),
-    "test-ood": TestSplit(
+    "val_2": logged_split("val_2", "test", "val_2, the test split (metrics logged under test/)", "val_2"),
+    "test-ood": logged_split(
         "test-ood",
-        "test_ood/",
-        "predictions/test_ood_predictions.jsonl",
+        "test_ood",
         "test-ood, the debiased test split whose moments sit where training moments rarely do (metrics logged under"
         " test_ood/)",
         "test_ood",
     ),
 }
+SWAPPED_TEST = logged_split(
+    "swapped",
+    swap.SWAPPED,
+    f"the swap test of val_2, each query given its video's other query (metrics logged under {swap.SWAPPED}/)",
+    swap.SWAPPED,
+    remedy="a run on synth that trains through the grounding loop logs it (not the blind rows or the oracle, nor a "
+    "run older than the swap test); re-run `bench run --method {method}`",
+)
+"""Not a ``--split``: the same queries as val_2 with other inputs (:mod:`bench.swap`), which ``bench compare M
+M@swapped`` and ``bench calibrate --swap`` pair with val_2 query by query."""
 DEFAULT_SPLIT = "val_2"
 
 

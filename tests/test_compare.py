@@ -164,10 +164,10 @@ def test_random_is_paired_on_its_per_query_means_over_draws(store, tmp_path, cap
     # a random run logged before the means file existed is scored on its first draw, and compare says so
     real_download = compare.download
 
-    def no_means(run, artifact, into):
+    def no_means(run, artifact, into, *remedy):
         if artifact.endswith("_query_means.jsonl"):
             raise FileNotFoundError("no such artifact")
-        return real_download(run, artifact, into)
+        return real_download(run, artifact, into, *remedy)
 
     with mock.patch.object(compare, "download", no_means):
         assert compare.scores([rid], "val_2", "R1@0.5")[("random", 0)] == first
