@@ -256,10 +256,10 @@ def swap_rungs(dataset: str, profile: str, runs=None) -> tuple[list[SwapRung], l
         runs = tracking.finished_runs({"dataset": dataset, "profile": profile})
     out, without = [], []
     column = f"metrics.{tables.SWAPPED_TEST.prefix}{tracking.mlflow_key('R1@0.5')}"
+    scored = set(runs[runs[column].notna()]["run_id"]) if column in runs else set()  # no blind row, nor the oracle
     for method, kind in ladder_methods(dataset):
-        found = compare.newest_runs(runs, method) if kind != "blind" and method != "oracle-concept" else {}
-        ids = set(runs[runs[column].notna()]["run_id"]) if found and column in runs else set()
-        seeds = [s for s, r in found.items() if r.run_id in ids]  # the newest run of each seed that scored it
+        found = compare.newest_runs(runs, method)
+        seeds = [s for s, r in found.items() if r.run_id in scored]  # the newest run of each seed that scored it
         if not seeds:
             without.append(method)
             continue
