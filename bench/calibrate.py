@@ -33,10 +33,14 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bench import tables
+
+if TYPE_CHECKING:  # imported where used: bench.compare reads the tracking store
+    from bench.compare import Comparison
 
 BLIND = tables.BLIND_METHODS
 REFERENCES = ("vslnet-text", "2dtan-text", "vslnet", "oracle-concept")
@@ -244,7 +248,7 @@ class SwapRung:
 
     method: str
     kind: str
-    comparison: object  # bench.compare.Comparison of method against method@swapped
+    comparison: Comparison  # of method against method@swapped
 
 
 def swap_rungs(dataset: str, profile: str, runs=None) -> tuple[list[SwapRung], list[str]]:
