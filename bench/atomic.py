@@ -98,6 +98,17 @@ def save_atomic(obj: Any, path: str | Path) -> None:
     write_atomic(path, lambda fh: torch.save(obj, fh))
 
 
+# What a process does while it waits for another process's lock: nothing, unless ``bench run --jobs N`` made it a
+# worker, which gives its CPU slot to a spare worker meanwhile (``bench.run``; set with :func:`while_waiting`).
+_while_waiting: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext
+
+
+def while_waiting(hook: Callable[[], contextlib.AbstractContextManager[Any]]) -> None:
+    """Wrap every blocking wait of :func:`exclusive` in this process in ``hook()``."""
+    global _while_waiting
+    _while_waiting = hook
+
+
 @contextlib.contextmanager
 def exclusive(lock: Path, waiting: str) -> Iterator[None]:
     """Hold the file lock ``lock`` (``flock``: released when the file closes, also when the process dies), so that
@@ -108,5 +119,6 @@ def exclusive(lock: Path, waiting: str) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             print(waiting, file=sys.stderr, flush=True)
-            fcntl.flock(fh, fcntl.LOCK_EX)
+            with _while_waiting():
+                fcntl.flock(fh, fcntl.LOCK_EX)
         yield

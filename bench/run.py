@@ -206,14 +206,18 @@ def _run_parallel(
     table: int | None,
     parent_run_id: str | None,
 ) -> list[Outcome]:
-    """The (method, seed) jobs in ``processes`` worker processes, the outcomes in the jobs' order.
+    """The (method, seed) jobs on ``processes`` CPU slots, the outcomes in the jobs' order.
 
     Each worker runs whole jobs through :func:`_run_one`, as the sequential path does, with the parent's torch
     threads shared out (``max(1, threads // processes)``), so the machine is not oversubscribed. Jobs start seed by
     seed across the methods (every method's seed 0 first), so that two methods' pre-training stages can build side by
-    side; two seeds of one method that need the same stage take turns on its lock (:mod:`bench.stages`). A run's
-    numbers do not depend on the process it ran in: each run seeds itself (:func:`bench.context.set_seed`). Ctrl-C or
-    SIGTERM ends every open run KILLED, and the same command resumes each from its last checkpoint.
+    side; two runs that need the same stage (two seeds of one method, or the three cascades' one ASR stage) take
+    turns on its lock (:mod:`bench.stages`). A worker computes only while it holds one of the ``processes`` slots
+    (:class:`_CpuSlot`) and gives it back while it waits for such a lock, to one of ``processes - 1`` spare workers:
+    on Table 1, two cascades' workers otherwise sat idle while the third built their one ASR stage. Each waiting
+    worker keeps the memory it has loaded (2-3 GB on synth/small). A run's numbers do not depend on the
+    process it ran in: each run seeds itself (:func:`bench.context.set_seed`). Ctrl-C or SIGTERM ends every open run
+    KILLED, and the same command resumes each from its last checkpoint.
     """
     import concurrent.futures as cf
     import multiprocessing as mp
@@ -222,8 +226,11 @@ def _run_parallel(
 
     order = sorted(range(len(jobs)), key=lambda i: (jobs[i][1], i))  # seed-major, the command's order within a seed
     threads = max(1, torch.get_num_threads() // processes)
-    pool = cf.ProcessPoolExecutor(processes, mp_context=mp.get_context("spawn"), initializer=_worker_init,
-                                  initargs=(threads,))  # fmt: skip
+    context = mp.get_context("spawn")
+    slots = context.BoundedSemaphore(processes)
+    workers = min(len(jobs), 2 * processes - 1)  # every slot's worker but one may wait on a lock
+    pool = cf.ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init,
+                                  initargs=(threads, slots))  # fmt: skip
     try:
         futures = {i: pool.submit(_run_job, jobs[i][0].name, jobs[i][1], dataset, profile, device, overrides, table,
                                   parent_run_id) for i in order}  # fmt: skip
@@ -239,14 +246,56 @@ def _run_parallel(
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _worker_init(threads: int) -> None:
-    """A worker process: ``threads`` torch threads, and SIGTERM raised as KeyboardInterrupt, as ``bench run`` does,
-    so that an interrupted run is closed KILLED rather than left RUNNING."""
+class _CpuSlot:
+    """This worker's share of ``bench run --jobs N``'s N slots (a semaphore the workers share): taken for a job,
+    given back while the job waits for a lock another process holds (:func:`bench.atomic.exclusive`), and taken
+    again before it goes on."""
+
+    def __init__(self, semaphore: Any) -> None:
+        self.semaphore, self.held = semaphore, False
+
+    def take(self) -> None:
+        self.semaphore.acquire()
+        self.held = True
+
+    def give(self) -> None:
+        if self.held:
+            self.held = False
+            self.semaphore.release()
+
+    @contextlib.contextmanager
+    def job(self) -> Iterator[None]:
+        self.take()
+        try:
+            yield
+        finally:
+            self.give()
+
+    @contextlib.contextmanager
+    def waiting(self) -> Iterator[None]:
+        self.give()
+        yield  # interrupted while waiting (SIGTERM, Ctrl-C), the job ends without taking a slot again
+        self.take()
+
+
+_slot: _CpuSlot | None = None  # a worker's, set by _worker_init
+
+
+def _worker_init(threads: int, slots: Any = None) -> None:
+    """A worker process: ``threads`` torch threads, one of ``slots`` held while it computes (:class:`_CpuSlot`),
+    and SIGTERM raised as KeyboardInterrupt, as ``bench run`` does, so that an interrupted run is closed KILLED
+    rather than left RUNNING."""
     import signal
 
     import torch
 
+    from bench import atomic
+
+    global _slot
     torch.set_num_threads(threads)
+    if slots is not None:
+        _slot = _CpuSlot(slots)
+        atomic.while_waiting(_slot.waiting)
 
     def interrupt(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
@@ -259,8 +308,9 @@ def _run_job(method: str, seed: int, dataset: str, profile: str, device: str, ov
     """One job in a worker: the method looked up by name (specs hold functions), then :func:`_run_one`."""
     import torch
 
-    return _run_one(registry.get(method), seed, dataset, profile, torch.device(device), overrides, table,
-                    parent_run_id)  # fmt: skip
+    with _slot.job() if _slot is not None else contextlib.nullcontext():
+        return _run_one(registry.get(method), seed, dataset, profile, torch.device(device), overrides, table,
+                        parent_run_id)  # fmt: skip
 
 
 def work_dir(method: str, dataset: str, profile: str, seed: int, config_hash: str) -> Path:

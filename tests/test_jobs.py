@@ -1,15 +1,19 @@
 """``bench run --jobs N``: runs in worker processes give the numbers of the sequential path, under the table's parent
-run; and two processes that need one stage build it once (the stage lock, :mod:`bench.stages`)."""
+run; two processes that need one stage build it once (the stage lock, :mod:`bench.stages`); and a worker that waits
+for such a lock gives its CPU slot to a spare worker meanwhile."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing as mp
 import os
+import threading
 import time
 from pathlib import Path
 
-from bench import cli, stages, tracking
+from bench import atomic, cli, stages, tracking
+from bench import run as bench_run
 from bench.context import set_seed
 
 
@@ -73,6 +77,33 @@ def test_two_processes_that_need_one_stage_build_it_once(tmp_path):
     assert [p.name for p in (tmp_path / "stages" / "toy").iterdir()] == [stages.stage_key("toy", {"size": 1},
                                                                                           {"data": "abc"})]
     assert Path(tmp_path / "stages" / ".locks").is_dir()
+
+
+def test_a_job_waiting_for_a_lock_gives_its_cpu_slot_back_and_takes_it_again(tmp_path, monkeypatch):
+    """``--jobs N``: a job that waits for another process's stage lock holds none of the N slots (a spare worker
+    computes meanwhile), and holds one again before it builds; its slot is free once it ends."""
+    semaphore = threading.BoundedSemaphore(1)  # one slot, as --jobs 1 would have
+    slot = bench_run._CpuSlot(semaphore)
+    monkeypatch.setattr(atomic, "_while_waiting", contextlib.nullcontext)  # put back after the test
+    atomic.while_waiting(slot.waiting)
+    lock, started, inside = tmp_path / "stage.lock", threading.Event(), []
+
+    def job() -> None:
+        with slot.job():
+            started.set()  # the job holds the only slot from here
+            with atomic.exclusive(lock, "stage: another process is building it; waiting"):
+                inside.append(slot.held)
+
+    with atomic.exclusive(lock, "unused: nobody holds it yet"):  # "another process" builds the stage
+        worker = threading.Thread(target=job)
+        worker.start()
+        assert started.wait(60)
+        assert semaphore.acquire(timeout=60)  # given back by the waiting job: a spare worker's job takes it
+        assert inside == []  # the job is still waiting for the lock
+        semaphore.release()  # the spare's job ends
+    worker.join(60)
+    assert inside == [True]  # it took the slot again before going on
+    assert not slot.held and semaphore.acquire(blocking=False)  # and gave it back at its end
 
 
 def _need_split(cache: str, queue) -> None:
