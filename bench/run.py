@@ -281,7 +281,7 @@ class _CpuSlot:
 _slot: _CpuSlot | None = None  # a worker's, set by _worker_init
 
 
-def _worker_init(threads: int, slots: Any = None) -> None:
+def _worker_init(threads: int, slots: Any) -> None:
     """A worker process: ``threads`` torch threads, one of ``slots`` held while it computes (:class:`_CpuSlot`),
     and SIGTERM raised as KeyboardInterrupt, as ``bench run`` does, so that an interrupted run is closed KILLED
     rather than left RUNNING."""
@@ -293,9 +293,8 @@ def _worker_init(threads: int, slots: Any = None) -> None:
 
     global _slot
     torch.set_num_threads(threads)
-    if slots is not None:
-        _slot = _CpuSlot(slots)
-        atomic.while_waiting(_slot.waiting)
+    _slot = _CpuSlot(slots)
+    atomic.while_waiting(_slot.waiting)
 
     def interrupt(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
@@ -308,7 +307,8 @@ def _run_job(method: str, seed: int, dataset: str, profile: str, device: str, ov
     """One job in a worker: the method looked up by name (specs hold functions), then :func:`_run_one`."""
     import torch
 
-    with _slot.job() if _slot is not None else contextlib.nullcontext():
+    assert _slot is not None, "a job runs in a worker that _worker_init set up"
+    with _slot.job():
         return _run_one(registry.get(method), seed, dataset, profile, torch.device(device), overrides, table,
                         parent_run_id)  # fmt: skip
 
